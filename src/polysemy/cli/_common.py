@@ -1,0 +1,118 @@
+"""Shared pieces of the CLI: one-line errors, typed option parsers, JSON output."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from typing import Any, NoReturn
+
+# Exceptions that mean "the user asked for something we cannot do": one line, exit 2.
+USER_ERRORS: tuple[type[BaseException], ...] = (
+    ValueError,
+    TypeError,
+    FileNotFoundError,
+    FileExistsError,
+    NotADirectoryError,
+    IsADirectoryError,
+    PermissionError,
+    UnicodeDecodeError,
+)
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse, but a usage mistake is one line `error: ...` and exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"error: {self.prog}: {message}\n")
+
+
+def add_json_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+
+
+def add_out_flags(parser: argparse.ArgumentParser, *, required: bool = True) -> None:
+    parser.add_argument("--out", required=required, help="output folder (written atomically)")
+    parser.add_argument(
+        "--force", action="store_true", help="replace an --out that holds another kind of run"
+    )
+
+
+def emit(args: argparse.Namespace, obj: dict[str, Any], text: str) -> None:
+    """Print `obj` as one JSON object when `--json` was given, else the human summary."""
+    if getattr(args, "json", False):
+        print(json.dumps(obj, allow_nan=False, default=_jsonable))
+    else:
+        print(text)
+    sys.stdout.flush()
+
+
+def _jsonable(value: Any) -> Any:
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if hasattr(value, "_asdict"):
+        return value._asdict()
+    raise TypeError(f"cannot write {type(value).__name__} as JSON")
+
+
+# ---- option types: each raises ArgumentTypeError with "expected ..., got ..." -------------
+
+
+def _number(text: str, kind: type) -> Any:
+    try:
+        value = kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected {'an int' if kind is int else 'a number'}, got {text!r}"
+        ) from None
+    if kind is float and not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    value = _number(text, int)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an int >= 1, got {text!r}")
+    return value
+
+
+def nonnegative_int(text: str) -> int:
+    value = _number(text, int)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an int >= 0, got {text!r}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    value = _number(text, float)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}")
+    return value
+
+
+def unit_float(text: str) -> float:
+    value = _number(text, float)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text!r}")
+    return value
+
+
+def float_list(text: str) -> list[float]:
+    """A comma list of numbers, e.g. `0,0.7,0.9`."""
+    parts = [p.strip() for p in text.split(",")]
+    if not parts or any(p == "" for p in parts):
+        raise argparse.ArgumentTypeError(
+            f"expected a comma-separated list of numbers, got {text!r}"
+        )
+    return [_number(p, float) for p in parts]
+
+
+def unit_float_list(text: str) -> list[float]:
+    """A comma list of numbers in [0, 1]."""
+    values = float_list(text)
+    for v in values:
+        if not 0.0 <= v <= 1.0:
+            raise argparse.ArgumentTypeError(f"expected numbers in [0, 1], got {v!r} in {text!r}")
+    return values
