@@ -1,0 +1,980 @@
+"""The activation store: rows of activations on disk, written in shards, read memory-mapped.
+
+A store is a folder (DESIGN.md §4)::
+
+    manifest.json          {"format": "polysemy.activations/1", "d_in", "dtype", "rows",
+                            "shards": [{"file", "rows"}], "source": {...}}
+    shard-00000.safetensors  activations [rows, d_in] (+ tokens [rows] int32, doc [rows] int64,
+                             pos [rows] int32 when harvested from text)
+    ...
+    tokenizer/             optional, so dashboards can print tokens
+    truth.safetensors      optional, synthetic stores: planted features [n_features, d_in]
+
+`StoreWriter` appends rows and writes each full shard atomically (temporary file, fsync,
+rename), then rewrites `manifest.json` atomically, so a killed run keeps every complete shard
+and the manifest never names a missing or partial one; `resume=True` continues from there.
+
+`ActivationStore` opens such a folder, or a single `.npy` / `.safetensors` file holding one
+2-D float array, and reads it without loading it: shards are memory-mapped with numpy at
+the data offset given by the safetensors header (8-byte little-endian header length, JSON
+header, raw little-endian data), so a read touches only the rows it asks for.
+
+>>> with StoreWriter("acts/x", d_in=4, dtype="float32", source={}) as w:  # doctest: +SKIP
+...     w.append(torch.randn(10, 4))
+>>> store = ActivationStore("acts/x")  # doctest: +SKIP
+>>> for x in store.batches(2, seed=0): ...  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import re
+import shutil
+import struct
+import tempfile
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any, Literal, NamedTuple
+
+import numpy as np
+import torch
+from jaxtyping import Float, Int
+from torch import Tensor
+
+from polysemy.runfolder import (
+    ACTIVATIONS,
+    atomic_save_safetensors,
+    atomic_write_json,
+    replace_folder,
+)
+
+logger = logging.getLogger(__name__)
+
+STORE_FORMAT = ACTIVATIONS.format
+"""The manifest's format string, `polysemy.activations/1`."""
+MANIFEST = "manifest.json"
+TRUTH = "truth.safetensors"
+TOKENIZER = "tokenizer"
+DEFAULT_SHARD_ROWS = 65_536
+"""Rows per shard: 48 MiB at d_in 384 in float16, large enough for fast sequential reads."""
+DEFAULT_HELDOUT_FRACTION = 0.05
+"""Share of rows, taken from the end of the store, that form the held-out split."""
+DEFAULT_SHUFFLE_WINDOW = 65_536
+"""Rows held in memory by the shuffled batch stream (drawn from 8 random places)."""
+
+Split = Literal["train", "heldout", "all"]
+SPLITS: tuple[str, ...] = ("train", "heldout", "all")
+TRACE_COLUMNS: tuple[str, ...] = ("tokens", "doc", "pos")
+
+# Store dtypes (the manifest's names) and their torch types.
+DTYPES: dict[str, torch.dtype] = {
+    "float32": torch.float32,
+    "float16": torch.float16,
+    "bfloat16": torch.bfloat16,
+}
+_TRACE_DTYPES: dict[str, torch.dtype] = {
+    "tokens": torch.int32,
+    "doc": torch.int64,
+    "pos": torch.int32,
+}
+# safetensors dtype codes -> numpy dtypes used to memory-map them (little-endian).
+# bfloat16 has no numpy type: it is mapped as uint16 and viewed as bfloat16 in torch.
+_ST_NUMPY: dict[str, np.dtype] = {
+    "F64": np.dtype("<f8"),
+    "F32": np.dtype("<f4"),
+    "F16": np.dtype("<f2"),
+    "BF16": np.dtype("<u2"),
+    "I64": np.dtype("<i8"),
+    "I32": np.dtype("<i4"),
+    "I16": np.dtype("<i2"),
+    "I8": np.dtype("i1"),
+    "U8": np.dtype("u1"),
+}
+_ST_NAME = {"F64": "float64", "F32": "float32", "F16": "float16", "BF16": "bfloat16"}
+_SHARD_RE = re.compile(r"^shard-\d{5,}\.safetensors$")
+
+
+def dtype_name(dtype: str | torch.dtype) -> str:
+    """The manifest name (`float32`, `float16`, `bfloat16`) of a store dtype."""
+    if isinstance(dtype, torch.dtype):
+        for name, value in DTYPES.items():
+            if value == dtype:
+                return name
+        raise ValueError(f"dtype must be one of {sorted(DTYPES)}; got {dtype}")
+    if isinstance(dtype, str) and dtype in DTYPES:
+        return dtype
+    raise ValueError(f"dtype must be one of {sorted(DTYPES)}; got {dtype!r}")
+
+
+# ---- writing --------------------------------------------------------------------------------
+
+
+class StoreWriter:
+    """Append activation rows to a store folder, one atomically written shard at a time.
+
+    Use as a context manager: `close()` (on a normal exit) writes the last, partial shard. On
+    an exception the buffered rows are dropped, so a resumed run writes the same shards as an
+    uninterrupted one. With `resume=True` an existing store in `out` is continued: `d_in`,
+    `dtype`, `source` and the presence of trace columns must agree, temporary files of a
+    killed run are deleted, and `rows_committed` says how many rows the producer must skip.
+    Without `resume`, a store already in `out` is replaced (its manifest is emptied first, so
+    the folder is a valid store at every moment).
+    """
+
+    def __init__(
+        self,
+        out: str | os.PathLike[str],
+        *,
+        d_in: int,
+        dtype: str | torch.dtype,
+        source: Mapping[str, Any],
+        shard_rows: int = DEFAULT_SHARD_ROWS,
+        resume: bool = False,
+    ) -> None:
+        if isinstance(d_in, bool) or not isinstance(d_in, int) or d_in < 1:
+            raise ValueError(f"d_in must be an int >= 1; got {d_in!r}")
+        if isinstance(shard_rows, bool) or not isinstance(shard_rows, int) or shard_rows < 1:
+            raise ValueError(f"shard_rows must be an int >= 1; got {shard_rows!r}")
+        if not isinstance(source, Mapping):
+            raise TypeError(f"source must be a dict; got {type(source).__name__}")
+        try:
+            # Round-trip through JSON so `source` compares equal to what a resume reads back.
+            self._source: dict[str, Any] = json.loads(json.dumps(dict(source), allow_nan=False))
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"source must be JSON-serialisable; {exc}") from None
+        self.out = Path(out)
+        self.d_in = d_in
+        self.dtype_name = dtype_name(dtype)
+        self.dtype = DTYPES[self.dtype_name]
+        self.shard_rows = shard_rows
+        self._shards: list[dict[str, Any]] = []
+        self._committed = 0
+        self._traced: bool | None = None
+        self._buffer: list[dict[str, Tensor]] = []
+        self._buffered = 0
+        self._closed = False
+        if self.out.exists() and not self.out.is_dir():
+            raise ValueError(f"out must be a folder; got the existing file {str(self.out)!r}")
+        self.out.mkdir(parents=True, exist_ok=True)
+        if resume and (self.out / MANIFEST).is_file():
+            self._resume()
+        else:
+            self._start_fresh()
+
+    # -- public state --
+    @property
+    def rows_committed(self) -> int:
+        """Rows durably written in complete shards named by the manifest."""
+        return self._committed
+
+    @property
+    def rows(self) -> int:
+        """Rows written plus rows buffered for the next shard."""
+        return self._committed + self._buffered
+
+    @property
+    def shards(self) -> int:
+        """Number of shards written so far."""
+        return len(self._shards)
+
+    # -- setup --
+    def _start_fresh(self) -> None:
+        old = self.out / MANIFEST
+        if old.exists():
+            logger.info("replacing the store in %s", self.out)
+        # Empty manifest first: from here on the folder is a valid (empty) store.
+        self._write_manifest()
+        for path in self.out.iterdir():
+            if _is_store_member(path.name) and path.name != MANIFEST:
+                if path.is_dir():
+                    shutil.rmtree(path)
+                else:
+                    path.unlink()
+
+    def _resume(self) -> None:
+        manifest = _read_manifest(self.out)
+        if manifest["d_in"] != self.d_in:
+            raise ValueError(
+                f"cannot resume {str(self.out)!r}: it holds d_in={manifest['d_in']}, "
+                f"got d_in={self.d_in}"
+            )
+        if manifest["dtype"] != self.dtype_name:
+            raise ValueError(
+                f"cannot resume {str(self.out)!r}: it holds dtype {manifest['dtype']}, "
+                f"got {self.dtype_name}"
+            )
+        if manifest["source"] != self._source:
+            keys = sorted(
+                k
+                for k in set(manifest["source"]) | set(self._source)
+                if manifest["source"].get(k) != self._source.get(k)
+            )
+            raise ValueError(
+                f"cannot resume {str(self.out)!r}: its source differs in {', '.join(keys)} "
+                f"(stored {[manifest['source'].get(k) for k in keys]}, "
+                f"got {[self._source.get(k) for k in keys]})"
+            )
+        shards = _validate_shards(self.out, manifest)
+        named = {s.path.name for s in shards}
+        # A shard renamed into place whose manifest update was lost, or a temp file of a
+        # killed write: both are redone by the resumed producer.
+        for path in self.out.iterdir():
+            if (_SHARD_RE.match(path.name) and path.name not in named) or path.name.startswith(
+                (".shard-", f".{MANIFEST}.tmp-")
+            ):
+                logger.info("resume: removing incomplete %s", path.name)
+                path.unlink()
+        self._shards = [dict(s) for s in manifest["shards"]]
+        self._committed = manifest["rows"]
+        if shards:
+            self._traced = "tokens" in shards[0].arrays
+        logger.info("resuming %s at row %d (%d shards)", self.out, self._committed, len(shards))
+
+    # -- writing --
+    def append(
+        self,
+        activations: Float[Tensor, "rows d_in"] | np.ndarray,
+        tokens: Int[Tensor, " rows"] | np.ndarray | None = None,
+        doc: Int[Tensor, " rows"] | np.ndarray | None = None,
+        pos: Int[Tensor, " rows"] | np.ndarray | None = None,
+    ) -> None:
+        """Add rows. Trace columns (`tokens`, `doc`, `pos`) are all given or all omitted,
+        the same way for every call."""
+        if self._closed:
+            raise ValueError("cannot append to a closed StoreWriter")
+        acts = torch.as_tensor(activations)
+        if acts.ndim != 2 or acts.shape[1] != self.d_in:
+            raise ValueError(
+                f"activations must have shape [rows, {self.d_in}]; got {list(acts.shape)}"
+            )
+        if not acts.is_floating_point():
+            raise TypeError(f"activations must be floating point; got {acts.dtype}")
+        n = acts.shape[0]
+        trace = {"tokens": tokens, "doc": doc, "pos": pos}
+        given = [k for k, v in trace.items() if v is not None]
+        if given and len(given) != 3:
+            missing = [k for k in TRACE_COLUMNS if k not in given]
+            raise ValueError(f"tokens, doc and pos go together; missing {', '.join(missing)}")
+        traced = bool(given)
+        if self._traced is None:
+            self._traced = traced
+        elif self._traced != traced:
+            raise ValueError(
+                "every append must give tokens/doc/pos if the store has them, and none if not; "
+                f"this store {'has' if self._traced else 'has no'} trace columns"
+            )
+        if n == 0:
+            return
+        chunk = {"activations": acts.detach().to("cpu", self.dtype)}
+        if traced:
+            for name in TRACE_COLUMNS:
+                col = torch.as_tensor(trace[name])
+                if col.shape != (n,):
+                    raise ValueError(f"{name} must have shape [{n}]; got {list(col.shape)}")
+                if col.is_floating_point() or col.is_complex():
+                    raise TypeError(f"{name} must be integer; got {col.dtype}")
+                chunk[name] = col.detach().to("cpu", _TRACE_DTYPES[name])
+        self._buffer.append(chunk)
+        self._buffered += n
+        while self._buffered >= self.shard_rows:
+            self._write_shard(self.shard_rows)
+
+    def _take(self, n: int) -> dict[str, Tensor]:
+        """Remove the first `n` buffered rows and return them as one block per column."""
+        parts: list[dict[str, Tensor]] = []
+        need = n
+        while need:
+            head = self._buffer[0]
+            rows = head["activations"].shape[0]
+            if rows <= need:
+                parts.append(self._buffer.pop(0))
+                need -= rows
+            else:
+                parts.append({k: v[:need] for k, v in head.items()})
+                self._buffer[0] = {k: v[need:] for k, v in head.items()}
+                need = 0
+        self._buffered -= n
+        return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
+
+    def _write_shard(self, n: int) -> None:
+        block = self._take(n)
+        name = f"shard-{len(self._shards):05d}.safetensors"
+        atomic_save_safetensors(self.out / name, block, metadata={"format": STORE_FORMAT})
+        self._shards.append({"file": name, "rows": n})
+        self._committed += n
+        self._write_manifest()
+        logger.debug("wrote %s (%d rows, %d total)", name, n, self._committed)
+
+    def _write_manifest(self) -> None:
+        atomic_write_json(
+            self.out / MANIFEST,
+            {
+                "format": STORE_FORMAT,
+                "d_in": self.d_in,
+                "dtype": self.dtype_name,
+                "rows": self._committed,
+                "shards": self._shards,
+                "source": self._source,
+            },
+        )
+
+    def copy_tokenizer(self, tokenizer: Any) -> None:
+        """Save a Hugging Face tokenizer (anything with `save_pretrained`) as `tokenizer/`."""
+        if not hasattr(tokenizer, "save_pretrained"):
+            raise TypeError(
+                f"tokenizer must have save_pretrained(); got {type(tokenizer).__name__}"
+            )
+        tmp = Path(tempfile.mkdtemp(prefix=".tokenizer.tmp-", dir=self.out))
+        try:
+            tokenizer.save_pretrained(str(tmp))
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        replace_folder(tmp, self.out / TOKENIZER)
+
+    def close(self) -> None:
+        """Write the buffered rows as a last (possibly short) shard."""
+        if self._closed:
+            return
+        if self._buffered:
+            self._write_shard(self._buffered)
+        self._closed = True
+
+    def __enter__(self) -> StoreWriter:
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            # Keep only complete shards: the resumed run rewrites the rest identically.
+            self._buffer.clear()
+            self._buffered = 0
+            self._closed = True
+
+
+def _is_store_member(name: str) -> bool:
+    return (
+        name in (MANIFEST, TRUTH, TOKENIZER)
+        or bool(_SHARD_RE.match(name))
+        or name.startswith((".shard-", f".{MANIFEST}.tmp-", ".tokenizer.tmp-", f".{TRUTH}.tmp-"))
+    )
+
+
+# ---- reading the format -----------------------------------------------------------------------
+
+
+class _Array(NamedTuple):
+    code: str  # safetensors dtype code, e.g. "F16"
+    shape: tuple[int, ...]
+    offset: int  # absolute byte offset in the file
+
+
+class _ShardInfo(NamedTuple):
+    path: Path
+    rows: int
+    arrays: dict[str, _Array]
+
+
+def _read_header(path: Path) -> tuple[dict[str, _Array], int]:
+    """Parse a safetensors header; return its arrays and the file size it implies.
+
+    Raises ValueError (one line) for a file too short or not safetensors at all.
+    """
+    size = path.stat().st_size
+    with path.open("rb") as f:
+        head = f.read(8)
+        if len(head) < 8:
+            raise ValueError(f"{str(path)!r} is truncated or not a safetensors file ({size} bytes)")
+        (n,) = struct.unpack("<Q", head)
+        if n > size - 8 or n > 100_000_000:
+            raise ValueError(
+                f"{str(path)!r} is truncated or not a safetensors file "
+                f"(header of {n} bytes in a file of {size})"
+            )
+        try:
+            header = json.loads(f.read(n))
+        except (UnicodeDecodeError, ValueError):
+            raise ValueError(f"{str(path)!r} is not a safetensors file (bad header)") from None
+    if not isinstance(header, dict):
+        raise ValueError(f"{str(path)!r} is not a safetensors file (bad header)")
+    arrays: dict[str, _Array] = {}
+    end = 0
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        try:
+            code, shape, (begin, stop) = info["dtype"], tuple(info["shape"]), info["data_offsets"]
+        except (KeyError, TypeError, ValueError):
+            raise ValueError(f"{str(path)!r} is not a safetensors file (bad header)") from None
+        arrays[name] = _Array(code, shape, 8 + n + int(begin))
+        end = max(end, int(stop))
+    return arrays, 8 + n + end
+
+
+def _read_manifest(folder: Path) -> dict[str, Any]:
+    path = folder / MANIFEST
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise FileNotFoundError(
+            f"{str(folder)!r} is not an activation store: no {MANIFEST}"
+        ) from None
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise ValueError(f"{str(path)!r} is not valid JSON: {exc}") from None
+    if not isinstance(manifest, dict):
+        raise ValueError(f"{str(path)!r} must hold a JSON object")
+    fmt = manifest.get("format")
+    if fmt != STORE_FORMAT:
+        if isinstance(fmt, str) and fmt.startswith("polysemy.activations/"):
+            raise ValueError(
+                f"{str(path)!r} has format {fmt!r}, which this version of polysemy cannot read "
+                f"(it reads {STORE_FORMAT!r}); upgrade polysemy"
+            )
+        raise ValueError(f"{str(path)!r} has unknown format {fmt!r}; expected {STORE_FORMAT!r}")
+    d_in, rows, dtype, shards = (manifest.get(k) for k in ("d_in", "rows", "dtype", "shards"))
+    if isinstance(d_in, bool) or not isinstance(d_in, int) or d_in < 1:
+        raise ValueError(f"{str(path)!r}: d_in must be an int >= 1; got {d_in!r}")
+    if isinstance(rows, bool) or not isinstance(rows, int) or rows < 0:
+        raise ValueError(f"{str(path)!r}: rows must be an int >= 0; got {rows!r}")
+    if dtype not in DTYPES:
+        raise ValueError(f"{str(path)!r}: dtype must be one of {sorted(DTYPES)}; got {dtype!r}")
+    if not isinstance(shards, list) or not all(
+        isinstance(s, dict)
+        and isinstance(s.get("file"), str)
+        and isinstance(s.get("rows"), int)
+        and not isinstance(s.get("rows"), bool)
+        for s in shards
+    ):
+        raise ValueError(f"{str(path)!r}: shards must be a list of {{'file': str, 'rows': int}}")
+    if not isinstance(manifest.get("source", {}), dict):
+        raise ValueError(f"{str(path)!r}: source must be a JSON object")
+    manifest.setdefault("source", {})
+    return manifest
+
+
+def _validate_shards(folder: Path, manifest: dict[str, Any]) -> list[_ShardInfo]:
+    """Check every shard the manifest names: present, whole, right shape and dtype."""
+    want_code = {"float32": "F32", "float16": "F16", "bfloat16": "BF16"}[manifest["dtype"]]
+    d_in = manifest["d_in"]
+    out: list[_ShardInfo] = []
+    total = 0
+    columns: set[str] | None = None
+    for entry in manifest["shards"]:
+        name, rows = entry["file"], entry["rows"]
+        if Path(name).name != name or name in ("", ".", ".."):
+            raise ValueError(f"manifest of {str(folder)!r} names a shard outside it: {name!r}")
+        path = folder / name
+        if not path.is_file():
+            raise FileNotFoundError(f"store {str(folder)!r} is missing shard {name!r}")
+        arrays, expected = _read_header(path)
+        size = path.stat().st_size
+        if size < expected:
+            raise ValueError(
+                f"shard {str(path)!r} is truncated: {size} bytes, its header needs {expected}"
+            )
+        acts = arrays.get("activations")
+        if acts is None:
+            raise ValueError(f"shard {str(path)!r} has no 'activations' array")
+        if acts.code != want_code or acts.shape != (rows, d_in):
+            raise ValueError(
+                f"shard {str(path)!r} holds activations {_ST_NAME.get(acts.code, acts.code)} "
+                f"{list(acts.shape)}; the manifest says {manifest['dtype']} [{rows}, {d_in}]"
+            )
+        traced = {c for c in TRACE_COLUMNS if c in arrays}
+        for col in traced:
+            if arrays[col].shape != (rows,):
+                raise ValueError(
+                    f"shard {str(path)!r}: {col} has shape {list(arrays[col].shape)}, "
+                    f"expected [{rows}]"
+                )
+        if columns is not None and traced != columns:
+            raise ValueError(f"shard {str(path)!r} has trace columns unlike the other shards")
+        columns = traced
+        total += rows
+        out.append(_ShardInfo(path, rows, arrays))
+    if total != manifest["rows"]:
+        raise ValueError(
+            f"manifest of {str(folder)!r} says {manifest['rows']} rows but its shards hold {total}"
+        )
+    return out
+
+
+# ---- reading ----------------------------------------------------------------------------------
+
+
+class TraceRows(NamedTuple):
+    """Where rows came from: token id, document index and position in the document."""
+
+    tokens: Int[Tensor, " rows"]
+    doc: Int[Tensor, " rows"]
+    pos: Int[Tensor, " rows"]
+
+
+class NonfiniteRows(NamedTuple):
+    """Rows holding NaN or Inf."""
+
+    n_rows: int
+    """How many rows hold at least one NaN or Inf."""
+    rows: tuple[int, ...]
+    """The first of them (row indices in store order), at most `max_rows`."""
+
+
+class _Source(NamedTuple):
+    start: int  # first global row
+    rows: int
+    arrays: dict[str, np.ndarray]  # memory-mapped
+
+
+class ActivationStore:
+    """Read-only view of a store folder, or of one `.npy` / `.safetensors` 2-D float file.
+
+    Splits: `heldout` is the last `heldout_fraction` of rows in store order and `train` the
+    rows before it; when rows carry `doc`, the boundary moves forward to the next document
+    start so no document straddles both splits. Rows are stored in document order, so
+    held-out rows come from documents the training split never saw.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        heldout_fraction: float = DEFAULT_HELDOUT_FRACTION,
+    ) -> None:
+        if not isinstance(heldout_fraction, int | float) or not 0.0 <= heldout_fraction < 1.0:
+            raise ValueError(f"heldout_fraction must be in [0, 1); got {heldout_fraction!r}")
+        self.path = Path(path)
+        self.heldout_fraction = float(heldout_fraction)
+        if not self.path.exists():
+            raise FileNotFoundError(f"activations not found: {str(self.path)!r}")
+        if self.path.is_dir():
+            self._open_folder()
+        elif self.path.suffix == ".npy":
+            self._open_npy()
+        elif self.path.suffix == ".safetensors":
+            self._open_single_safetensors()
+        else:
+            raise ValueError(
+                f"activations must be a store folder, a .npy or a .safetensors file; "
+                f"got {str(self.path)!r}"
+            )
+        self._starts = np.array([s.start for s in self._sources], dtype=np.int64)
+        self._boundary = self._heldout_boundary()
+
+    # -- opening --
+    def _open_folder(self) -> None:
+        manifest = _read_manifest(self.path)
+        shards = _validate_shards(self.path, manifest)
+        self.manifest: dict[str, Any] = manifest
+        self.d_in: int = manifest["d_in"]
+        self.dtype_name: str = manifest["dtype"]
+        self.rows: int = manifest["rows"]
+        self._sources: list[_Source] = []
+        start = 0
+        for shard in shards:
+            arrays = {
+                name: _memmap(shard.path, arr)
+                for name, arr in shard.arrays.items()
+                if name == "activations" or name in TRACE_COLUMNS
+            }
+            self._sources.append(_Source(start, shard.rows, arrays))
+            start += shard.rows
+        self.traced: bool = bool(shards) and "tokens" in shards[0].arrays
+
+    def _open_npy(self) -> None:
+        with self.path.open("rb") as f:
+            if f.read(6) != b"\x93NUMPY":
+                raise ValueError(f"{str(self.path)!r} is not a valid .npy file (bad magic bytes)")
+        try:
+            arr = np.load(self.path, mmap_mode="r", allow_pickle=False)
+        except ValueError as exc:
+            raise ValueError(
+                f"{str(self.path)!r} cannot be read without unpickling (object arrays are "
+                f"refused): {str(exc).splitlines()[0]}"
+            ) from None
+        except (OSError, EOFError) as exc:
+            raise ValueError(f"{str(self.path)!r} is not a valid .npy file: {exc}") from None
+        if not isinstance(arr, np.ndarray):
+            raise ValueError(f"{str(self.path)!r} must hold one array")
+        self._single(arr, arr.dtype, {})
+
+    def _open_single_safetensors(self) -> None:
+        arrays, expected = _read_header(self.path)
+        size = self.path.stat().st_size
+        if size < expected:
+            raise ValueError(
+                f"{str(self.path)!r} is truncated: {size} bytes, its header needs {expected}"
+            )
+        if "activations" not in arrays:
+            raise ValueError(
+                f"{str(self.path)!r} has no 'activations' array (it holds {sorted(arrays)})"
+            )
+        acts = arrays["activations"]
+        if acts.code not in _ST_NAME:
+            raise ValueError(
+                f"{str(self.path)!r}: activations must be a float array; got {acts.code}"
+            )
+        if len(acts.shape) != 2:
+            raise ValueError(
+                f"{str(self.path)!r}: activations must be 2-D [rows, d_in]; "
+                f"got shape {list(acts.shape)}"
+            )
+        trace = {}
+        if all(c in arrays for c in TRACE_COLUMNS) and all(
+            arrays[c].shape == (acts.shape[0],) for c in TRACE_COLUMNS
+        ):
+            trace = {c: _memmap(self.path, arrays[c]) for c in TRACE_COLUMNS}
+        self._single(_memmap(self.path, acts), _ST_NAME[acts.code], trace)
+
+    def _single(self, arr: np.ndarray, dtype: Any, trace: dict[str, np.ndarray]) -> None:
+        name = str(dtype)
+        if arr.ndim != 2:
+            raise ValueError(
+                f"{str(self.path)!r} must hold a 2-D [rows, d_in] array; "
+                f"got shape {list(arr.shape)}"
+            )
+        if name not in ("float64", "float32", "float16", "bfloat16"):
+            raise ValueError(f"{str(self.path)!r} must hold a float array; got dtype {name}")
+        if arr.shape[1] < 1:
+            raise ValueError(f"{str(self.path)!r} has d_in 0")
+        self.d_in = int(arr.shape[1])
+        self.rows = int(arr.shape[0])
+        self.dtype_name = name
+        self.manifest = {
+            "format": STORE_FORMAT,
+            "d_in": self.d_in,
+            "dtype": name,
+            "rows": self.rows,
+            "shards": [{"file": self.path.name, "rows": self.rows}],
+            "source": {"file": str(self.path)},
+        }
+        self._sources = [_Source(0, self.rows, {"activations": arr, **trace})]
+        self.traced = bool(trace)
+
+    # -- description --
+    @property
+    def dtype(self) -> torch.dtype:
+        """Stored dtype (torch.float64 only for a single float64 .npy file)."""
+        return DTYPES.get(self.dtype_name, torch.float64)
+
+    @property
+    def source(self) -> dict[str, Any]:
+        """Where the activations came from (`model`, `site`, `corpus`, ... or synth config)."""
+        return dict(self.manifest.get("source", {}))
+
+    @property
+    def n_shards(self) -> int:
+        return len(self._sources)
+
+    @property
+    def tokenizer_path(self) -> Path | None:
+        """The saved tokenizer folder, when the store has one."""
+        path = self.path / TOKENIZER
+        return path if self.path.is_dir() and path.is_dir() else None
+
+    def truth(self) -> dict[str, Tensor] | None:
+        """The planted truth of a synthetic store (`features [n_features, d_in]`, ...)."""
+        path = self.path / TRUTH
+        if not (self.path.is_dir() and path.is_file()):
+            return None
+        from safetensors.torch import load_file
+
+        return load_file(str(path))
+
+    def __len__(self) -> int:
+        return self.rows
+
+    def __repr__(self) -> str:
+        return (
+            f"ActivationStore({str(self.path)!r}, rows={self.rows}, d_in={self.d_in}, "
+            f"dtype={self.dtype_name}, shards={self.n_shards}, "
+            f"heldout={self.split_rows('heldout')})"
+        )
+
+    # -- splits --
+    def _heldout_boundary(self) -> int:
+        if self.heldout_fraction == 0.0 or self.rows < 2:
+            return self.rows
+        held = max(1, int(self.rows * self.heldout_fraction))
+        b = self.rows - held
+        if not self.traced:
+            return b
+        doc = self._read_column("doc", 0, self.rows)
+        # First document start at or after b; else the last one before it.
+        starts = np.flatnonzero(doc[1:] != doc[:-1]) + 1  # rows whose doc differs from above
+        after = starts[starts >= b]
+        if after.size:
+            return int(after[0])
+        before = starts[starts < b]
+        if before.size:
+            return int(before[-1])
+        logger.warning("%s holds one document; the held-out split cuts through it", self.path)
+        return b
+
+    def _split_range(self, split: str) -> tuple[int, int]:
+        if split == "train":
+            return 0, self._boundary
+        if split == "heldout":
+            return self._boundary, self.rows
+        if split == "all":
+            return 0, self.rows
+        raise ValueError(f"split must be one of {list(SPLITS)}; got {split!r}")
+
+    def split_rows(self, split: Split | str) -> int:
+        """Number of rows in `split` (`train`, `heldout` or `all`)."""
+        lo, hi = self._split_range(split)
+        return hi - lo
+
+    def split_range(self, split: Split | str) -> tuple[int, int]:
+        """`(start, stop)` of `split` in store row order."""
+        return self._split_range(split)
+
+    # -- raw reads --
+    def _read_column(self, name: str, start: int, stop: int) -> np.ndarray:
+        """Rows [start, stop) of one column as a fresh numpy array (bfloat16 as uint16)."""
+        parts = []
+        i = max(0, int(np.searchsorted(self._starts, start, side="right")) - 1)
+        while start < stop and i < len(self._sources):
+            src = self._sources[i]
+            lo, hi = start - src.start, min(stop, src.start + src.rows) - src.start
+            if hi > lo:
+                parts.append(src.arrays[name][lo:hi])
+                start = src.start + hi
+            i += 1
+        if not parts:
+            ref = self._sources[0].arrays[name] if self._sources else np.zeros((0, self.d_in))
+            return np.empty((0, *ref.shape[1:]), dtype=ref.dtype)
+        return np.concatenate(parts) if len(parts) > 1 else np.array(parts[0])
+
+    def _to_tensor(
+        self, arr: np.ndarray, dtype: torch.dtype | None, device: str | torch.device
+    ) -> Tensor:
+        t = torch.from_numpy(np.ascontiguousarray(arr))
+        if self.dtype_name == "bfloat16":
+            t = t.view(torch.bfloat16)
+        return t.to(device=device, dtype=dtype or t.dtype)
+
+    def _check_range(self, start: int, stop: int, split: str) -> tuple[int, int]:
+        lo, hi = self._split_range(split)
+        n = hi - lo
+        for name, v in (("start", start), ("stop", stop)):
+            if isinstance(v, bool) or not isinstance(v, int | np.integer):
+                raise TypeError(f"{name} must be an int; got {type(v).__name__}")
+        if not 0 <= start <= stop <= n:
+            raise ValueError(
+                f"rows [{start}, {stop}) are out of range for split {split!r} with {n} rows"
+            )
+        return lo + int(start), lo + int(stop)
+
+    def read(
+        self,
+        start: int,
+        stop: int,
+        *,
+        split: Split | str = "all",
+        dtype: torch.dtype | None = torch.float32,
+        device: str | torch.device = "cpu",
+    ) -> Float[Tensor, "rows d_in"]:
+        """Rows [start, stop) of `split`, in order (indices relative to the split's start).
+
+        `dtype=None` keeps the stored dtype.
+        """
+        a, b = self._check_range(start, stop, split)
+        return self._to_tensor(self._read_column("activations", a, b), dtype, device)
+
+    def read_trace(self, start: int, stop: int, *, split: Split | str = "all") -> TraceRows:
+        """`tokens`, `doc`, `pos` of rows [start, stop) of `split` (traced stores only)."""
+        if not self.traced:
+            raise ValueError(f"{str(self.path)!r} has no tokens/doc/pos (not harvested from text)")
+        a, b = self._check_range(start, stop, split)
+        cols = [torch.from_numpy(self._read_column(c, a, b)) for c in TRACE_COLUMNS]
+        return TraceRows(*cols)
+
+    @property
+    def tokens(self) -> Int[Tensor, " rows"] | None:
+        """Token id of every row (int32), or None when the store is not traced."""
+        return self.read_trace(0, self.rows).tokens if self.traced else None
+
+    @property
+    def doc(self) -> Int[Tensor, " rows"] | None:
+        """Document index of every row (int64), or None when the store is not traced."""
+        return self.read_trace(0, self.rows).doc if self.traced else None
+
+    @property
+    def pos(self) -> Int[Tensor, " rows"] | None:
+        """Position of every row within its document (int32), or None when not traced."""
+        return self.read_trace(0, self.rows).pos if self.traced else None
+
+    # -- batch stream --
+    def batches(
+        self,
+        batch_size: int,
+        *,
+        split: Split | str = "train",
+        shuffle: bool = True,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+        drop_last: bool = True,
+        dtype: torch.dtype | None = torch.float32,
+        device: str | torch.device = "cpu",
+        shuffle_window: int = DEFAULT_SHUFFLE_WINDOW,
+    ) -> Iterator[Float[Tensor, "batch d_in"]]:
+        """A stream of `[batch_size, d_in]` batches over `split`, one pass.
+
+        Rank `rank` of `world_size` reads its own contiguous `1/world_size` of the split's rows
+        (whole shards when shards divide evenly). Every rank yields exactly the same number of
+        batches, the number the smallest rank range can fill, so a distributed job never waits
+        on a rank that ran out; the few rows this costs (at most one per rank, plus the
+        remainder that cannot fill a batch) are skipped.
+
+        With `shuffle`, the rank's rows are cut into chunks of `shuffle_window // 8` rows read
+        in a seeded random order; eight chunks at a time (`shuffle_window` rows, the only
+        memory held) are mixed and served in a seeded random row order. Same seed, same
+        batches. Without `shuffle`, batches come in store order.
+        """
+        for name, v, least in (
+            ("batch_size", batch_size, 1),
+            ("world_size", world_size, 1),
+            ("shuffle_window", shuffle_window, 1),
+            ("seed", seed, 0),
+            ("rank", rank, 0),
+        ):
+            if isinstance(v, bool) or not isinstance(v, int) or v < least:
+                raise ValueError(f"{name} must be an int >= {least}; got {v!r}")
+        if rank >= world_size:
+            raise ValueError(f"rank must be in [0, {world_size}); got {rank}")
+        lo, hi = self._split_range(split)
+        n = hi - lo
+        start, stop = lo + n * rank // world_size, lo + n * (rank + 1) // world_size
+        smallest = n // world_size
+        n_batches = smallest // batch_size if drop_last else -(-smallest // batch_size)
+        if n_batches == 0:
+            raise ValueError(
+                f"batch_size {batch_size} is larger than the {smallest} rows of split {split!r}"
+                + (f" per rank ({world_size} ranks)" if world_size > 1 else "")
+                + f" in {str(self.path)!r}"
+            )
+        if shuffle:
+            rows_iter = self._shuffled(start, stop, batch_size, seed, shuffle_window)
+        else:
+            rows_iter = (
+                self._read_column("activations", a, min(a + batch_size, stop))
+                for a in range(start, stop, batch_size)
+            )
+        return self._limit(rows_iter, n_batches, dtype, device)
+
+    def _limit(
+        self,
+        it: Iterator[np.ndarray],
+        n_batches: int,
+        dtype: torch.dtype | None,
+        device: str | torch.device,
+    ) -> Iterator[Tensor]:
+        for _, arr in zip(range(n_batches), it, strict=False):
+            yield self._to_tensor(arr, dtype, device)
+
+    def _shuffled(
+        self, start: int, stop: int, batch_size: int, seed: int, window: int
+    ) -> Iterator[np.ndarray]:
+        rng = np.random.default_rng([seed, 0x5EED])
+        chunk = max(1, window // 8)
+        chunks = np.arange(start, stop, chunk)
+        rng.shuffle(chunks)
+        carry: np.ndarray | None = None
+        for g in range(0, len(chunks), 8):
+            parts = [] if carry is None else [carry]
+            parts += [
+                self._read_column("activations", int(a), min(int(a) + chunk, stop))
+                for a in chunks[g : g + 8]
+            ]
+            buf = np.concatenate(parts)  # (window + carry, d_in), in the stored dtype
+            order = rng.permutation(len(buf))
+            full = len(buf) // batch_size * batch_size
+            for b in range(0, full, batch_size):
+                yield buf[order[b : b + batch_size]]
+            carry = buf[order[full:]] if full < len(buf) else None
+        if carry is not None and len(carry):
+            yield carry
+
+    # -- checks --
+    def iter_chunks(
+        self, chunk_rows: int = DEFAULT_SHUFFLE_WINDOW, *, split: Split | str = "all"
+    ) -> Iterator[tuple[int, np.ndarray]]:
+        """`(first_row, rows)` numpy blocks of `split` in order (bfloat16 as uint16); for
+        scans that must not load the whole store."""
+        lo, hi = self._split_range(split)
+        for a in range(lo, hi, chunk_rows):
+            yield a, self._read_column("activations", a, min(a + chunk_rows, hi))
+
+
+def _memmap(path: Path, arr: _Array) -> np.ndarray:
+    if arr.code not in _ST_NUMPY:
+        raise ValueError(f"{str(path)!r}: unsupported safetensors dtype {arr.code}")
+    if math.prod(arr.shape) == 0:
+        return np.zeros(arr.shape, dtype=_ST_NUMPY[arr.code])
+    return np.memmap(path, dtype=_ST_NUMPY[arr.code], mode="r", offset=arr.offset, shape=arr.shape)
+
+
+# ---- NaN / Inf --------------------------------------------------------------------------------
+
+
+def _nonfinite_mask(block: np.ndarray, bfloat16: bool) -> np.ndarray:
+    """Per-row True where the row holds NaN or Inf."""
+    if bfloat16:
+        # bfloat16 bits: exponent all ones (0x7F80) means Inf or NaN.
+        return ((block & 0x7F80) == 0x7F80).any(axis=1)
+    return ~np.isfinite(block).all(axis=1)
+
+
+def find_nonfinite_rows(
+    data: ActivationStore | Tensor | np.ndarray,
+    *,
+    max_rows: int = 20,
+    chunk_rows: int = DEFAULT_SHUFFLE_WINDOW,
+) -> NonfiniteRows:
+    """Find rows holding NaN or Inf in a store or a 2-D array, scanning in chunks."""
+    if isinstance(max_rows, bool) or not isinstance(max_rows, int) or max_rows < 0:
+        raise ValueError(f"max_rows must be an int >= 0; got {max_rows!r}")
+    count, rows = 0, list[int]()
+    if isinstance(data, ActivationStore):
+        blocks: Iterator[tuple[int, np.ndarray]] = data.iter_chunks(chunk_rows)
+        bf16 = data.dtype_name == "bfloat16"
+    elif isinstance(data, Tensor | np.ndarray):
+        if data.ndim != 2:
+            raise ValueError(f"data must be 2-D [rows, d_in]; got shape {list(data.shape)}")
+        if isinstance(data, Tensor):
+            data = data.detach().to("cpu")
+            bf16 = data.dtype == torch.bfloat16
+            data = data.view(torch.int16).numpy().view(np.uint16) if bf16 else data.numpy()
+        else:
+            bf16 = False
+        arr = data
+        blocks = ((a, arr[a : a + chunk_rows]) for a in range(0, len(arr), chunk_rows))
+    else:
+        raise TypeError(
+            f"data must be an ActivationStore, a Tensor or an ndarray; got {type(data).__name__}"
+        )
+    for first, block in blocks:
+        bad = np.flatnonzero(_nonfinite_mask(block, bf16))
+        count += int(bad.size)
+        if len(rows) < max_rows:
+            rows.extend(int(first + i) for i in bad[: max_rows - len(rows)])
+    return NonfiniteRows(count, tuple(rows))
+
+
+def require_finite(
+    data: ActivationStore | Tensor | np.ndarray, *, what: str = "activations"
+) -> None:
+    """Raise ValueError naming the first bad rows when `data` holds NaN or Inf."""
+    found = find_nonfinite_rows(data, max_rows=5)
+    if found.n_rows:
+        shown = ", ".join(map(str, found.rows))
+        more = ", ..." if found.n_rows > len(found.rows) else ""
+        raise ValueError(
+            f"{what} hold NaN or Inf in {found.n_rows} row{'s' if found.n_rows > 1 else ''} "
+            f"(row {shown}{more}); clean the data before training"
+        )
