@@ -1,0 +1,417 @@
+"""Harvest: text -> a model held fixed -> one activation store per site.
+
+The pipeline, and what each stored row means:
+
+1. Documents are tokenized in bulk with the fast tokenizer, *without* special tokens.
+2. Each document is cut into consecutive, non-overlapping chunks of `seq_len - n_special`
+   tokens (126 for BERT-style models, which add `[CLS]` and `[SEP]`), and every chunk becomes
+   one sequence `[CLS] chunk [SEP]`, exactly as the model would see that text alone. Chunks of
+   different documents are never packed into one sequence: BERT-style attention is
+   bidirectional with absolute positions, so a neighbour document would change every
+   activation. Long documents therefore fill whole sequences; the last, shorter chunk of each
+   document is the only source of padding.
+3. To cut that padding, chunks are grouped in windows of `window_batches * batch_size`, sorted
+   by length (stable, so the order is deterministic), and cut into batches padded only to the
+   longest chunk of the batch. With an attention mask, padding does not change the real
+   tokens' activations (up to float rounding), so this is compute saved, not meaning changed.
+4. The forward pass stops right after the last requested site (early exit), inside
+   `torch.inference_mode`.
+5. Only real text tokens are stored: special tokens (`[CLS]`, `[SEP]`, BOS/EOS) and padding
+   are skipped. Each row keeps `tokens` (its token id), `doc` (index of its document in the
+   corpus, counting empty ones) and `pos` (index of the token in that document's tokenization
+   without special tokens). The position inside its sequence follows:
+   `pos % chunk_len + len(prefix)`.
+
+Harvesting is deterministic: the same corpus and settings produce byte-identical shards, which
+is what lets `resume=True` continue a killed run: the batch stream is rebuilt, the rows already
+in complete shards are skipped (batches wholly inside them are not even run) and the rest is
+appended to the same shards.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, NamedTuple
+
+import torch
+from jaxtyping import Bool, Int
+from torch import Tensor
+
+from polysemy.activations.store import DEFAULT_SHARD_ROWS, StoreWriter
+from polysemy.models.loading import LoadedModel
+from polysemy.models.sites import Site, get_site, read_sites
+from polysemy.progress import progress_bar
+
+logger = logging.getLogger(__name__)
+
+StoreDtype = Literal["float32", "float16", "bfloat16"]
+_STORE_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+_TOKENIZE_DOCS = 256  # documents per bulk call of the fast tokenizer
+PACKING = "chunks"
+"""How text becomes sequences (recorded in each manifest's source; see the module docstring)."""
+
+
+@dataclass(frozen=True)
+class HarvestConfig:
+    """What to harvest and how; everything that changes the stored rows is recorded."""
+
+    sites: tuple[str, ...]
+    """Site names to store (one store each), e.g. `("encoder.layer.3.output",)`."""
+    tokens: int
+    """Rows to store per site (text tokens, specials and padding excluded); fewer if the
+    corpus runs out."""
+    seq_len: int = 128
+    """Tokens per sequence including special tokens; at most the model's position limit."""
+    batch_size: int = 64
+    """Sequences per forward pass."""
+    dtype: StoreDtype = "float16"
+    """Dtype of the stored activations (the model itself runs in its own dtype)."""
+    shard_rows: int = DEFAULT_SHARD_ROWS
+    """Rows per shard file."""
+    window_batches: int = 8
+    """Batches' worth of chunks sorted by length together to cut padding (1 = no sorting
+    across batches)."""
+    early_exit: bool = True
+    """Stop each forward pass after the last requested site."""
+
+    def __post_init__(self) -> None:
+        if isinstance(self.sites, str) or not isinstance(self.sites, tuple):
+            raise TypeError(f"sites must be a tuple of site names; got {self.sites!r}")
+        if not self.sites or not all(isinstance(s, str) and s for s in self.sites):
+            raise ValueError(f"sites must name at least one site; got {self.sites!r}")
+        if len(set(self.sites)) != len(self.sites):
+            raise ValueError(f"sites must not repeat; got {list(self.sites)}")
+        for name in ("tokens", "seq_len", "batch_size", "shard_rows", "window_batches"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be an int >= 1; got {value!r}")
+        if self.dtype not in _STORE_DTYPES:
+            raise ValueError(f"dtype must be one of {sorted(_STORE_DTYPES)}; got {self.dtype!r}")
+
+
+class HarvestBatch(NamedTuple):
+    """One padded batch of sequences and the trace of the rows it yields."""
+
+    input_ids: Int[Tensor, "batch seq"]
+    attention_mask: Int[Tensor, "batch seq"]
+    keep: Bool[Tensor, "batch seq"]
+    """True at real text tokens: the rows to store, in row-major order."""
+    tokens: Int[Tensor, " rows"]
+    doc: Int[Tensor, " rows"]
+    pos: Int[Tensor, " rows"]
+    documents_seen: int
+    """Documents read from the corpus when this batch was made (for progress reports)."""
+
+    @property
+    def rows(self) -> int:
+        return int(self.tokens.shape[0])
+
+
+class HarvestResult(NamedTuple):
+    """What `harvest` wrote."""
+
+    stores: dict[str, Path]
+    """Site name -> its store folder."""
+    rows: int
+    """Rows in each store."""
+    rows_resumed: int
+    """Rows that were already in complete shards and were skipped (0 without resume)."""
+    documents: int
+    """Documents read from the corpus."""
+    exhausted: bool
+    """True when the corpus ran out before `tokens` rows."""
+    seconds: float
+    """Wall time of the harvest loop (model loading excluded)."""
+    tokens_per_second: float
+    """Rows harvested (not skipped) per second of `seconds`."""
+
+
+class _Template(NamedTuple):
+    prefix: list[int]
+    suffix: list[int]
+    pad: int
+
+
+def special_template(tokenizer: Any) -> tuple[list[int], list[int], int]:
+    """(prefix ids, suffix ids, pad id) the tokenizer wraps one sequence in.
+
+    Found by encoding a probe with and without special tokens, so it works for any tokenizer
+    (`[CLS] ... [SEP]` for BERT, nothing for GPT-2, `<s> ...` for Llama-style models).
+    """
+    probe = "hello world"
+    bare = list(tokenizer(probe, add_special_tokens=False)["input_ids"])
+    full = list(tokenizer(probe, add_special_tokens=True)["input_ids"])
+    start = next(
+        (i for i in range(len(full) - len(bare) + 1) if full[i : i + len(bare)] == bare), None
+    )
+    if not bare or start is None:
+        raise ValueError(
+            f"cannot tell the special tokens of tokenizer {type(tokenizer).__name__}: "
+            f"{probe!r} encodes to {full} with them and {bare} without"
+        )
+    pad = tokenizer.pad_token_id
+    if pad is None:
+        pad = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else 0
+    return full[:start], full[start + len(bare) :], int(pad)
+
+
+def iter_batches(
+    tokenizer: Any,
+    documents: Iterable[str],
+    *,
+    seq_len: int,
+    batch_size: int,
+    window_batches: int = 8,
+) -> Iterator[HarvestBatch]:
+    """The deterministic stream of padded batches that `harvest` runs (see module docstring).
+
+    Memory stays constant: documents are tokenized `_TOKENIZE_DOCS` at a time and at most
+    `window_batches * batch_size` chunks are held.
+    """
+    prefix, suffix, pad = special_template(tokenizer)
+    chunk_len = seq_len - len(prefix) - len(suffix)
+    if chunk_len < 1:
+        raise ValueError(
+            f"seq_len must be > {len(prefix) + len(suffix)} (the special tokens of this "
+            f"tokenizer); got {seq_len}"
+        )
+    template = _Template(prefix, suffix, pad)
+    window = batch_size * window_batches
+    pool: list[tuple[int, int, list[int]]] = []  # (doc, pos of first token, token ids)
+    seen = 0
+    for doc_ids in _tokenized(tokenizer, documents):
+        doc = seen
+        seen += 1
+        for start in range(0, len(doc_ids), chunk_len):
+            pool.append((doc, start, doc_ids[start : start + chunk_len]))
+        if len(pool) >= window:
+            # Longest first, stable: equal-length chunks keep corpus order.
+            pool.sort(key=lambda c: -len(c[2]))
+            n_full = len(pool) // batch_size * batch_size
+            for i in range(0, n_full, batch_size):
+                yield _make_batch(pool[i : i + batch_size], template, seen)
+            pool = pool[n_full:]
+    pool.sort(key=lambda c: -len(c[2]))
+    for i in range(0, len(pool), batch_size):
+        yield _make_batch(pool[i : i + batch_size], template, seen)
+
+
+def _tokenized(tokenizer: Any, documents: Iterable[str]) -> Iterator[list[int]]:
+    group: list[str] = []
+    for text in documents:
+        if not isinstance(text, str):
+            raise TypeError(f"documents must be strings; got {type(text).__name__}")
+        group.append(text)
+        if len(group) == _TOKENIZE_DOCS:
+            yield from tokenizer(group, add_special_tokens=False, verbose=False)["input_ids"]
+            group = []
+    if group:
+        yield from tokenizer(group, add_special_tokens=False, verbose=False)["input_ids"]
+
+
+def _make_batch(
+    chunks: list[tuple[int, int, list[int]]], template: _Template, seen: int
+) -> HarvestBatch:
+    n_pre, n_suf = len(template.prefix), len(template.suffix)
+    width = n_pre + max(len(c[2]) for c in chunks) + n_suf
+    ids = torch.full((len(chunks), width), template.pad, dtype=torch.long)
+    mask = torch.zeros((len(chunks), width), dtype=torch.long)
+    keep = torch.zeros((len(chunks), width), dtype=torch.bool)
+    tokens: list[int] = []
+    docs: list[int] = []
+    poss: list[int] = []
+    for row, (doc, start, chunk) in enumerate(chunks):
+        n = len(chunk)
+        ids[row, : n_pre + n + n_suf] = torch.tensor(template.prefix + chunk + template.suffix)
+        mask[row, : n_pre + n + n_suf] = 1
+        keep[row, n_pre : n_pre + n] = True
+        tokens.extend(chunk)
+        docs.extend([doc] * n)
+        poss.extend(range(start, start + n))
+    return HarvestBatch(
+        input_ids=ids,
+        attention_mask=mask,
+        keep=keep,
+        tokens=torch.tensor(tokens, dtype=torch.int32),
+        doc=torch.tensor(docs, dtype=torch.int64),
+        pos=torch.tensor(poss, dtype=torch.int32),
+        documents_seen=seen,
+    )
+
+
+def store_paths(out: str | os.PathLike[str], sites: Sequence[str]) -> dict[str, Path]:
+    """Where each site's store goes: `out` itself for one site, `out/<site>/` for several."""
+    out = Path(out)
+    if len(sites) == 1:
+        return {sites[0]: out}
+    return {site: out / site for site in sites}
+
+
+def harvest(
+    loaded: LoadedModel,
+    documents: Iterable[str],
+    config: HarvestConfig,
+    *,
+    out: str | os.PathLike[str] | Mapping[str, str | os.PathLike[str]],
+    corpus: str,
+    resume: bool = False,
+    progress: bool = False,
+) -> HarvestResult:
+    """Run `documents` through `loaded.model` and store every site of `config.sites`.
+
+    `out` is a folder (one site: the store itself; several: `out/<site>/` each) or a mapping
+    site -> folder. `corpus` is the corpus description recorded in each manifest. Each store
+    gets `tokenizer/`. With `resume`, stores left by a killed harvest with the same settings
+    are continued to the same result as an uninterrupted run.
+
+    Raises ValueError for an unknown or non-per-token site, a `seq_len` beyond the model's
+    positions, or a corpus without a single token (in which case nothing is written).
+    """
+    if loaded.tokenizer is None:
+        raise ValueError(f"model {loaded.name!r} has no tokenizer; harvesting needs one")
+    sites = [get_site(loaded, s) for s in config.sites]
+    for site in sites:
+        if not site.per_token:
+            raise ValueError(
+                f"site {site.name!r} has one vector per sequence, not per token; harvest a "
+                "per-token site (e.g. a layer's output)"
+            )
+    max_pos = getattr(getattr(loaded.model, "config", None), "max_position_embeddings", None)
+    if isinstance(max_pos, int) and config.seq_len > max_pos:
+        raise ValueError(
+            f"seq_len must be <= {max_pos} for model {loaded.name!r}; got {config.seq_len}"
+        )
+    paths = (
+        {s: Path(p) for s, p in out.items()}
+        if isinstance(out, Mapping)
+        else store_paths(out, config.sites)
+    )
+    if sorted(paths) != sorted(config.sites):
+        raise ValueError(
+            f"out must map exactly the sites {list(config.sites)}; got {sorted(paths)}"
+        )
+    for path in paths.values():
+        if path.exists() and not path.is_dir():
+            raise ValueError(f"out must be a folder; got the existing file {str(path)!r}")
+
+    model = loaded.model
+    device = next(iter(model.parameters())).device
+    store_dtype = _STORE_DTYPES[config.dtype]
+    batches = iter_batches(
+        loaded.tokenizer,
+        documents,
+        seq_len=config.seq_len,
+        batch_size=config.batch_size,
+        window_batches=config.window_batches,
+    )
+    # Peek before creating any folder: an empty corpus must leave nothing behind.
+    first = next(batches, None)
+    if first is None or first.rows == 0:
+        raise ValueError(f"corpus {corpus!r} holds no text tokens; nothing to harvest")
+
+    def source(site: Site) -> dict[str, Any]:
+        return {
+            "model": loaded.name,
+            "site": site.name,
+            "corpus": corpus,
+            "seq_len": config.seq_len,
+            "packing": PACKING,
+            "skipped": "special tokens and padding",
+            "batch_size": config.batch_size,
+            "window_batches": config.window_batches,
+            "tokens_requested": config.tokens,
+            "model_dtype": str(next(iter(model.parameters())).dtype).removeprefix("torch."),
+        }
+
+    keep_now: list[Tensor] = []
+
+    def select(value: Tensor) -> Tensor:
+        # (batch, seq, width) -> (rows, width): real tokens only, row-major, converted once.
+        return value[keep_now[0]].to("cpu", store_dtype)
+
+    stream = _chain(first, batches)
+    with contextlib.ExitStack() as stack:
+        writers = {
+            s.name: stack.enter_context(
+                StoreWriter(
+                    paths[s.name],
+                    d_in=s.width,
+                    dtype=config.dtype,
+                    source=source(s),
+                    shard_rows=config.shard_rows,
+                    resume=resume,
+                )
+            )
+            for s in sites
+        }
+        committed = {name: w.rows_committed for name, w in writers.items()}
+        skip = min(committed.values())
+        if skip:
+            logger.info("resuming: %d rows already stored per site", skip)
+        for w in writers.values():
+            w.copy_tokenizer(loaded.tokenizer)
+        target = config.tokens
+        done = 0  # rows of the stream consumed so far (stored or skipped)
+        documents_seen = 0
+        start_time = time.perf_counter()
+        bar = stack.enter_context(
+            progress_bar(
+                target, desc="harvest", unit="tok", enabled=progress, initial=min(skip, target)
+            )
+        )
+        reader = stack.enter_context(
+            read_sites(loaded, sites, early_exit=config.early_exit, select=select)
+        )
+        stack.enter_context(torch.inference_mode())
+        for batch in stream:
+            if done >= target:
+                break
+            documents_seen = batch.documents_seen
+            n = min(batch.rows, target - done)
+            lo, hi = done, done + n  # stream rows this batch contributes
+            done = hi
+            if hi <= skip:
+                continue  # wholly inside complete shards of every store: not even run
+            keep_now[:] = [batch.keep]
+            values = reader.run(
+                input_ids=batch.input_ids.to(device),
+                attention_mask=batch.attention_mask.to(device),
+            )
+            for name, w in writers.items():
+                # Each writer drops what it already holds (stores can differ by a shard
+                # when a kill fell between two of them).
+                a = max(committed[name] - lo, 0)
+                if a < n:
+                    w.append(
+                        values[name][a:n],
+                        tokens=batch.tokens[a:n],
+                        doc=batch.doc[a:n],
+                        pos=batch.pos[a:n],
+                    )
+            bar.update(hi - max(lo, skip))
+        seconds = time.perf_counter() - start_time
+        rows = min(done, target)
+        harvested = max(rows - skip, 0)
+    exhausted = rows < target
+    if exhausted:
+        logger.warning("corpus %r ran out after %d of %d tokens", corpus, rows, target)
+    return HarvestResult(
+        stores=dict(paths),
+        rows=rows,
+        rows_resumed=min(skip, rows),
+        documents=documents_seen,
+        exhausted=exhausted,
+        seconds=seconds,
+        tokens_per_second=harvested / seconds if seconds > 0 else 0.0,
+    )
+
+
+def _chain(first: HarvestBatch, rest: Iterator[HarvestBatch]) -> Iterator[HarvestBatch]:
+    yield first
+    yield from rest
