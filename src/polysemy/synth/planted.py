@@ -1,0 +1,387 @@
+"""Planted-dictionary activations: synthetic data whose true features are known.
+
+`n_features` random unit directions live in `d_in` dimensions (more features than dimensions,
+so they are in superposition). Each row (a "token") is a sparse nonnegative combination
+
+    x = sum_i a_i * features[i] + noise,   a_i = m_i * [feature i active],   m_i >= 0
+
+with feature i active with probability `p_i`, `active = sum_i p_i` features per row on average.
+The `p_i` can decay like a Zipf law (`frequency_decay`), and features can fire together in
+groups (`group_size`, `correlation`). An SAE trained on such rows can be scored by how well
+its decoder rows recover `features` (the setting of Sharkey et al. 2022, "Taking features out
+of superposition with sparse autoencoders").
+
+Sampling is exact and sparse: for each feature, the gaps between the rows where it fires are
+drawn from a geometric distribution, so a chunk costs time proportional to the number of
+active entries (about `rows * active`), not `rows * n_features`. Each chunk of `CHUNK_ROWS`
+rows has its own generator seeded from `(seed, chunk index)`, so the data depends only on the
+config, never on shard size or thread count, and streams in constant memory.
+
+>>> config = SynthConfig(n_features=512, d_in=64, active=8, tokens=10_000)
+>>> write_synth_store("acts/synth", config)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Literal, NamedTuple
+
+import numpy as np
+import torch
+from jaxtyping import Float, Int
+from torch import Tensor
+
+from polysemy.activations.store import (
+    DEFAULT_SHARD_ROWS,
+    TRUTH,
+    StoreWriter,
+    dtype_name,
+)
+from polysemy.progress import progress_bar
+from polysemy.runfolder import atomic_folder, atomic_save_safetensors
+
+logger = logging.getLogger(__name__)
+
+CHUNK_ROWS = 4096
+"""Rows generated at a time; part of the definition of the data (one generator per chunk)."""
+
+Magnitude = Literal["uniform", "halfnormal", "exponential", "constant"]
+MAGNITUDES: tuple[str, ...] = ("uniform", "halfnormal", "exponential", "constant")
+
+
+def _int(name: str, value: object, least: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < least:
+        raise ValueError(f"{name} must be an int >= {least}; got {value!r}")
+
+
+def _finite(name: str, value: object, lo: float, hi: float, *, hi_open: bool = False) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number; got {value!r}")
+    if not lo <= value <= hi or (hi_open and value == hi):
+        bracket = ")" if hi_open else "]"
+        raise ValueError(f"{name} must be in [{lo}, {hi}{bracket}; got {value!r}")
+    return float(value)
+
+
+@dataclass(frozen=True)
+class SynthConfig:
+    """What to plant and how many rows to draw."""
+
+    n_features: int = 4096
+    """Number of planted unit directions (features)."""
+    d_in: int = 256
+    """Activation width."""
+    active: float = 16.0
+    """Mean number of active features per row (sum of the firing probabilities)."""
+    tokens: int = 1_000_000
+    """Number of rows to generate."""
+    seed: int = 0
+    """Seed of the dictionary, the probabilities' assignment and every chunk of rows."""
+    frequency_decay: float = 0.0
+    """Zipf exponent: feature i fires with probability proportional to (i + 1) ** -decay."""
+    group_size: int = 1
+    """Features per correlated group (1: no groups); groups are random sets of features."""
+    correlation: float = 0.0
+    """Share of the rarest member's firing probability with which a whole group fires at once."""
+    magnitude: Magnitude = "uniform"
+    """Coefficient of an active feature: U(0, 1], |N(0, 1)|, Exp(1) or exactly 1."""
+    noise: float = 0.0
+    """Standard deviation of isotropic Gaussian noise added to every coordinate."""
+
+    def __post_init__(self) -> None:
+        _int("n_features", self.n_features, 1)
+        _int("d_in", self.d_in, 1)
+        _int("tokens", self.tokens, 1)
+        _int("seed", self.seed, 0)
+        _int("group_size", self.group_size, 1)
+        _finite("active", self.active, 0.0, float(self.n_features))
+        if self.active <= 0:
+            raise ValueError(f"active must be > 0; got {self.active!r}")
+        _finite("frequency_decay", self.frequency_decay, 0.0, 10.0)
+        _finite("correlation", self.correlation, 0.0, 1.0)
+        _finite("noise", self.noise, 0.0, math.inf, hi_open=True)
+        if self.group_size > self.n_features:
+            raise ValueError(
+                f"group_size must be <= n_features ({self.n_features}); got {self.group_size}"
+            )
+        if self.magnitude not in MAGNITUDES:
+            raise ValueError(f"magnitude must be one of {list(MAGNITUDES)}; got {self.magnitude!r}")
+
+
+class SynthResult(NamedTuple):
+    """What `write_synth_store` wrote."""
+
+    path: Path
+    """The store folder."""
+    rows: int
+    """Rows written."""
+    shards: int
+    """Shard files written."""
+    mean_active: float
+    """Measured mean number of active features per row (close to `config.active`)."""
+    seconds: float
+    """Wall time of generation and writing."""
+
+
+class SynthChunk(NamedTuple):
+    """One chunk of generated rows and which features made them."""
+
+    activations: Float[Tensor, "rows d_in"]
+    rows: Int[Tensor, " nnz"]
+    """Row (within the chunk) of each active entry."""
+    features: Int[Tensor, " nnz"]
+    """Feature of each active entry."""
+    values: Float[Tensor, " nnz"]
+    """Coefficient of each active entry."""
+
+
+def _generator(seed: int, *stream: int) -> torch.Generator:
+    """An independent torch generator for one named stream of `seed`."""
+    state = np.random.SeedSequence([seed, *stream]).generate_state(2, dtype=np.uint32)
+    return torch.Generator().manual_seed((int(state[0]) << 31) ^ int(state[1]))
+
+
+def plant_dictionary(
+    n_features: int, d_in: int, *, seed: int = 0, dtype: torch.dtype = torch.float32
+) -> Float[Tensor, "n_features d_in"]:
+    """`n_features` random unit directions (rows), uniform on the sphere, seeded."""
+    _int("n_features", n_features, 1)
+    _int("d_in", d_in, 1)
+    g = _generator(seed, 0)
+    w = torch.randn(n_features, d_in, generator=g, dtype=torch.float64)
+    return (w / w.norm(dim=1, keepdim=True)).to(dtype)
+
+
+def feature_probabilities(config: SynthConfig) -> Float[Tensor, " n_features"]:
+    """Per-feature firing probability: Zipf-shaped by `frequency_decay`, summing to `active`,
+    each at most 1 (mass above 1 is poured into the other features)."""
+    ranks = torch.arange(1, config.n_features + 1, dtype=torch.float64)
+    weight = ranks ** (-config.frequency_decay)
+    p = torch.zeros_like(weight)
+    free = torch.ones_like(weight, dtype=torch.bool)
+    budget = config.active
+    # Water-filling: cap the most frequent at 1 and share the rest by weight until none exceed.
+    for _ in range(config.n_features + 1):
+        share = budget * weight * free / (weight * free).sum()
+        over = free & (share >= 1.0)
+        if not over.any():
+            p[free] = share[free]
+            break
+        p[over] = 1.0
+        free &= ~over
+        budget = config.active - float(p.sum())
+        if not free.any() or budget <= 0:
+            break
+    return p.clamp_(0.0, 1.0)
+
+
+def feature_groups(config: SynthConfig) -> Int[Tensor, " n_features"]:
+    """Group id of every feature (-1 when `group_size` is 1): random sets of `group_size`."""
+    if config.group_size == 1:
+        return torch.full((config.n_features,), -1, dtype=torch.int64)
+    perm = torch.randperm(config.n_features, generator=_generator(config.seed, 1))
+    group = torch.empty(config.n_features, dtype=torch.int64)
+    group[perm] = torch.arange(config.n_features) // config.group_size
+    return group
+
+
+def bernoulli_positions(
+    p: np.ndarray, rows: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Exact independent Bernoulli(p[j]) draws for `rows` rows, returned sparsely as
+    `(row, j)` int64 arrays of every success. Costs O(successes), not O(rows * len(p)).
+
+    The gap before each success is geometric: floor(log U / log(1 - p)) + 1, U in (0, 1].
+    """
+    p = np.asarray(p, dtype=np.float64)
+    idx = np.flatnonzero(p > 0)
+    last = np.full(len(idx), -1, dtype=np.int64)  # last success row so far, per feature
+    out_rows, out_cols = [], []
+    while len(idx):
+        pj = p[idx]
+        left = (rows - 1 - last).astype(np.float64)
+        mean = left * pj
+        # Enough gaps to pass the end almost surely (mean + 6 sd + 8); rare misses loop again.
+        m = np.minimum(left + 1, np.ceil(mean + 6 * np.sqrt(mean) + 8)).astype(np.int64)
+        seg = np.repeat(np.arange(len(idx)), m)  # (total,) owner of each gap
+        u = 1.0 - rng.random(len(seg))
+        with np.errstate(divide="ignore"):
+            logq = np.log1p(-np.minimum(pj, 1.0))[seg]  # -inf where p == 1
+            gap = np.floor(np.log(u) / logq) + 1.0  # log(u) / -inf = -0 -> gap 1
+        gap = np.minimum(gap, rows + 1).astype(np.int64)
+        csum = np.cumsum(gap)
+        ends = np.cumsum(m)
+        before = np.concatenate([[0], csum[ends[:-1] - 1]])  # csum before each segment
+        pos = last[seg] + csum - before[seg]  # (total,) row of each success
+        keep = pos < rows
+        out_rows.append(pos[keep])
+        out_cols.append(idx[seg[keep]])
+        last = pos[ends - 1]
+        more = last < rows  # this feature's draws ended inside the rows: draw further
+        idx, last = idx[more], last[more]
+    if not out_rows:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    return np.concatenate(out_rows), np.concatenate(out_cols)
+
+
+def _magnitudes(kind: str, n: int, rng: np.random.Generator) -> np.ndarray:
+    if kind == "uniform":
+        return 1.0 - rng.random(n, dtype=np.float32)  # (0, 1]
+    if kind == "halfnormal":
+        return np.abs(rng.standard_normal(n, dtype=np.float32))
+    if kind == "exponential":
+        return rng.standard_exponential(n, dtype=np.float32)
+    return np.ones(n, dtype=np.float32)
+
+
+class _Plan(NamedTuple):
+    features: Tensor  # [n_features, d_in] float32
+    own_p: np.ndarray  # [n_features] probability of firing on its own
+    group_p: np.ndarray  # [n_groups] probability a whole group fires
+    members: np.ndarray  # [n_groups, group_size] feature ids, -1 padding
+    p: Tensor  # [n_features] marginal firing probability
+    group: Tensor  # [n_features] group id or -1
+
+
+def _plan(config: SynthConfig, features: Tensor | None = None) -> _Plan:
+    if features is None:
+        features = plant_dictionary(config.n_features, config.d_in, seed=config.seed)
+    elif tuple(features.shape) != (config.n_features, config.d_in):
+        raise ValueError(
+            f"features must have shape [{config.n_features}, {config.d_in}]; "
+            f"got {list(features.shape)}"
+        )
+    p = feature_probabilities(config)
+    group = feature_groups(config)
+    own_p = p.numpy().copy()
+    group_p = np.zeros(0)
+    members = np.zeros((0, config.group_size), dtype=np.int64)
+    if config.group_size > 1 and config.correlation > 0:
+        n_groups = int(group.max()) + 1
+        members = np.full((n_groups, config.group_size), -1, dtype=np.int64)
+        order = np.argsort(group.numpy(), kind="stable")
+        slot = np.arange(config.n_features) % config.group_size
+        members[group.numpy()[order], slot] = order
+        pn = p.numpy()
+        rarest = np.where(members >= 0, pn[members], np.inf).min(axis=1)
+        group_p = config.correlation * rarest
+        # Marginal kept exact: P(active) = q + (1 - q) * own = p  =>  own = (p - q) / (1 - q).
+        q = group_p[group.numpy()]
+        own_p = np.clip((pn - q) / np.maximum(1 - q, 1e-300), 0.0, 1.0)
+    return _Plan(features.to(torch.float32), own_p, group_p, members, p, group)
+
+
+def _chunk(config: SynthConfig, plan: _Plan, index: int, rows: int) -> SynthChunk:
+    rng = np.random.default_rng([config.seed, 2, index])
+    r, f = bernoulli_positions(plan.own_p, rows, rng)
+    key = r * config.n_features + f
+    if len(plan.group_p):
+        gr, gg = bernoulli_positions(plan.group_p, rows, rng)
+        who = plan.members[gg]  # (group events, group_size), -1 padding
+        gkey = (gr[:, None] * config.n_features + who)[who >= 0]
+        # A feature fired by its group and on its own in the same row is active once.
+        key = np.unique(np.concatenate([key, gkey]))
+    else:
+        key.sort()  # row-major order, as a coalesced sparse matrix needs
+    r, f = key // config.n_features, key % config.n_features
+    values = _magnitudes(config.magnitude, len(key), rng)
+    rt, ft, vt = torch.from_numpy(r), torch.from_numpy(f), torch.from_numpy(values)
+    coeff = torch.sparse_coo_tensor(
+        torch.stack([rt, ft]),
+        vt,
+        (rows, config.n_features),
+        is_coalesced=True,
+        check_invariants=False,
+    )
+    x = torch.sparse.mm(coeff, plan.features)  # (rows, d_in)
+    if config.noise > 0:
+        noise = rng.standard_normal((rows, config.d_in), dtype=np.float32)
+        x += config.noise * torch.from_numpy(noise)
+    return SynthChunk(x, rt, ft, vt)
+
+
+def generate_chunks(
+    config: SynthConfig, *, features: Float[Tensor, "n_features d_in"] | None = None
+) -> Iterator[SynthChunk]:
+    """The rows of `config`, `CHUNK_ROWS` at a time (the last chunk may be shorter)."""
+    plan = _plan(config, features)
+    for index, start in enumerate(range(0, config.tokens, CHUNK_ROWS)):
+        yield _chunk(config, plan, index, min(CHUNK_ROWS, config.tokens - start))
+
+
+def generate_activations(config: SynthConfig) -> Float[Tensor, "tokens d_in"]:
+    """All rows of `config` in memory (for small configs and tests; stores stream instead)."""
+    return torch.cat([c.activations for c in generate_chunks(config)])
+
+
+def synth_source(config: SynthConfig) -> dict[str, object]:
+    """The store manifest's `source` for a synthetic store."""
+    return {
+        "model": "synth",
+        "site": "planted",
+        "corpus": f"synth:seed={config.seed}",
+        "seq_len": 1,
+        "synth": asdict(config),
+    }
+
+
+def write_synth_store(
+    out: str | os.PathLike[str],
+    config: SynthConfig,
+    *,
+    dtype: str | torch.dtype = "float32",
+    shard_rows: int = DEFAULT_SHARD_ROWS,
+    progress: bool = False,
+) -> SynthResult:
+    """Generate `config` into a new store at `out`, atomically (temp folder, then rename).
+
+    Besides the shards, `truth.safetensors` holds `features [n_features, d_in]` (float32),
+    `frequency [n_features]` (planned firing probability, float64), `count [n_features]`
+    (rows in which each feature actually fired, int64) and `group [n_features]` (int64, -1
+    when ungrouped).
+    """
+    if not isinstance(config, SynthConfig):
+        raise TypeError(f"config must be a SynthConfig; got {type(config).__name__}")
+    t0 = time.perf_counter()
+    plan = _plan(config)
+    count = torch.zeros(config.n_features, dtype=torch.int64)
+    with atomic_folder(out) as tmp:
+        with (
+            StoreWriter(
+                tmp,
+                d_in=config.d_in,
+                dtype=dtype,
+                source=synth_source(config),
+                shard_rows=shard_rows,
+            ) as writer,
+            progress_bar(config.tokens, desc="synth", unit="row", enabled=progress) as bar,
+        ):
+            for index, start in enumerate(range(0, config.tokens, CHUNK_ROWS)):
+                rows = min(CHUNK_ROWS, config.tokens - start)
+                chunk = _chunk(config, plan, index, rows)
+                count += torch.bincount(chunk.features, minlength=config.n_features)
+                writer.append(chunk.activations)
+                bar.update(rows)
+        atomic_save_safetensors(
+            tmp / TRUTH,
+            {"features": plan.features, "frequency": plan.p, "count": count, "group": plan.group},
+            metadata={"format": "polysemy.synth/1"},
+        )
+        shards = writer.shards
+    seconds = time.perf_counter() - t0
+    mean_active = float(count.sum()) / config.tokens
+    logger.info(
+        "synth: %d rows, %.2f active per row, %d shards in %.1fs (%s)",
+        config.tokens,
+        mean_active,
+        shards,
+        seconds,
+        dtype_name(dtype),
+    )
+    return SynthResult(Path(out), config.tokens, shards, mean_active, seconds)

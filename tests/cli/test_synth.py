@@ -1,0 +1,77 @@
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from polysemy.activations.store import ActivationStore
+from polysemy.cli import main
+
+ARGS = ["synth", "--n-features", "32", "--d-in", "8", "--active", "3", "--tokens", "3000"]
+
+
+def test_synth_json(tmp_path, capsys):
+    out = tmp_path / "acts"
+    code = main([*ARGS, "--seed", "1", "--shard-rows", "1000", "--out", str(out), "--json"])
+    assert code == 0
+    captured = capsys.readouterr()
+    result = json.loads(captured.out)
+    assert result["rows"] == 3000 and result["shards"] == 3 and result["d_in"] == 8
+    assert 2.5 < result["mean_active"] < 3.5
+    store = ActivationStore(out)
+    assert store.rows == 3000 and store.truth() is not None
+    assert store.source["synth"]["seed"] == 1
+
+
+def test_synth_options_and_determinism(tmp_path, capsys):
+    extra = ["--frequency-decay", "1", "--group-size", "4", "--correlation", "0.5"]
+    extra += ["--noise", "0.1", "--magnitude", "exponential", "--dtype", "bfloat16"]
+    assert main([*ARGS, *extra, "--out", str(tmp_path / "a")]) == 0
+    assert main([*ARGS, *extra, "--out", str(tmp_path / "b")]) == 0
+    assert "wrote 3000 rows" in capsys.readouterr().out
+    a, b = ActivationStore(tmp_path / "a"), ActivationStore(tmp_path / "b")
+    assert a.dtype == torch.bfloat16
+    assert torch.equal(a.read(0, 3000), b.read(0, 3000))
+    assert a.source["synth"]["group_size"] == 4
+
+
+@pytest.mark.parametrize(
+    ("args", "match"),
+    [
+        (["--tokens", "0"], "--tokens"),
+        (["--active", "64"], "active must be in"),
+        (["--correlation", "2"], "--correlation"),
+        (["--dtype", "int8"], "--dtype"),
+    ],
+)
+def test_synth_bad_input_one_line_exit_2(tmp_path, capsys, args, match):
+    argv = [*ARGS, *args, "--out", str(tmp_path / "x")]
+    try:
+        code = main(argv)
+    except SystemExit as exc:  # argparse errors
+        code = exc.code
+    assert code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and match in err
+    assert not (tmp_path / "x").exists()
+
+
+def test_synth_refuses_foreign_out(tmp_path, capsys):
+    out = tmp_path / "x"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    assert main([*ARGS, "--out", str(out)]) == 2
+    assert "--force" in capsys.readouterr().err
+    assert (out / "notes.txt").read_text() == "mine"
+
+
+def test_synth_subprocess_json_only_on_stdout(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "polysemy", *ARGS, "--out", str(tmp_path / "s"), "--json"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["rows"] == 3000
