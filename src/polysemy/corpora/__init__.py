@@ -1,0 +1,15 @@
+"""Text sources for harvesting activations: local files, Hugging Face datasets, built-ins.
+
+>>> from polysemy.corpora import open_corpus
+>>> corpus = open_corpus("pydocs")          # docstrings of Python and installed packages
+>>> corpus.name                             # doctest: +SKIP
+'pydocs(python=3.11.7, packages=131@9064bac5)'
+>>> first = corpus.take(2)                  # documents in a fixed order
+
+Specs: `pydocs`, `concepts[:train|heldout][:N]`, `hf:NAME[:SPLIT]`, or a `.txt` / `.jsonl` /
+`.parquet` file, folder or glob. See docs/corpora.md.
+"""
+
+from polysemy.corpora.corpus import BUILTIN_NAMES, Corpus, open_corpus
+
+__all__ = ["BUILTIN_NAMES", "Corpus", "open_corpus"]
