@@ -1,0 +1,93 @@
+"""BatchTopK SAE (Bussmann et al. 2024, "BatchTopK Sparse Autoencoders").
+
+Training keeps the k x batch largest activations over the whole batch (so rows may use more
+or fewer than k latents, k on average); inference cannot see a batch, so it uses a single
+global threshold learned as the running average of the smallest activation kept in each
+training batch:
+
+    training:  z = top_{k*batch}(ReLU(pre)) over the batch
+    inference: z = pre * (pre > threshold)            # threshold [d_sae], one value repeated
+
+The threshold is stored per latent (all equal) so the checkpoint format is JumpReLU's.
+Losses as TopK (FVU-style reconstruction plus AuxK on dead latents).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from jaxtyping import Float
+from torch import Tensor
+
+from polysemy.sae.base import SAEOutput, fire_counts_dense
+from polysemy.sae.config import SAEConfig
+from polysemy.sae.sparse_decode import SparseCode, selected_preacts
+from polysemy.sae.topk import TopKSAE
+
+
+class BatchTopKSAE(TopKSAE):
+    """Top k x batch over the batch while training; a learned global threshold at inference."""
+
+    arch = "batchtopk"
+    threshold: Tensor
+    threshold_updates: Tensor
+
+    def __init__(
+        self,
+        config: SAEConfig,
+        *,
+        generator: torch.Generator | None = None,
+        device: torch.device | str = "cpu",
+        dtype: torch.dtype = torch.float32,
+    ) -> None:
+        super().__init__(config, generator=generator, device=device, dtype=dtype)
+        self.register_buffer("threshold", torch.zeros(config.d_sae, device=device, dtype=dtype))
+        # How many batches the running average has seen (0: the first sets it outright).
+        self.register_buffer("threshold_updates", torch.zeros((), dtype=torch.long, device=device))
+
+    def activation(self, pre: Float[Tensor, "batch d_sae"]) -> Float[Tensor, "batch d_sae"]:
+        return pre * (pre > self.threshold.clamp_min(0))
+
+    def _forward(self, x: Tensor, *, dead_mask: Tensor | None, sparsity_scale: float) -> SAEOutput:
+        if not self.training:
+            z = self.activation(self.pre_activations(x))
+            x_hat = self.decode(z)
+            losses = {"fvu": (x_hat - x).pow(2).sum(-1).mean() / self.reconstruction_denominator}
+            return SAEOutput(x_hat, None, None, losses, fire_counts_dense(z.detach()), {})
+        batch = x.shape[0]
+        with torch.no_grad():
+            pre = self.pre_activations(x)  # [batch, d_sae]
+            flat = F.relu(pre).reshape(-1)
+            n_keep = min(self.k * batch, flat.numel())
+            _, flat_idx = flat.topk(n_keep, sorted=False)
+            flat_idx, _ = flat_idx.sort()  # row-major order: pairs sorted by row
+            vals = pre.reshape(-1)[flat_idx]
+        code = SparseCode.from_flat(flat_idx, batch, self.d_sae)
+        if self.config.sparse_decode:
+            acts = F.relu(selected_preacts(code, vals, x, self.b_dec, self.W_enc, self.b_enc))
+        else:
+            pre = self.pre_activations(x)
+            acts = F.relu(pre.reshape(-1)[flat_idx])
+        x_hat = self._decode_pairs(code, acts) + self.b_dec
+        losses = {"fvu": (x_hat - x).pow(2).sum(-1).mean() / self.reconstruction_denominator}
+        if dead_mask is not None and self.config.aux_coefficient > 0:
+            aux = self._auxk_loss(x, x_hat, pre, dead_mask)
+            if aux is not None:
+                losses["aux"] = aux
+        fire = torch.zeros(self.d_sae, dtype=torch.long, device=x.device)
+        fire.index_add_(0, code.cols, (acts.detach() > 0).long())
+        with torch.no_grad():
+            positive = acts.detach()[acts.detach() > 0]
+            min_positive = positive.min() if positive.numel() else acts.new_zeros(())
+        return SAEOutput(x_hat, None, None, losses, fire, {"min_positive": min_positive})
+
+    @torch.no_grad()
+    def update_threshold_(self, min_positive: Tensor) -> None:
+        """Fold one batch's smallest kept activation into the running-average threshold."""
+        m = self.config.batchtopk_threshold_momentum
+        value = min_positive.to(self.threshold.dtype)
+        if int(self.threshold_updates) == 0:
+            self.threshold.fill_(float(value))
+        else:
+            self.threshold.mul_(m).add_((1 - m) * value)
+        self.threshold_updates.add_(1)

@@ -1,0 +1,223 @@
+"""Configuration of a sparse autoencoder (`SAEConfig`) and of its training run (`TrainConfig`).
+
+Both are frozen dataclasses validated on construction, so a bad value fails before any work:
+
+>>> SAEConfig(arch="topk", d_in=384, d_sae=3072, k=32).k_aux
+192
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+ARCH_NAMES: tuple[str, ...] = ("relu", "topk", "batchtopk", "jumprelu")
+"""Every architecture `build_sae` knows, in the order the docs list them."""
+
+TOPK_FAMILY: tuple[str, ...] = ("topk", "batchtopk")
+"""Architectures whose sparsity is set by `k` (active latents per row, on average for batchtopk)."""
+
+DEFAULT_SPARSITY_COEFFICIENT = {"relu": 5.0, "jumprelu": 1e-3}
+"""Default `sparsity_coefficient` per architecture (see `SAEConfig.sparsity_coefficient`):
+relu's L1 weight of the April-2024 recipe (inputs scaled so E||x||^2 = d_in), jumprelu's L0
+weight against a reconstruction term that reads as FVU (1e-3: 100 active latents cost 0.1)."""
+DEFAULT_TARGET_L0_COEFFICIENT = 1.0
+"""jumprelu with `target_l0`: default weight of (l0 / target_l0 - 1)^2."""
+
+
+def _check_positive_int(name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int; got {type(value).__name__} {value!r}")
+    if value < 1:
+        raise ValueError(f"{name} must be an int >= 1; got {value}")
+
+
+def _check_positive_float(name: str, value: object, *, allow_zero: bool = False) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"{name} must be a number; got {type(value).__name__} {value!r}")
+    if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ValueError(f"{name} must be a finite number {bound}; got {value}")
+
+
+@dataclass(frozen=True)
+class SAEConfig:
+    """Shape and sparsity mechanism of one sparse autoencoder."""
+
+    arch: str
+    """Architecture: one of `relu`, `topk`, `batchtopk`, `jumprelu`."""
+    d_in: int
+    """Width of the activations the SAE reads."""
+    d_sae: int
+    """Number of latents (dictionary size)."""
+    k: int | None = None
+    """TopK family: active latents per row (batchtopk: on average over the batch)."""
+    k_aux: int | None = None
+    """TopK family: latents used by the AuxK loss on dead latents; None means `d_in // 2`."""
+    aux_coefficient: float = 1 / 32
+    """TopK family: weight of the AuxK loss (Gao et al. 2024, section A.2)."""
+    sparsity_coefficient: float | None = None
+    """relu: L1 coefficient; jumprelu: L0 coefficient. None means the architecture default."""
+    target_l0: float | None = None
+    """jumprelu only: penalise (l0 / target_l0 - 1)^2 instead of l0 itself."""
+    jumprelu_bandwidth: float = 0.001
+    """jumprelu: width of the rectangle kernel of the straight-through estimator."""
+    jumprelu_init_threshold: float = 0.001
+    """jumprelu: initial value of every threshold."""
+    batchtopk_threshold_momentum: float = 0.99
+    """batchtopk: momentum of the running average that learns the inference threshold."""
+    sparse_decode: bool = True
+    """TopK family: use the sparse gather path (faster; gradients equal to the dense path)."""
+
+    def __post_init__(self) -> None:
+        if self.arch not in ARCH_NAMES:
+            raise ValueError(f"arch must be one of {', '.join(ARCH_NAMES)}; got {self.arch!r}")
+        _check_positive_int("d_in", self.d_in)
+        _check_positive_int("d_sae", self.d_sae)
+        if self.arch in TOPK_FAMILY:
+            if self.k is None:
+                raise ValueError(f"k is required for arch {self.arch!r}; got None")
+            _check_positive_int("k", self.k)
+            if self.k > self.d_sae:
+                raise ValueError(f"k must be in [1, d_sae={self.d_sae}]; got {self.k}")
+            if self.k_aux is not None:
+                _check_positive_int("k_aux", self.k_aux)
+        elif self.k is not None:
+            raise ValueError(f"k applies only to {', '.join(TOPK_FAMILY)}; got k={self.k}")
+        _check_positive_float("aux_coefficient", self.aux_coefficient, allow_zero=True)
+        if self.sparsity_coefficient is not None:
+            _check_positive_float(
+                "sparsity_coefficient", self.sparsity_coefficient, allow_zero=True
+            )
+        if self.target_l0 is not None:
+            if self.arch != "jumprelu":
+                raise ValueError(f"target_l0 applies only to jumprelu; got arch {self.arch!r}")
+            _check_positive_float("target_l0", self.target_l0)
+        _check_positive_float("jumprelu_bandwidth", self.jumprelu_bandwidth)
+        _check_positive_float(
+            "jumprelu_init_threshold", self.jumprelu_init_threshold, allow_zero=True
+        )
+        if not 0.0 <= self.batchtopk_threshold_momentum < 1.0:
+            raise ValueError(
+                "batchtopk_threshold_momentum must be in [0, 1); "
+                f"got {self.batchtopk_threshold_momentum}"
+            )
+
+    @property
+    def effective_k_aux(self) -> int:
+        """`k_aux`, or its default `d_in // 2` (at least 1, at most d_sae)."""
+        k_aux = self.k_aux if self.k_aux is not None else max(1, self.d_in // 2)
+        return min(k_aux, self.d_sae)
+
+    @property
+    def effective_sparsity_coefficient(self) -> float:
+        """`sparsity_coefficient`, or the architecture default (0 where it does not apply)."""
+        if self.sparsity_coefficient is not None:
+            return float(self.sparsity_coefficient)
+        if self.target_l0 is not None:
+            return DEFAULT_TARGET_L0_COEFFICIENT
+        return DEFAULT_SPARSITY_COEFFICIENT.get(self.arch, 0.0)
+
+
+OptimizerName = Literal["adam", "signum"]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How long and how an SAE is trained; the SAE's own shape lives in `SAEConfig`."""
+
+    tokens: int = 2_000_000
+    """Training budget in rows (tokens); steps = tokens // batch_size."""
+    batch_size: int = 4096
+    """Global batch size in rows (split evenly across data-parallel ranks)."""
+    lr: float = 4e-4
+    """Peak learning rate."""
+    optimizer: OptimizerName = "adam"
+    """`adam` (Adam, foreach) or `signum` (sign of the momentum, as sparsify offers)."""
+    betas: tuple[float, float] = (0.9, 0.999)
+    """Adam betas (signum uses betas[0] as its momentum)."""
+    lr_warmup_steps: int | None = None
+    """Linear learning-rate warm-up; None means 1% of the steps (at most 1000)."""
+    lr_decay_fraction: float = 0.2
+    """Decay the learning rate linearly to 0 over this final fraction of the steps."""
+    sparsity_warmup_fraction: float = 0.05
+    """relu/jumprelu: ramp the sparsity coefficient linearly from 0 over this fraction."""
+    grad_clip: float | None = None
+    """Clip the gradient norm to this; None means 1.0 for relu (the April-2024 recipe), off else."""
+    seed: int = 0
+    """Seed of the initialisation and of the data order."""
+    scale_inputs: bool = True
+    """Scale inputs so that E||x||^2 = d_in while training (folded back into saved weights)."""
+    init_b_dec: bool = True
+    """Initialise b_dec at the geometric median of a sample (Weiszfeld)."""
+    init_sample_rows: int = 16384
+    """Rows sampled for the input scale and the geometric median."""
+    dead_window: int | None = None
+    """A latent is dead after this many rows without firing; None: tokens/20 in [1e5, 1e7]."""
+    dense_threshold: float = 0.1
+    """A latent is dense when it fires on more than this fraction of a window's rows."""
+    checkpoint_every: int | None = None
+    """Write the resumable state every this many steps (None: only at the end)."""
+    log_every: int = 50
+    """Read metrics (FVU, L0, dead fraction) back every this many steps."""
+
+    def __post_init__(self) -> None:
+        _check_positive_int("tokens", self.tokens)
+        _check_positive_int("batch_size", self.batch_size)
+        if self.tokens < self.batch_size:
+            raise ValueError(f"tokens must be >= batch_size={self.batch_size}; got {self.tokens}")
+        _check_positive_float("lr", self.lr)
+        if self.optimizer not in ("adam", "signum"):
+            raise ValueError(f"optimizer must be 'adam' or 'signum'; got {self.optimizer!r}")
+        if len(self.betas) != 2 or not all(0.0 <= b < 1.0 for b in self.betas):
+            raise ValueError(f"betas must be two numbers in [0, 1); got {self.betas!r}")
+        if self.lr_warmup_steps is not None and self.lr_warmup_steps < 0:
+            raise ValueError(f"lr_warmup_steps must be >= 0; got {self.lr_warmup_steps}")
+        for name in ("lr_decay_fraction", "sparsity_warmup_fraction"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1]; got {value}")
+        if self.grad_clip is not None:
+            _check_positive_float("grad_clip", self.grad_clip)
+        _check_positive_int("init_sample_rows", self.init_sample_rows)
+        if self.dead_window is not None:
+            _check_positive_int("dead_window", self.dead_window)
+        if not 0.0 < self.dense_threshold <= 1.0:
+            raise ValueError(f"dense_threshold must be in (0, 1]; got {self.dense_threshold}")
+        if self.checkpoint_every is not None:
+            _check_positive_int("checkpoint_every", self.checkpoint_every)
+        _check_positive_int("log_every", self.log_every)
+
+    @property
+    def steps(self) -> int:
+        """Number of optimizer steps."""
+        return self.tokens // self.batch_size
+
+    @property
+    def effective_warmup_steps(self) -> int:
+        if self.lr_warmup_steps is not None:
+            return self.lr_warmup_steps
+        return min(1000, self.steps // 100)
+
+    @property
+    def effective_dead_window(self) -> int:
+        if self.dead_window is not None:
+            return self.dead_window
+        return int(min(10_000_000, max(100_000, self.tokens // 20)))
+
+    def lr_at(self, step: int) -> float:
+        """Learning rate at `step` (0-based): linear warm-up, flat, linear decay to 0."""
+        warmup = self.effective_warmup_steps
+        if warmup and step < warmup:
+            return self.lr * (step + 1) / warmup
+        decay_steps = int(self.steps * self.lr_decay_fraction)
+        decay_start = self.steps - decay_steps
+        if decay_steps and step >= decay_start:
+            return self.lr * max(0.0, (self.steps - step) / decay_steps)
+        return self.lr
+
+    def sparsity_scale_at(self, step: int) -> float:
+        """Factor on the sparsity coefficient at `step`: linear ramp from 0 to 1."""
+        ramp = int(self.steps * self.sparsity_warmup_fraction)
+        return 1.0 if ramp == 0 else min(1.0, (step + 1) / ramp)

@@ -1,0 +1,129 @@
+"""Data-parallel SAE training on torch.distributed (gloo on CPU, NCCL on GPU).
+
+Under `torchrun --nproc-per-node N -m polysemy sae train ...` every process sees
+`WORLD_SIZE`, `RANK`, `LOCAL_RANK`, `MASTER_ADDR` and `MASTER_PORT`; `init_from_env` joins
+the process group from them. Each rank reads its own part of the data, computes gradients on
+its share of the global batch, and `all_reduce_` averages them (with the per-latent firing
+counts) in ONE flat all_reduce per step. Rank 0 writes checkpoints.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+from torch import Tensor
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    """Where this process stands in a data-parallel job."""
+
+    rank: int
+    """Global rank (0 writes checkpoints and prints)."""
+    world_size: int
+    """Number of processes."""
+    local_rank: int
+    """Rank on this node (picks the GPU)."""
+    backend: str | None
+    """`gloo`, `nccl`, or None when not distributed."""
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+SINGLE = DistInfo(rank=0, world_size=1, local_rank=0, backend=None)
+
+
+def env_world_size() -> int:
+    """`WORLD_SIZE` from the environment (1 when unset)."""
+    try:
+        return int(os.environ.get("WORLD_SIZE", "1"))
+    except ValueError:
+        raise ValueError(f"WORLD_SIZE must be an int; got {os.environ['WORLD_SIZE']!r}") from None
+
+
+def init_from_env(device: str | torch.device = "cpu") -> DistInfo:
+    """Join the process group described by torchrun's environment variables.
+
+    Returns `SINGLE` when `WORLD_SIZE` is unset or 1. Uses NCCL for CUDA devices and gloo
+    otherwise; an already-initialised group is reused.
+    """
+    world_size = env_world_size()
+    if world_size <= 1 and not dist.is_initialized():
+        return SINGLE
+    backend = "nccl" if torch.device(device).type == "cuda" else "gloo"
+    if not dist.is_initialized():
+        dist.init_process_group(backend=backend)
+    backend = str(dist.get_backend())
+    rank, world_size = dist.get_rank(), dist.get_world_size()
+    local_rank = int(os.environ.get("LOCAL_RANK", rank))
+    logger.info("rank %d of %d (%s)", rank, world_size, backend)
+    return DistInfo(rank=rank, world_size=world_size, local_rank=local_rank, backend=backend)
+
+
+def rank_device(device: str | torch.device, info: DistInfo) -> torch.device:
+    """The device of this rank: `cuda` becomes `cuda:<local_rank>` under torchrun."""
+    dev = torch.device(device)
+    if dev.type == "cuda" and dev.index is None and info.enabled:
+        return torch.device("cuda", info.local_rank)
+    return dev
+
+
+def all_reduce_(tensors: list[Tensor], info: DistInfo, *, average: list[bool]) -> None:
+    """Sum (or average, where `average[i]`) each tensor over ranks, in one flat all_reduce.
+
+    Tensors are packed into one float buffer, reduced, and copied back in place; integer
+    tensors (firing counts) travel as float, exact below 2^24 per entry.
+    """
+    if not info.enabled or not tensors:
+        return
+    flat = torch.cat([t.reshape(-1).to(torch.float32) for t in tensors])
+    dist.all_reduce(flat, op=dist.ReduceOp.SUM)
+    offset = 0
+    for t, avg in zip(tensors, average, strict=True):
+        n = t.numel()
+        part = flat[offset : offset + n].view_as(t)
+        if avg:
+            part = part / info.world_size
+        t.copy_(part.round() if not t.is_floating_point() else part)
+        offset += n
+
+
+def agree_all(flag: bool, info: DistInfo) -> bool:
+    """True when `flag` holds on every rank (a collective: every rank must call it)."""
+    if not info.enabled:
+        return flag
+    t = torch.tensor([1.0 if flag else 0.0])
+    if info.backend == "nccl":
+        t = t.cuda()
+    dist.all_reduce(t, op=dist.ReduceOp.MIN)
+    return bool(t.item() > 0.5)
+
+
+def broadcast_(tensor: Tensor, info: DistInfo, src: int = 0) -> None:
+    """Copy rank `src`'s `tensor` into every rank's, in place."""
+    if info.enabled:
+        dist.broadcast(tensor, src=src)
+
+
+def barrier(info: DistInfo) -> None:
+    if info.enabled:
+        dist.barrier()
+
+
+def shutdown(info: DistInfo) -> None:
+    """Leave the process group (after a barrier, so rank 0 can finish writing)."""
+    if info.enabled and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
