@@ -752,10 +752,7 @@ class ActivationStore:
     def _to_tensor(
         self, arr: np.ndarray, dtype: torch.dtype | None, device: str | torch.device
     ) -> Tensor:
-        t = torch.from_numpy(np.ascontiguousarray(arr))
-        if self.dtype_name == "bfloat16":
-            t = t.view(torch.bfloat16)
-        return t.to(device=device, dtype=dtype or t.dtype)
+        return _to_tensor(arr, self.dtype_name, dtype, device)
 
     def _check_range(self, start: int, stop: int, split: str) -> tuple[int, int]:
         lo, hi = self._split_range(split)
@@ -909,6 +906,26 @@ class ActivationStore:
         lo, hi = self._split_range(split)
         for a in range(lo, hi, chunk_rows):
             yield a, self._read_column("activations", a, min(a + chunk_rows, hi))
+
+
+def _to_tensor(
+    arr: np.ndarray, stored: str, dtype: torch.dtype | None, device: str | torch.device
+) -> Tensor:
+    """Stored rows (bfloat16 as uint16 bits) -> a tensor of `dtype` (None: the stored dtype).
+
+    Widening to float32 goes through numpy: its SIMD half-precision conversion is about 5x
+    faster than torch's on CPU, and bfloat16 widens exactly by a 16-bit shift.
+    """
+    if dtype is None or (dtype == torch.bfloat16 and stored == "bfloat16"):
+        t = torch.from_numpy(np.ascontiguousarray(arr))
+        return (t.view(torch.bfloat16) if stored == "bfloat16" else t).to(device)
+    if stored == "bfloat16":
+        wide = np.left_shift(arr, 16, dtype=np.uint32).view(np.float32)
+    elif arr.dtype == np.float32 and dtype == torch.float32:
+        wide = np.ascontiguousarray(arr)
+    else:
+        wide = arr.astype(np.float64 if dtype == torch.float64 else np.float32)
+    return torch.from_numpy(wide).to(device=device, dtype=dtype)
 
 
 def _memmap(path: Path, arr: _Array) -> np.ndarray:
