@@ -218,6 +218,20 @@ def test_heldout_boundary_follows_documents(tmp_path):
     assert set(doc[:lo].tolist()).isdisjoint(doc[lo:].tolist())
 
 
+@pytest.mark.parametrize(("split_at", "expected"), [(150, 150), (None, 180)])
+def test_heldout_boundary_moves_back_or_stays(tmp_path, split_at, expected):
+    # Two documents split at row 150 (boundary 180 has no later document start: move back),
+    # or one document only (no boundary anywhere: keep the nominal one).
+    x = torch.randn(200, 3)
+    doc = (torch.arange(200) >= split_at).long() if split_at else torch.zeros(200).long()
+    with StoreWriter(tmp_path / "s", d_in=3, dtype="float32", source={}, shard_rows=64) as w:
+        zeros = torch.zeros(200, dtype=torch.long)
+        w.append(x, tokens=zeros, doc=doc, pos=zeros)
+    store = ActivationStore(tmp_path / "s", heldout_fraction=0.1)
+    assert store.split_range("heldout") == (expected, 200)
+    assert store.split_range("train") == (0, expected)
+
+
 def test_trace_columns(tmp_path):
     make_store(tmp_path / "s", rows=50, traced=True)
     store = ActivationStore(tmp_path / "s")

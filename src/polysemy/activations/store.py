@@ -702,17 +702,22 @@ class ActivationStore:
         b = self.rows - held
         if not self.traced:
             return b
-        doc = self._read_column("doc", 0, self.rows)
-        # First document start at or after b; else the last one before it.
-        starts = np.flatnonzero(doc[1:] != doc[:-1]) + 1  # rows whose doc differs from above
-        after = starts[starts >= b]
-        if after.size:
-            return int(after[0])
-        before = starts[starts < b]
-        if before.size:
-            return int(before[-1])
-        logger.warning("%s holds one document; the held-out split cuts through it", self.path)
-        return b
+        # First document start at or after b, else the last one before it. Only a window of
+        # the doc column around b is read, widened until a document boundary shows up.
+        width = 1024
+        while True:
+            lo, hi = max(0, b - width), min(self.rows, b + width)
+            doc = self._read_column("doc", lo, hi)
+            starts = lo + np.flatnonzero(doc[1:] != doc[:-1]) + 1  # rows whose doc is new
+            after, before = starts[starts >= b], starts[starts < b]
+            if after.size:
+                return int(after[0])
+            if hi == self.rows and before.size:
+                return int(before[-1])
+            if lo == 0 and hi == self.rows:
+                logger.warning("%s holds one document; held-out rows share it", self.path)
+                return b
+            width *= 4
 
     def _split_range(self, split: str) -> tuple[int, int]:
         if split == "train":
