@@ -40,7 +40,9 @@ class RunKind:
 TOY = RunKind("result.json", "polysemy.toy/1")
 ACTIVATIONS = RunKind("manifest.json", "polysemy.activations/1")
 SAE = RunKind("config.json", "polysemy.sae/1")
-KNOWN_KINDS = (TOY, ACTIVATIONS, SAE)
+# Figures + HTML page of `polysemy toy reproduce` / `polysemy demo` (summary.json marks it).
+TOY_REPORT = RunKind("summary.json", "polysemy.toy-report/1")
+KNOWN_KINDS = (TOY, ACTIVATIONS, SAE, TOY_REPORT)
 
 
 def detect_kind(folder: Path) -> str | None:
