@@ -7,9 +7,28 @@
 >>> first = corpus.take(2)                  # documents in a fixed order
 
 Specs: `pydocs`, `concepts[:train|heldout][:N]`, `hf:NAME[:SPLIT]`, or a `.txt` / `.jsonl` /
-`.parquet` file, folder or glob. See docs/corpora.md.
+`.parquet` file, folder or glob. The labelled sentences behind `concepts` (labels, spans,
+counterfactual twins) come from `generate_concepts`. See docs/corpora.md.
 """
 
+from polysemy.corpora.concepts import (
+    CONCEPTS,
+    ConceptSentence,
+    ConceptTwin,
+    Span,
+    generate_concepts,
+    token_labels,
+)
 from polysemy.corpora.corpus import BUILTIN_NAMES, Corpus, open_corpus
 
-__all__ = ["BUILTIN_NAMES", "Corpus", "open_corpus"]
+__all__ = [
+    "BUILTIN_NAMES",
+    "CONCEPTS",
+    "ConceptSentence",
+    "ConceptTwin",
+    "Corpus",
+    "Span",
+    "generate_concepts",
+    "open_corpus",
+    "token_labels",
+]
