@@ -41,6 +41,8 @@ class SparseCode(NamedTuple):
     """Permutation that sorts the pairs by latent (stable)."""
     col_offsets: Int[Tensor, " d_sae"]
     """Start of each latent's pairs in `perm` order."""
+    rows_by_latent: Int[Tensor, " nnz"]
+    """`rows[perm]`: the rows of the pairs in latent order."""
     batch: int
     d_sae: int
 
@@ -69,13 +71,13 @@ class SparseCode(NamedTuple):
         col_counts = torch.bincount(cols, minlength=d_sae)
         col_offsets = torch.zeros(d_sae, dtype=torch.long, device=cols.device)
         col_offsets[1:] = col_counts.cumsum(0)[:-1]
-        return cls(rows, cols, crow[:-1], crow, perm, col_offsets, batch, d_sae)
+        return cls(rows, cols, crow[:-1], crow, perm, col_offsets, rows[perm], batch, d_sae)
 
     def by_latent(self, values: Float[Tensor, " nnz"], dense: Float[Tensor, "batch d"]) -> Tensor:
         """`sparse(values)^T @ dense`: `[d_sae, d]`, summing each latent's rows of `dense`."""
         # embedding_bag over latent-grouped pairs: bag = latent, items = rows of `dense`.
         return F.embedding_bag(
-            self.rows[self.perm],
+            self.rows_by_latent,
             dense,
             self.col_offsets,
             per_sample_weights=values[self.perm].to(dense.dtype),
