@@ -62,8 +62,12 @@ DEFAULT_SHARD_ROWS = 65_536
 """Rows per shard: 48 MiB at d_in 384 in float16, large enough for fast sequential reads."""
 DEFAULT_HELDOUT_FRACTION = 0.05
 """Share of rows, taken from the end of the store, that form the held-out split."""
-DEFAULT_SHUFFLE_WINDOW = 65_536
-"""Rows held in memory by the shuffled batch stream (drawn from 8 random places)."""
+SHUFFLE_BYTES = 64 << 20
+"""Default memory of the shuffled batch stream: 64 MiB of stored rows."""
+SHUFFLE_PIECES = 16
+"""The shuffle window is filled from this many random places in the store."""
+SCAN_ROWS = 65_536
+"""Rows per block of sequential scans (`iter_chunks`, `find_nonfinite_rows`)."""
 
 Split = Literal["train", "heldout", "all"]
 SPLITS: tuple[str, ...] = ("train", "heldout", "all")
@@ -823,7 +827,7 @@ class ActivationStore:
         drop_last: bool = True,
         dtype: torch.dtype | None = torch.float32,
         device: str | torch.device = "cpu",
-        shuffle_window: int = DEFAULT_SHUFFLE_WINDOW,
+        shuffle_window: int | None = None,
     ) -> Iterator[Float[Tensor, "batch d_in"]]:
         """A stream of `[batch_size, d_in]` batches over `split`, one pass.
 
@@ -833,20 +837,24 @@ class ActivationStore:
         on a rank that ran out; the few rows this costs (at most one per rank, plus the
         remainder that cannot fill a batch) are skipped.
 
-        With `shuffle`, the rank's rows are cut into chunks of `shuffle_window // 8` rows read
-        in a seeded random order; eight chunks at a time (`shuffle_window` rows, the only
+        With `shuffle`, the rank's rows are cut into chunks of `shuffle_window // 16` rows read
+        in a seeded random order; sixteen chunks at a time (`shuffle_window` rows, the only
         memory held) are mixed and served in a seeded random row order. Same seed, same
         batches. Without `shuffle`, batches come in store order.
         """
         for name, v, least in (
             ("batch_size", batch_size, 1),
             ("world_size", world_size, 1),
-            ("shuffle_window", shuffle_window, 1),
+            ("shuffle_window", 1 if shuffle_window is None else shuffle_window, 1),
             ("seed", seed, 0),
             ("rank", rank, 0),
         ):
             if isinstance(v, bool) or not isinstance(v, int) or v < least:
                 raise ValueError(f"{name} must be an int >= {least}; got {v!r}")
+        if shuffle_window is None:
+            # About SHUFFLE_BYTES of stored rows, and never fewer than four batches.
+            row_bytes = self.d_in * (8 if self.dtype_name == "float64" else self.dtype.itemsize)
+            shuffle_window = max(4 * batch_size, SHUFFLE_BYTES // row_bytes)
         if rank >= world_size:
             raise ValueError(f"rank must be in [0, {world_size}); got {rank}")
         lo, hi = self._split_range(split)
@@ -883,15 +891,15 @@ class ActivationStore:
         self, start: int, stop: int, batch_size: int, seed: int, window: int
     ) -> Iterator[np.ndarray]:
         rng = np.random.default_rng([seed, 0x5EED])
-        chunk = max(1, window // 8)
-        chunks = np.arange(start, stop, chunk)
-        rng.shuffle(chunks)
+        piece = max(1, window // SHUFFLE_PIECES)
+        starts = np.arange(start, stop, piece)
+        rng.shuffle(starts)
         carry: np.ndarray | None = None
-        for g in range(0, len(chunks), 8):
+        for g in range(0, len(starts), SHUFFLE_PIECES):
             parts = [] if carry is None else [carry]
             parts += [
-                self._read_column("activations", int(a), min(int(a) + chunk, stop))
-                for a in chunks[g : g + 8]
+                self._read_column("activations", int(a), min(int(a) + piece, stop))
+                for a in starts[g : g + SHUFFLE_PIECES]
             ]
             buf = np.concatenate(parts)  # (window + carry, d_in), in the stored dtype
             order = rng.permutation(len(buf))
@@ -904,7 +912,7 @@ class ActivationStore:
 
     # -- checks --
     def iter_chunks(
-        self, chunk_rows: int = DEFAULT_SHUFFLE_WINDOW, *, split: Split | str = "all"
+        self, chunk_rows: int = SCAN_ROWS, *, split: Split | str = "all"
     ) -> Iterator[tuple[int, np.ndarray]]:
         """`(first_row, rows)` numpy blocks of `split` in order (bfloat16 as uint16); for
         scans that must not load the whole store."""
@@ -956,7 +964,7 @@ def find_nonfinite_rows(
     data: ActivationStore | Tensor | np.ndarray,
     *,
     max_rows: int = 20,
-    chunk_rows: int = DEFAULT_SHUFFLE_WINDOW,
+    chunk_rows: int = SCAN_ROWS,
 ) -> NonfiniteRows:
     """Find rows holding NaN or Inf in a store or a 2-D array, scanning in chunks."""
     if isinstance(max_rows, bool) or not isinstance(max_rows, int) or max_rows < 0:
