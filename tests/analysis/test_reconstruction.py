@@ -185,3 +185,49 @@ def test_refuses_width_mismatch_and_bad_inputs() -> None:
         evaluate(golden_sae(), torch.ones(5, 2))
     with pytest.raises(ValueError, match="no rows"):
         evaluate(golden_sae(), torch.zeros(0, 2))
+
+
+def test_store_path_and_split_match_the_rows_read_directly(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from polysemy.activations.store import ActivationStore, StoreWriter
+
+    sae, x = random_case(rows=900)
+    with StoreWriter(tmp_path / "s", d_in=16, dtype="float32", source={}, shard_rows=100) as w:
+        w.append(x)
+    store = ActivationStore(tmp_path / "s")
+    for split in ("heldout", "train", "all"):
+        lo, hi = store.split_range(split)
+        by_path = evaluate(sae, str(tmp_path / "s"), split=split, batch_size=64)
+        direct = evaluate(sae, x[lo:hi], batch_size=hi - lo)
+        assert by_path.rows == hi - lo
+        assert by_path.fvu == pytest.approx(direct.fvu, rel=1e-6)
+        assert by_path.dead_fraction == direct.dead_fraction
+
+
+@pytest.mark.parametrize("arch", ["relu", "topk", "batchtopk", "jumprelu"])
+def test_every_polysemy_architecture(arch: str) -> None:
+    from polysemy.sae import sae_from_weights
+
+    ref, x = random_case()
+    extra: dict = {}
+    if arch in ("topk", "batchtopk"):
+        extra["k"] = 5
+    if arch in ("jumprelu", "batchtopk"):
+        extra["threshold"] = torch.full((48,), 0.2)
+    sae = sae_from_weights(
+        arch,
+        W_enc=ref.W_enc.data,
+        b_enc=ref.b_enc.data,
+        W_dec=ref.W_dec.data,
+        b_dec=ref.b_dec.data,
+        **extra,
+    )
+    sae.train()  # evaluation must use the inference rule (batchtopk: the threshold)
+    r = evaluate(sae, x, batch_size=100)
+    assert sae.training
+    with torch.no_grad():
+        sae.eval()
+        z = sae.encode(x)
+    assert r.l0 == pytest.approx(float((z != 0).sum(1).double().mean()))
+    if arch == "topk":
+        assert r.l0 <= 5
+    assert 0.0 <= r.dead_fraction <= 1.0 and r.fvu > 0
