@@ -46,3 +46,19 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache .mypy_cache .ruff_cache
+
+# Benchmark-only virtual environment with the peer SAE libraries (benchmarks/sae_throughput.py);
+# they are never polysemy dependencies. torch is pinned through a constraint file so no peer
+# can swap it for a multi-GB CUDA build.
+BENCH_VENV := .venv-bench
+.PHONY: bench-venv
+bench-venv: $(BENCH_VENV)/.installed
+
+$(BENCH_VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/python -m pip install --quiet --disable-pip-version-check $(TORCH) 2>&1 | $(QUIET)
+	echo "$(TORCH)" > $(BENCH_VENV)/torch-pin.txt
+	$(BENCH_VENV)/bin/python -m pip install --quiet --disable-pip-version-check \
+		-c $(BENCH_VENV)/torch-pin.txt sae-lens eai-sparsify scikit-learn -e '.[hf]' 2>&1 | $(QUIET)
+	$(BENCH_VENV)/bin/python -c "import sae_lens, sparsify, sklearn, polysemy"
+	@touch $@
