@@ -16,10 +16,10 @@ import os
 import sys
 from collections.abc import Sequence
 
-from polysemy.cli import demo, harvest, sae, synth, toy
+from polysemy.cli import corpus, demo, harvest, sae, synth, toy
 from polysemy.cli._common import USER_ERRORS, ArgumentParser
 
-_GROUPS = (toy, harvest, synth, sae, demo)
+_GROUPS = (toy, harvest, synth, sae, corpus, demo)
 
 
 def build_parser() -> ArgumentParser:

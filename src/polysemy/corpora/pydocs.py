@@ -10,8 +10,8 @@ How documents are made:
   effects); module, class and function docstrings are taken in source order and cleaned with
   `inspect.cleandoc`;
 - each text is split into blank-line blocks and blocks that are not prose are dropped:
-  doctest and code blocks, reST directives and underlines, tables, blocks with fewer than
-  four words or too few letters, and non-English text (mostly non-ASCII letters);
+  doctest and code blocks (indented or fenced), reST directives and underlines, tables,
+  blocks with fewer than four words or too few letters, and non-English text;
 - what remains must have at least eight words; exact repeats (after whitespace folding)
   are dropped, so a docstring inherited or vendored in ten places appears once.
 
@@ -54,6 +54,7 @@ _SKIP_DIRS = frozenset(
 _UNDERLINE = re.compile(r"^\s*([-=~^*+#`'\"])\1{2,}\s*$")
 _DIRECTIVE = re.compile(r"^\s*\.\.\s+\S")
 _FENCE = re.compile(r"^\s*(```|~~~)")
+_NOT_ASCII_LETTER = re.compile(r"[^A-Za-z]+")
 
 
 def pydocs_corpus() -> Corpus:
@@ -96,7 +97,7 @@ def _raw_texts(dists: list[tuple[str, str, metadata.Distribution]]) -> Iterator[
     for name, _, dist in dists:
         description = _description(dist)
         if description:
-            yield _strip_markdown_code(description)
+            yield description
         yield from _files_texts(_distribution_files(name, dist))
 
 
@@ -224,7 +225,7 @@ def _strip_markdown_code(text: str) -> str:
 def clean_prose(text: str) -> str | None:
     """The prose blocks of `text` joined by blank lines, or None when too little is prose."""
     kept: list[str] = []
-    for block in re.split(r"\n\s*\n", text.strip()):
+    for block in re.split(r"\n\s*\n", _strip_markdown_code(text).strip()):
         prose = _prose_block(block)
         if prose is not None:
             kept.append(prose)
@@ -256,11 +257,11 @@ def _prose_block(block: str) -> str | None:
     words = body.split()
     if len(words) < MIN_BLOCK_WORDS:
         return None
-    letters = sum(ch.isalpha() for ch in body)
-    if letters < 0.7 * sum(not ch.isspace() for ch in body):
+    # Counted with C-level helpers: this filter sees every character of the corpus.
+    letters = sum(map(str.isalpha, body))
+    if letters < 0.7 * len("".join(words)):
         return None  # mostly symbols, digits or code
-    ascii_letters = sum(ch.isascii() and ch.isalpha() for ch in body)
-    if ascii_letters < 0.95 * letters:
+    if len(_NOT_ASCII_LETTER.sub("", body)) < 0.95 * letters:
         return None  # not English
     # Code that slipped through: many lines ending in code punctuation.
     codey = sum(line.rstrip().endswith(("{", "}", ");", ")", ":", ",")) for line in lines)
