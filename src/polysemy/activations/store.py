@@ -29,11 +29,8 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
-import re
 import shutil
-import struct
 import tempfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -44,20 +41,28 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
-from polysemy.runfolder import (
-    ACTIVATIONS,
-    atomic_save_safetensors,
-    atomic_write_json,
-    replace_folder,
+from polysemy.activations.shards import (
+    DTYPES,
+    MANIFEST,
+    SHARD_RE,
+    ST_NAME,
+    STORE_FORMAT,
+    TOKENIZER,
+    TRACE_COLUMNS,
+    TRACE_DTYPES,
+    TRUTH,
+    dtype_name,
+    is_store_member,
+    memmap_array,
+    read_header,
+    read_manifest,
+    to_tensor,
+    validate_shards,
 )
+from polysemy.runfolder import atomic_save_safetensors, atomic_write_json, replace_folder
 
 logger = logging.getLogger(__name__)
 
-STORE_FORMAT = ACTIVATIONS.format
-"""The manifest's format string, `polysemy.activations/1`."""
-MANIFEST = "manifest.json"
-TRUTH = "truth.safetensors"
-TOKENIZER = "tokenizer"
 DEFAULT_SHARD_ROWS = 65_536
 """Rows per shard: 48 MiB at d_in 384 in float16, large enough for fast sequential reads."""
 DEFAULT_HELDOUT_FRACTION = 0.05
@@ -71,47 +76,6 @@ SCAN_ROWS = 65_536
 
 Split = Literal["train", "heldout", "all"]
 SPLITS: tuple[str, ...] = ("train", "heldout", "all")
-TRACE_COLUMNS: tuple[str, ...] = ("tokens", "doc", "pos")
-
-# Store dtypes (the manifest's names) and their torch types.
-DTYPES: dict[str, torch.dtype] = {
-    "float32": torch.float32,
-    "float16": torch.float16,
-    "bfloat16": torch.bfloat16,
-}
-_TRACE_DTYPES: dict[str, torch.dtype] = {
-    "tokens": torch.int32,
-    "doc": torch.int64,
-    "pos": torch.int32,
-}
-# safetensors dtype codes -> numpy dtypes used to memory-map them (little-endian).
-# bfloat16 has no numpy type: it is mapped as uint16 and viewed as bfloat16 in torch.
-_ST_NUMPY: dict[str, np.dtype] = {
-    "F64": np.dtype("<f8"),
-    "F32": np.dtype("<f4"),
-    "F16": np.dtype("<f2"),
-    "BF16": np.dtype("<u2"),
-    "I64": np.dtype("<i8"),
-    "I32": np.dtype("<i4"),
-    "I16": np.dtype("<i2"),
-    "I8": np.dtype("i1"),
-    "U8": np.dtype("u1"),
-}
-_ST_NAME = {"F64": "float64", "F32": "float32", "F16": "float16", "BF16": "bfloat16"}
-_SHARD_RE = re.compile(r"^shard-\d{5,}\.safetensors$")
-
-
-def dtype_name(dtype: str | torch.dtype) -> str:
-    """The manifest name (`float32`, `float16`, `bfloat16`) of a store dtype."""
-    if isinstance(dtype, torch.dtype):
-        for name, value in DTYPES.items():
-            if value == dtype:
-                return name
-        raise ValueError(f"dtype must be one of {sorted(DTYPES)}; got {dtype}")
-    if isinstance(dtype, str) and dtype in DTYPES:
-        return dtype
-    raise ValueError(f"dtype must be one of {sorted(DTYPES)}; got {dtype!r}")
-
 
 # ---- writing --------------------------------------------------------------------------------
 
@@ -192,14 +156,14 @@ class StoreWriter:
         # Empty manifest first: from here on the folder is a valid (empty) store.
         self._write_manifest()
         for path in self.out.iterdir():
-            if _is_store_member(path.name) and path.name != MANIFEST:
+            if is_store_member(path.name) and path.name != MANIFEST:
                 if path.is_dir():
                     shutil.rmtree(path)
                 else:
                     path.unlink()
 
     def _resume(self) -> None:
-        manifest = _read_manifest(self.out)
+        manifest = read_manifest(self.out)
         if manifest["d_in"] != self.d_in:
             raise ValueError(
                 f"cannot resume {str(self.out)!r}: it holds d_in={manifest['d_in']}, "
@@ -221,12 +185,12 @@ class StoreWriter:
                 f"(stored {[manifest['source'].get(k) for k in keys]}, "
                 f"got {[self._source.get(k) for k in keys]})"
             )
-        shards = _validate_shards(self.out, manifest)
+        shards = validate_shards(self.out, manifest)
         named = {s.path.name for s in shards}
         # A shard renamed into place whose manifest update was lost, or a temp file of a
         # killed write: both are redone by the resumed producer.
         for path in self.out.iterdir():
-            if (_SHARD_RE.match(path.name) and path.name not in named) or path.name.startswith(
+            if (SHARD_RE.match(path.name) and path.name not in named) or path.name.startswith(
                 (".shard-", f".{MANIFEST}.tmp-")
             ):
                 logger.info("resume: removing incomplete %s", path.name)
@@ -287,7 +251,7 @@ class StoreWriter:
                     raise ValueError(f"{name} must have shape [{n}]; got {list(col.shape)}")
                 if col.is_floating_point() or col.is_complex():
                     raise TypeError(f"{name} must be integer; got {col.dtype}")
-                chunk[name] = col.detach().to("cpu", _TRACE_DTYPES[name])
+                chunk[name] = col.detach().to("cpu", TRACE_DTYPES[name])
         self._buffer.append(chunk)
         self._buffered += n
         while self._buffered >= self.shard_rows:
@@ -367,153 +331,6 @@ class StoreWriter:
             self._closed = True
 
 
-def _is_store_member(name: str) -> bool:
-    return (
-        name in (MANIFEST, TRUTH, TOKENIZER)
-        or bool(_SHARD_RE.match(name))
-        or name.startswith((".shard-", f".{MANIFEST}.tmp-", ".tokenizer.tmp-", f".{TRUTH}.tmp-"))
-    )
-
-
-# ---- reading the format -----------------------------------------------------------------------
-
-
-class _Array(NamedTuple):
-    code: str  # safetensors dtype code, e.g. "F16"
-    shape: tuple[int, ...]
-    offset: int  # absolute byte offset in the file
-
-
-class _ShardInfo(NamedTuple):
-    path: Path
-    rows: int
-    arrays: dict[str, _Array]
-
-
-def _read_header(path: Path) -> tuple[dict[str, _Array], int]:
-    """Parse a safetensors header; return its arrays and the file size it implies.
-
-    Raises ValueError (one line) for a file too short or not safetensors at all.
-    """
-    size = path.stat().st_size
-    with path.open("rb") as f:
-        head = f.read(8)
-        if len(head) < 8:
-            raise ValueError(f"{str(path)!r} is truncated or not a safetensors file ({size} bytes)")
-        (n,) = struct.unpack("<Q", head)
-        if n > size - 8 or n > 100_000_000:
-            raise ValueError(
-                f"{str(path)!r} is truncated or not a safetensors file "
-                f"(header of {n} bytes in a file of {size})"
-            )
-        try:
-            header = json.loads(f.read(n))
-        except (UnicodeDecodeError, ValueError):
-            raise ValueError(f"{str(path)!r} is not a safetensors file (bad header)") from None
-    if not isinstance(header, dict):
-        raise ValueError(f"{str(path)!r} is not a safetensors file (bad header)")
-    arrays: dict[str, _Array] = {}
-    end = 0
-    for name, info in header.items():
-        if name == "__metadata__":
-            continue
-        try:
-            code, shape, (begin, stop) = info["dtype"], tuple(info["shape"]), info["data_offsets"]
-        except (KeyError, TypeError, ValueError):
-            raise ValueError(f"{str(path)!r} is not a safetensors file (bad header)") from None
-        arrays[name] = _Array(code, shape, 8 + n + int(begin))
-        end = max(end, int(stop))
-    return arrays, 8 + n + end
-
-
-def _read_manifest(folder: Path) -> dict[str, Any]:
-    path = folder / MANIFEST
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise FileNotFoundError(
-            f"{str(folder)!r} is not an activation store: no {MANIFEST}"
-        ) from None
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise ValueError(f"{str(path)!r} is not valid JSON: {exc}") from None
-    if not isinstance(manifest, dict):
-        raise ValueError(f"{str(path)!r} must hold a JSON object")
-    fmt = manifest.get("format")
-    if fmt != STORE_FORMAT:
-        if isinstance(fmt, str) and fmt.startswith("polysemy.activations/"):
-            raise ValueError(
-                f"{str(path)!r} has format {fmt!r}, which this version of polysemy cannot read "
-                f"(it reads {STORE_FORMAT!r}); upgrade polysemy"
-            )
-        raise ValueError(f"{str(path)!r} has unknown format {fmt!r}; expected {STORE_FORMAT!r}")
-    d_in, rows, dtype, shards = (manifest.get(k) for k in ("d_in", "rows", "dtype", "shards"))
-    if isinstance(d_in, bool) or not isinstance(d_in, int) or d_in < 1:
-        raise ValueError(f"{str(path)!r}: d_in must be an int >= 1; got {d_in!r}")
-    if isinstance(rows, bool) or not isinstance(rows, int) or rows < 0:
-        raise ValueError(f"{str(path)!r}: rows must be an int >= 0; got {rows!r}")
-    if dtype not in DTYPES:
-        raise ValueError(f"{str(path)!r}: dtype must be one of {sorted(DTYPES)}; got {dtype!r}")
-    if not isinstance(shards, list) or not all(
-        isinstance(s, dict)
-        and isinstance(s.get("file"), str)
-        and isinstance(s.get("rows"), int)
-        and not isinstance(s.get("rows"), bool)
-        for s in shards
-    ):
-        raise ValueError(f"{str(path)!r}: shards must be a list of {{'file': str, 'rows': int}}")
-    if not isinstance(manifest.get("source", {}), dict):
-        raise ValueError(f"{str(path)!r}: source must be a JSON object")
-    manifest.setdefault("source", {})
-    return manifest
-
-
-def _validate_shards(folder: Path, manifest: dict[str, Any]) -> list[_ShardInfo]:
-    """Check every shard the manifest names: present, whole, right shape and dtype."""
-    want_code = {"float32": "F32", "float16": "F16", "bfloat16": "BF16"}[manifest["dtype"]]
-    d_in = manifest["d_in"]
-    out: list[_ShardInfo] = []
-    total = 0
-    columns: set[str] | None = None
-    for entry in manifest["shards"]:
-        name, rows = entry["file"], entry["rows"]
-        if Path(name).name != name or name in ("", ".", ".."):
-            raise ValueError(f"manifest of {str(folder)!r} names a shard outside it: {name!r}")
-        path = folder / name
-        if not path.is_file():
-            raise FileNotFoundError(f"store {str(folder)!r} is missing shard {name!r}")
-        arrays, expected = _read_header(path)
-        size = path.stat().st_size
-        if size < expected:
-            raise ValueError(
-                f"shard {str(path)!r} is truncated: {size} bytes, its header needs {expected}"
-            )
-        acts = arrays.get("activations")
-        if acts is None:
-            raise ValueError(f"shard {str(path)!r} has no 'activations' array")
-        if acts.code != want_code or acts.shape != (rows, d_in):
-            raise ValueError(
-                f"shard {str(path)!r} holds activations {_ST_NAME.get(acts.code, acts.code)} "
-                f"{list(acts.shape)}; the manifest says {manifest['dtype']} [{rows}, {d_in}]"
-            )
-        traced = {c for c in TRACE_COLUMNS if c in arrays}
-        for col in traced:
-            if arrays[col].shape != (rows,):
-                raise ValueError(
-                    f"shard {str(path)!r}: {col} has shape {list(arrays[col].shape)}, "
-                    f"expected [{rows}]"
-                )
-        if columns is not None and traced != columns:
-            raise ValueError(f"shard {str(path)!r} has trace columns unlike the other shards")
-        columns = traced
-        total += rows
-        out.append(_ShardInfo(path, rows, arrays))
-    if total != manifest["rows"]:
-        raise ValueError(
-            f"manifest of {str(folder)!r} says {manifest['rows']} rows but its shards hold {total}"
-        )
-    return out
-
-
 # ---- reading ----------------------------------------------------------------------------------
 
 
@@ -577,8 +394,8 @@ class ActivationStore:
 
     # -- opening --
     def _open_folder(self) -> None:
-        manifest = _read_manifest(self.path)
-        shards = _validate_shards(self.path, manifest)
+        manifest = read_manifest(self.path)
+        shards = validate_shards(self.path, manifest)
         self.manifest: dict[str, Any] = manifest
         self.d_in: int = manifest["d_in"]
         self.dtype_name: str = manifest["dtype"]
@@ -587,7 +404,7 @@ class ActivationStore:
         start = 0
         for shard in shards:
             arrays = {
-                name: _memmap(shard.path, arr)
+                name: memmap_array(shard.path, arr)
                 for name, arr in shard.arrays.items()
                 if name == "activations" or name in TRACE_COLUMNS
             }
@@ -613,7 +430,7 @@ class ActivationStore:
         self._single(arr, arr.dtype, {})
 
     def _open_single_safetensors(self) -> None:
-        arrays, expected = _read_header(self.path)
+        arrays, expected = read_header(self.path)
         size = self.path.stat().st_size
         if size < expected:
             raise ValueError(
@@ -624,7 +441,7 @@ class ActivationStore:
                 f"{str(self.path)!r} has no 'activations' array (it holds {sorted(arrays)})"
             )
         acts = arrays["activations"]
-        if acts.code not in _ST_NAME:
+        if acts.code not in ST_NAME:
             raise ValueError(
                 f"{str(self.path)!r}: activations must be a float array; got {acts.code}"
             )
@@ -637,8 +454,8 @@ class ActivationStore:
         if all(c in arrays for c in TRACE_COLUMNS) and all(
             arrays[c].shape == (acts.shape[0],) for c in TRACE_COLUMNS
         ):
-            trace = {c: _memmap(self.path, arrays[c]) for c in TRACE_COLUMNS}
-        self._single(_memmap(self.path, acts), _ST_NAME[acts.code], trace)
+            trace = {c: memmap_array(self.path, arrays[c]) for c in TRACE_COLUMNS}
+        self._single(memmap_array(self.path, acts), ST_NAME[acts.code], trace)
 
     def _single(self, arr: np.ndarray, dtype: Any, trace: dict[str, np.ndarray]) -> None:
         name = str(dtype)
@@ -768,7 +585,7 @@ class ActivationStore:
     def _to_tensor(
         self, arr: np.ndarray, dtype: torch.dtype | None, device: str | torch.device
     ) -> Tensor:
-        return _to_tensor(arr, self.dtype_name, dtype, device)
+        return to_tensor(arr, self.dtype_name, dtype, device)
 
     def _check_range(self, start: int, stop: int, split: str) -> tuple[int, int]:
         lo, hi = self._split_range(split)
@@ -926,34 +743,6 @@ class ActivationStore:
         lo, hi = self._split_range(split)
         for a in range(lo, hi, chunk_rows):
             yield a, self._read_column("activations", a, min(a + chunk_rows, hi))
-
-
-def _to_tensor(
-    arr: np.ndarray, stored: str, dtype: torch.dtype | None, device: str | torch.device
-) -> Tensor:
-    """Stored rows (bfloat16 as uint16 bits) -> a tensor of `dtype` (None: the stored dtype).
-
-    Widening to float32 goes through numpy: its SIMD half-precision conversion is about 5x
-    faster than torch's on CPU, and bfloat16 widens exactly by a 16-bit shift.
-    """
-    if dtype is None or (dtype == torch.bfloat16 and stored == "bfloat16"):
-        t = torch.from_numpy(np.ascontiguousarray(arr))
-        return (t.view(torch.bfloat16) if stored == "bfloat16" else t).to(device)
-    if stored == "bfloat16":
-        wide = np.left_shift(arr, 16, dtype=np.uint32).view(np.float32)
-    elif arr.dtype == np.float32 and dtype == torch.float32:
-        wide = np.ascontiguousarray(arr)
-    else:
-        wide = arr.astype(np.float64 if dtype == torch.float64 else np.float32)
-    return torch.from_numpy(wide).to(device=device, dtype=dtype)
-
-
-def _memmap(path: Path, arr: _Array) -> np.ndarray:
-    if arr.code not in _ST_NUMPY:
-        raise ValueError(f"{str(path)!r}: unsupported safetensors dtype {arr.code}")
-    if math.prod(arr.shape) == 0:
-        return np.zeros(arr.shape, dtype=_ST_NUMPY[arr.code])
-    return np.memmap(path, dtype=_ST_NUMPY[arr.code], mode="r", offset=arr.offset, shape=arr.shape)
 
 
 # ---- NaN / Inf --------------------------------------------------------------------------------
