@@ -484,3 +484,15 @@ def test_find_nonfinite_rows_in_arrays():
         find_nonfinite_rows(torch.zeros(3))
     with pytest.raises(TypeError, match="ActivationStore, a Tensor or an ndarray"):
         find_nonfinite_rows([1.0])  # type: ignore[arg-type]
+
+
+def test_few_shards_mapped_at_once(tmp_path, monkeypatch):
+    import polysemy.activations.store as store_module
+
+    monkeypatch.setattr(store_module, "MAX_OPEN_SHARDS", 2)
+    x = make_store(tmp_path / "s", rows=100, shard_rows=10)
+    store = ActivationStore(tmp_path / "s", heldout_fraction=0.0)
+    got = torch.cat(list(store.batches(5, seed=0, shuffle_window=20)))
+    assert rowset([got]) == rowset([x])
+    assert torch.equal(store.read(0, 100), x)
+    assert len(store._maps) == 2

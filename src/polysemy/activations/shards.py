@@ -245,8 +245,21 @@ def to_tensor(
 
 def memmap_array(path: Path, arr: Array) -> np.ndarray:
     """Map one array of a safetensors file read-only (bfloat16 as uint16)."""
-    if arr.code not in ST_NUMPY:
-        raise ValueError(f"{str(path)!r}: unsupported safetensors dtype {arr.code}")
-    if math.prod(arr.shape) == 0:
-        return np.zeros(arr.shape, dtype=ST_NUMPY[arr.code])
-    return np.memmap(path, dtype=ST_NUMPY[arr.code], mode="r", offset=arr.offset, shape=arr.shape)
+    return map_shard(path, {"x": arr})["x"]
+
+
+def map_shard(path: Path, arrays: dict[str, Array]) -> dict[str, np.ndarray]:
+    """Map `arrays` of one safetensors file read-only through a single mapping of the file
+    (one file descriptor per shard, however many columns it has)."""
+    for arr in arrays.values():
+        if arr.code not in ST_NUMPY:
+            raise ValueError(f"{str(path)!r}: unsupported safetensors dtype {arr.code}")
+    whole = np.memmap(path, dtype=np.uint8, mode="r") if path.stat().st_size else None
+    out = {}
+    for name, arr in arrays.items():
+        dtype = ST_NUMPY[arr.code]
+        if math.prod(arr.shape) == 0 or whole is None:
+            out[name] = np.zeros(arr.shape, dtype=dtype)
+        else:
+            out[name] = np.ndarray(arr.shape, dtype=dtype, buffer=whole, offset=arr.offset)
+    return out

@@ -32,6 +32,7 @@ import logging
 import os
 import shutil
 import tempfile
+from collections import OrderedDict
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
@@ -51,8 +52,10 @@ from polysemy.activations.shards import (
     TRACE_COLUMNS,
     TRACE_DTYPES,
     TRUTH,
+    ShardInfo,
     dtype_name,
     is_store_member,
+    map_shard,
     memmap_array,
     read_header,
     read_manifest,
@@ -71,6 +74,8 @@ SHUFFLE_BYTES = 64 << 20
 """Default memory of the shuffled batch stream: 64 MiB of stored rows."""
 SHUFFLE_PIECES = 16
 """The shuffle window is filled from this many random places in the store."""
+MAX_OPEN_SHARDS = 64
+"""Shards kept memory-mapped at once (one file descriptor each)."""
 SCAN_ROWS = 65_536
 """Rows per block of sequential scans (`iter_chunks`, `find_nonfinite_rows`)."""
 
@@ -352,9 +357,10 @@ class NonfiniteRows(NamedTuple):
 
 
 class _Source(NamedTuple):
-    start: int  # first global row
+    start: int  # first row, in store order
     rows: int
-    arrays: dict[str, np.ndarray]  # memory-mapped
+    shard: ShardInfo | None  # a shard of a store folder, mapped on demand
+    arrays: dict[str, np.ndarray] | None  # a single file's arrays, mapped at open
 
 
 class ActivationStore:
@@ -376,6 +382,7 @@ class ActivationStore:
             raise ValueError(f"heldout_fraction must be in [0, 1); got {heldout_fraction!r}")
         self.path = Path(path)
         self.heldout_fraction = float(heldout_fraction)
+        self._maps: OrderedDict[int, dict[str, np.ndarray]] = OrderedDict()
         if not self.path.exists():
             raise FileNotFoundError(f"activations not found: {str(self.path)!r}")
         if self.path.is_dir():
@@ -403,12 +410,7 @@ class ActivationStore:
         self._sources: list[_Source] = []
         start = 0
         for shard in shards:
-            arrays = {
-                name: memmap_array(shard.path, arr)
-                for name, arr in shard.arrays.items()
-                if name == "activations" or name in TRACE_COLUMNS
-            }
-            self._sources.append(_Source(start, shard.rows, arrays))
+            self._sources.append(_Source(start, shard.rows, shard, None))
             start += shard.rows
         self.traced: bool = bool(shards) and "tokens" in shards[0].arrays
 
@@ -479,7 +481,7 @@ class ActivationStore:
             "shards": [{"file": self.path.name, "rows": self.rows}],
             "source": {"file": str(self.path)},
         }
-        self._sources = [_Source(0, self.rows, {"activations": arr, **trace})]
+        self._sources = [_Source(0, self.rows, None, {"activations": arr, **trace})]
         self.traced = bool(trace)
 
     # -- description --
@@ -566,6 +568,26 @@ class ActivationStore:
         return self._split_range(split)
 
     # -- raw reads --
+    def _arrays(self, i: int) -> dict[str, np.ndarray]:
+        """The memory-mapped columns of source `i`. At most MAX_OPEN_SHARDS shards stay
+        mapped (least recently used ones are let go), so a store of thousands of shards never
+        runs out of file descriptors."""
+        src = self._sources[i]
+        if src.arrays is not None:
+            return src.arrays
+        maps = self._maps
+        if i in maps:
+            maps.move_to_end(i)
+            return maps[i]
+        assert src.shard is not None
+        wanted = {
+            k: a for k, a in src.shard.arrays.items() if k == "activations" or k in TRACE_COLUMNS
+        }
+        maps[i] = map_shard(src.shard.path, wanted)
+        while len(maps) > MAX_OPEN_SHARDS:
+            maps.popitem(last=False)
+        return maps[i]
+
     def _read_column(self, name: str, start: int, stop: int) -> np.ndarray:
         """Rows [start, stop) of one column as a fresh numpy array (bfloat16 as uint16)."""
         parts = []
@@ -574,11 +596,11 @@ class ActivationStore:
             src = self._sources[i]
             lo, hi = start - src.start, min(stop, src.start + src.rows) - src.start
             if hi > lo:
-                parts.append(src.arrays[name][lo:hi])
+                parts.append(self._arrays(i)[name][lo:hi])
                 start = src.start + hi
             i += 1
         if not parts:
-            ref = self._sources[0].arrays[name] if self._sources else np.zeros((0, self.d_in))
+            ref = self._arrays(0)[name] if self._sources else np.zeros((0, self.d_in))
             return np.empty((0, *ref.shape[1:]), dtype=ref.dtype)
         return np.concatenate(parts) if len(parts) > 1 else np.array(parts[0])
 
