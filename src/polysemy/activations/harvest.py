@@ -10,10 +10,12 @@ The pipeline, and what each stored row means:
    bidirectional with absolute positions, so a neighbour document would change every
    activation. Long documents therefore fill whole sequences; the last, shorter chunk of each
    document is the only source of padding.
-3. To cut that padding, chunks are grouped in windows of `window_batches * batch_size`, sorted
+3. To cut that padding, chunks are grouped in windows of `window_batches` batches, sorted
    by length (stable, so the order is deterministic), and cut into batches padded only to the
-   longest chunk of the batch. With an attention mask, padding does not change the real
-   tokens' activations (up to float rounding), so this is compute saved, not meaning changed.
+   longest chunk of the batch. A batch holds `batch_size * seq_len` token slots, so short
+   chunks travel many to a batch (the matmuls stay large). With an attention mask, padding
+   does not change the real tokens' activations (up to float rounding), so this is compute
+   saved, not meaning changed.
 4. The forward pass stops right after the last requested site (early exit), inside
    `torch.inference_mode`.
 5. Only real text tokens are stored: special tokens (`[CLS]`, `[SEP]`, BOS/EOS) and padding
@@ -53,6 +55,7 @@ logger = logging.getLogger(__name__)
 StoreDtype = Literal["float32", "float16", "bfloat16"]
 _STORE_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 _TOKENIZE_DOCS = 256  # documents per bulk call of the fast tokenizer
+_MAX_PAD = 0.1  # most padding a chunk may get, as a share of its batch's width
 PACKING = "chunks"
 """How text becomes sequences (recorded in each manifest's source; see the module docstring)."""
 
@@ -69,14 +72,15 @@ class HarvestConfig:
     seq_len: int = 128
     """Tokens per sequence including special tokens; at most the model's position limit."""
     batch_size: int = 64
-    """Sequences per forward pass."""
+    """Sequences of `seq_len` per forward pass: each pass holds `batch_size * seq_len` token
+    slots, so batches of shorter sequences hold proportionally more of them."""
     dtype: StoreDtype = "float16"
     """Dtype of the stored activations (the model itself runs in its own dtype)."""
     shard_rows: int = DEFAULT_SHARD_ROWS
     """Rows per shard file."""
-    window_batches: int = 8
-    """Batches' worth of chunks sorted by length together to cut padding (1 = no sorting
-    across batches)."""
+    window_batches: int = 16
+    """Batches' worth of text tokens (`window_batches * batch_size * seq_len`) sorted by
+    length together to cut padding."""
     early_exit: bool = True
     """Stop each forward pass after the last requested site."""
 
@@ -167,12 +171,12 @@ def iter_batches(
     *,
     seq_len: int,
     batch_size: int,
-    window_batches: int = 8,
+    window_batches: int = 16,
 ) -> Iterator[HarvestBatch]:
     """The deterministic stream of padded batches that `harvest` runs (see module docstring).
 
-    Memory stays constant: documents are tokenized `_TOKENIZE_DOCS` at a time and at most
-    `window_batches * batch_size` chunks are held.
+    Memory stays constant: documents are tokenized `_TOKENIZE_DOCS` at a time and about
+    `window_batches * batch_size * seq_len` tokens are held.
     """
     prefix, suffix, pad = special_template(tokenizer)
     chunk_len = seq_len - len(prefix) - len(suffix)
@@ -182,24 +186,49 @@ def iter_batches(
             f"tokenizer); got {seq_len}"
         )
     template = _Template(prefix, suffix, pad)
-    window = batch_size * window_batches
+    n_special = len(prefix) + len(suffix)
+    budget = batch_size * seq_len  # token slots per forward pass, padding included
+    window = budget * window_batches  # text tokens sorted together
     pool: list[tuple[int, int, list[int]]] = []  # (doc, pos of first token, token ids)
+    pooled = 0  # text tokens in pool
     seen = 0
     for doc_ids in _tokenized(tokenizer, documents):
         doc = seen
         seen += 1
         for start in range(0, len(doc_ids), chunk_len):
             pool.append((doc, start, doc_ids[start : start + chunk_len]))
-        if len(pool) >= window:
-            # Longest first, stable: equal-length chunks keep corpus order.
-            pool.sort(key=lambda c: -len(c[2]))
-            n_full = len(pool) // batch_size * batch_size
-            for i in range(0, n_full, batch_size):
-                yield _make_batch(pool[i : i + batch_size], template, seen)
-            pool = pool[n_full:]
-    pool.sort(key=lambda c: -len(c[2]))
-    for i in range(0, len(pool), batch_size):
-        yield _make_batch(pool[i : i + batch_size], template, seen)
+        pooled += len(doc_ids)
+        if pooled >= window:
+            groups = _cut(pool, budget, n_special)
+            # The last, least full batch waits for the next window's chunks.
+            pool = groups.pop()
+            pooled = sum(len(c[2]) for c in pool)
+            for group in groups:
+                yield _make_batch(group, template, seen)
+    if pool:
+        for group in _cut(pool, budget, n_special):
+            yield _make_batch(group, template, seen)
+
+
+def _cut(
+    pool: list[tuple[int, int, list[int]]], budget: int, n_special: int
+) -> list[list[tuple[int, int, list[int]]]]:
+    """Sort chunks longest first (stable: ties keep corpus order) and cut them into batches
+    of at most `budget` padded token slots, each padded to its first (longest) chunk."""
+    pool = sorted(pool, key=lambda c: -len(c[2]))
+    groups: list[list[tuple[int, int, list[int]]]] = []
+    i = 0
+    while i < len(pool):
+        width = len(pool[i][2]) + n_special
+        # Close the batch at the budget, or earlier where chunks get so much shorter that
+        # padding them to `width` would waste more than `_MAX_PAD` of their slots.
+        end = min(i + max(budget // width, 1), len(pool))
+        j = i + 1
+        while j < end and len(pool[j][2]) + n_special >= (1 - _MAX_PAD) * width:
+            j += 1
+        groups.append(pool[i:j])
+        i = j
+    return groups
 
 
 def _tokenized(tokenizer: Any, documents: Iterable[str]) -> Iterator[list[int]]:

@@ -1,0 +1,202 @@
+"""Harvest throughput: polysemy's harvest against a plain transformers forward with a hook.
+
+All variants run in this one process on the same text (the first documents of a corpus,
+`--tokens` text tokens), cut into the same chunks (`[CLS] up to seq_len-2 tokens [SEP]`),
+storing the same rows (text tokens only). The machine is shared, so only ratios measured in
+the same run mean anything; each variant runs `--repeats` times, interleaved, and the best
+run of each is reported (the least disturbed by other load).
+
+  plain            full forward (torch.no_grad) + forward hook on the site's module, chunks in
+                   corpus order, 64 per batch padded to the batch's longest: what one would
+                   write by hand. Pre-tokenized, results kept in memory (no disk).
+  plain-sorted     the same, over polysemy's batches (length-sorted, token-budget batches).
+  bare-to-layer    polysemy's batches through a copy of the model truncated after the site's
+                   layer, no hooks, inference_mode: the floor for reaching the site.
+  polysemy-fwd     polysemy's batches through `read_sites(..., early_exit=True)`: its forward
+                   path alone. `polysemy-fwd / bare-to-layer` is the hook overhead.
+  polysemy-harvest `polysemy.activations.harvest.harvest` end to end: tokenizing, batching,
+                   forward, float16 conversion and writing shards to disk.
+
+Run: `.venv/bin/python benchmarks/harvest_throughput.py [--tokens 40000] [--repeats 2]`
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import os
+import re
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import torch
+
+from polysemy.activations.harvest import HarvestConfig, harvest, iter_batches
+from polysemy.corpora import open_corpus
+from polysemy.models import load_model, read_sites
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="minilm")
+    parser.add_argument("--site", default="encoder.layer.3.output")
+    parser.add_argument("--corpus", default="pydocs")
+    parser.add_argument("--tokens", type=int, default=40_000)
+    parser.add_argument("--seq-len", type=int, default=128)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=None)
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    loaded = load_model(args.model)
+    model, tok = loaded.model, loaded.tokenizer
+    layer_match = re.fullmatch(r"encoder\.layer\.(\d+)\.output", args.site)
+    if layer_match is None:
+        print("this benchmark's bare-to-layer variant needs a BERT site encoder.layer.N.output")
+        return 2
+    layer = int(layer_match.group(1))
+
+    # The documents that hold the first --tokens text tokens.
+    docs: list[str] = []
+    total = 0
+    for text in open_corpus(args.corpus):
+        n = len(tok(text, add_special_tokens=False, verbose=False)["input_ids"])
+        docs.append(text)
+        total += n
+        if total >= args.tokens:
+            break
+    chunk_len = args.seq_len - 2
+    chunks = []
+    for ids in tok(docs, add_special_tokens=False, verbose=False)["input_ids"]:
+        chunks += [ids[i : i + chunk_len] for i in range(0, len(ids), chunk_len)]
+    rows = sum(len(c) for c in chunks)
+
+    # plain: corpus order, batch_size chunks per batch, padded to the batch's longest.
+    plain_batches = []
+    for i in range(0, len(chunks), args.batch_size):
+        group = chunks[i : i + args.batch_size]
+        enc = tok.pad(
+            {"input_ids": [[tok.cls_token_id, *c, tok.sep_token_id] for c in group]},
+            return_tensors="pt",
+        )
+        keep = enc["attention_mask"].bool().clone()
+        keep[:, 0] = False
+        keep[torch.arange(len(group)), enc["attention_mask"].sum(1) - 1] = False
+        plain_batches.append((enc["input_ids"], enc["attention_mask"], keep))
+    ours = [
+        (b.input_ids, b.attention_mask, b.keep)
+        for b in iter_batches(tok, docs, seq_len=args.seq_len, batch_size=args.batch_size)
+    ]
+    assert (
+        sum(int(k.sum()) for *_, k in ours) == rows == sum(int(k.sum()) for *_, k in plain_batches)
+    )
+    slots_plain = sum(i.numel() for i, *_ in plain_batches)
+    slots_ours = sum(i.numel() for i, *_ in ours)
+
+    def plain_forward(batches) -> Callable[[], int]:
+        def run() -> int:
+            got = 0
+            box: list[torch.Tensor] = []
+            handle = model.encoder.layer[layer].register_forward_hook(
+                lambda m, a, out: box.append(out[0] if isinstance(out, tuple) else out)
+            )
+            try:
+                with torch.no_grad():
+                    for ids, mask, keep in batches:
+                        box.clear()
+                        model(input_ids=ids, attention_mask=mask)
+                        got += box[0][keep].half().shape[0]
+            finally:
+                handle.remove()
+            return got
+
+        return run
+
+    truncated = copy.deepcopy(model)
+    truncated.encoder.layer = truncated.encoder.layer[: layer + 1]
+
+    def bare() -> int:
+        got = 0
+        with torch.inference_mode():
+            for ids, mask, keep in ours:
+                h = truncated(input_ids=ids, attention_mask=mask).last_hidden_state
+                got += h[keep].half().shape[0]
+        return got
+
+    def polysemy_forward() -> int:
+        got = 0
+        keep_now: list[torch.Tensor] = []
+        with (
+            read_sites(
+                loaded,
+                [args.site],
+                early_exit=True,
+                select=lambda t: t[keep_now[0]].to(torch.float16),
+            ) as reader,
+            torch.inference_mode(),
+        ):
+            for ids, mask, keep in ours:
+                keep_now[:] = [keep]
+                got += reader.run(input_ids=ids, attention_mask=mask)[args.site].shape[0]
+        return got
+
+    def polysemy_harvest() -> int:
+        with tempfile.TemporaryDirectory() as tmp:
+            config = HarvestConfig(
+                sites=(args.site,),
+                tokens=rows,
+                seq_len=args.seq_len,
+                batch_size=args.batch_size,
+                dtype="float16",
+            )
+            result = harvest(loaded, docs, config, out=Path(tmp) / "store", corpus=args.corpus)
+        return result.rows
+
+    variants: dict[str, Callable[[], int]] = {
+        "plain": plain_forward(plain_batches),
+        "plain-sorted": plain_forward(ours),
+        "bare-to-layer": bare,
+        "polysemy-fwd": polysemy_forward,
+        "polysemy-harvest": polysemy_harvest,
+    }
+    best: dict[str, float] = {}
+    for _ in range(args.repeats):
+        for name, fn in variants.items():
+            start = time.perf_counter()
+            got = fn()
+            seconds = time.perf_counter() - start
+            assert got == rows, (name, got, rows)
+            best[name] = max(best.get(name, 0.0), rows / seconds)
+
+    print(
+        f"# harvest throughput: {args.model} {args.site}, corpus {args.corpus}, "
+        f"{rows} text tokens in {len(docs)} documents, seq_len {args.seq_len}, batch "
+        f"{args.batch_size}, torch threads {torch.get_num_threads()}, "
+        f"best of {args.repeats} interleaved runs"
+    )
+    print(
+        f"# padded token slots: plain {slots_plain} ({rows / slots_plain:.0%} text), "
+        f"polysemy {slots_ours} ({rows / slots_ours:.0%} text)"
+    )
+    print(f"{'variant':<18} {'tok/s':>9} {'vs plain':>9}")
+    for name, rate in best.items():
+        print(f"{name:<18} {rate:>9.0f} {rate / best['plain']:>8.2f}x")
+    overhead = best["bare-to-layer"] / best["polysemy-fwd"] - 1
+    print(f"# hook overhead (bare-to-layer / polysemy-fwd - 1): {overhead:+.1%}")
+    print(
+        f"# end-to-end speedup (polysemy-harvest / plain): {best['polysemy-harvest'] / best['plain']:.2f}x"
+    )
+    sys.stdout.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
