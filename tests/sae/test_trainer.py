@@ -1,0 +1,232 @@
+"""The trainer: recovery on planted features, units folded back, resume after SIGKILL,
+bad input refused."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from polysemy.activations.store import ActivationStore
+from polysemy.sae import SAEConfig, TrainConfig, build_sae, load_sae, train_sae
+from polysemy.sae.io import read_safetensors
+from polysemy.synth import SynthConfig, write_synth_store
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    # Tiny matrices: a second OpenMP thread only adds contention on a shared 2-core machine.
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def planted(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("synth") / "acts"
+    write_synth_store(out, SynthConfig(n_features=64, d_in=16, active=3, tokens=40_000, seed=0))
+    return out
+
+
+def _mean_max_cos(truth: torch.Tensor, W_dec: torch.Tensor) -> float:
+    W = W_dec / W_dec.norm(dim=1, keepdim=True)
+    return float((truth @ W.detach().T).max(dim=1).values.mean())
+
+
+def test_topk_recovers_planted_features(planted: Path, tmp_path: Path) -> None:
+    store = ActivationStore(planted)
+    truth = store.truth()["features"]
+    result = train_sae(
+        store,
+        SAEConfig(arch="topk", d_in=16, d_sae=128, k=3),
+        TrainConfig(tokens=120_000, batch_size=256, lr=1e-2),
+        out=tmp_path / "sae",
+    )
+    assert _mean_max_cos(truth, result.sae.W_dec) > 0.95
+    assert result.heldout is not None and result.heldout["fvu"] < 0.3
+    assert result.l0 <= 3.0
+    cfg = json.loads((tmp_path / "sae" / "config.json").read_text())
+    assert cfg["source"]["acts"] == str(planted) and cfg["training"]["tokens"] == 120_000
+    assert cfg["input_scale"] == pytest.approx(result.input_scale)
+
+
+@pytest.mark.parametrize("arch", ["relu", "batchtopk", "jumprelu"])
+def test_every_architecture_trains_and_reduces_error(arch: str, planted: Path) -> None:
+    store = ActivationStore(planted)
+    k = 3 if arch == "batchtopk" else None
+    # relu's default L1 coefficient (5) suits wide layers; at d_in 16 it would kill every latent.
+    coefficient = 0.5 if arch == "relu" else None
+    result = train_sae(
+        store,
+        SAEConfig(arch=arch, d_in=16, d_sae=64, k=k, sparsity_coefficient=coefficient),
+        TrainConfig(tokens=40_960, batch_size=512, lr=2e-3, log_every=10),
+    )
+    first, last = result.history[0]["fvu"], result.history[-1]["fvu"]
+    assert last < first
+    assert result.heldout is not None and result.heldout["fvu"] < 0.9
+
+
+def test_saved_weights_work_in_original_units(tmp_path: Path) -> None:
+    g = torch.Generator().manual_seed(0)
+    x = 40.0 * torch.randn(4096, 8, generator=g) + 3.0  # far from E||x||^2 = d_in
+    config = SAEConfig(arch="jumprelu", d_in=8, d_sae=16)
+    result = train_sae(x, config, TrainConfig(tokens=8192, batch_size=512), out=tmp_path / "s")
+    scale = result.input_scale
+    assert scale == pytest.approx((8 / x.pow(2).sum(1).mean()).sqrt().item(), rel=0.1)
+    # The training-time SAE (scaled units) from the final state.
+    state = read_safetensors(tmp_path / "s" / "state" / "state.safetensors")
+    training_sae = build_sae(config)
+    training_sae.load_state_dict({k[6:]: v for k, v in state.items() if k.startswith("model.")})
+    training_sae.eval()
+    saved = load_sae(tmp_path / "s")
+    raw = x[:100]
+    torch.testing.assert_close(
+        saved(raw).x_hat, training_sae(raw * scale).x_hat / scale, rtol=1e-4, atol=1e-3
+    )
+    torch.testing.assert_close(
+        saved.encode(raw), training_sae.encode(raw * scale) / scale, rtol=1e-4, atol=1e-4
+    )
+
+
+def test_nonfinite_rows_are_named(tmp_path: Path) -> None:
+    x = torch.randn(2048, 8)
+    x[17, 3] = float("nan")
+    x[900, 0] = float("inf")
+    with pytest.raises(ValueError, match=r"NaN or Inf in 2 rows \(row 17, 900\)"):
+        train_sae(
+            x,
+            SAEConfig(arch="topk", d_in=8, d_sae=16, k=2),
+            TrainConfig(tokens=1024, batch_size=512),
+        )
+    assert not (tmp_path / "s").exists()
+
+
+def test_d_in_mismatch_and_busy_out(tmp_path: Path) -> None:
+    x = torch.randn(2048, 8)
+    with pytest.raises(ValueError, match=r"d_in mismatch: the SAE has d_in=6 .* width 8"):
+        train_sae(
+            x, SAEConfig(arch="relu", d_in=6, d_sae=16), TrainConfig(tokens=1024, batch_size=512)
+        )
+    (tmp_path / "busy").mkdir()
+    (tmp_path / "busy" / "notes.txt").write_text("mine")
+    with pytest.raises(ValueError, match="not a polysemy run"):
+        train_sae(
+            x,
+            SAEConfig(arch="relu", d_in=8, d_sae=16),
+            TrainConfig(tokens=1024, batch_size=512),
+            out=tmp_path / "busy",
+        )
+    assert (tmp_path / "busy" / "notes.txt").read_text() == "mine"
+
+
+def test_state_without_resume_is_refused_and_resume_checks_config(tmp_path: Path) -> None:
+    x = torch.randn(2048, 8)
+    cfg = SAEConfig(arch="topk", d_in=8, d_sae=16, k=2)
+    train = TrainConfig(tokens=2048, batch_size=512, checkpoint_every=1)
+    train_sae(x, cfg, train, out=tmp_path / "s")
+    with pytest.raises(ValueError, match="pass --resume to continue it or --force"):
+        train_sae(x, cfg, train, out=tmp_path / "s")
+    with pytest.raises(ValueError, match=r"training options differ \(lr\)"):
+        train_sae(
+            x,
+            cfg,
+            TrainConfig(tokens=2048, batch_size=512, lr=1e-2),
+            out=tmp_path / "s",
+            resume=True,
+        )
+    other = SAEConfig(arch="topk", d_in=8, d_sae=16, k=3)
+    with pytest.raises(ValueError, match="cannot resume"):
+        train_sae(x, other, train, out=tmp_path / "s", resume=True)
+
+
+def _cli(out: Path, acts: Path, *extra: str) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "polysemy",
+        "sae",
+        "train",
+        "--acts",
+        str(acts),
+        "--arch",
+        "topk",
+        "--d-sae",
+        "64",
+        "--k",
+        "3",
+        "--tokens",
+        str(1500 * 64),
+        "--batch-size",
+        "64",
+        "--lr",
+        "1e-3",
+        "--seed",
+        "1",
+        "--threads",
+        "1",
+        "--out",
+        str(out),
+        "--json",
+        *extra,
+    ]
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(REPO / "src") + os.pathsep + env.get("PYTHONPATH", "")
+    env["OMP_NUM_THREADS"] = "1"
+    return env
+
+
+def test_resume_after_sigkill_reaches_the_same_weights(planted: Path, tmp_path: Path) -> None:
+    ref = subprocess.run(
+        _cli(tmp_path / "ref", planted), env=_env(), capture_output=True, text=True
+    )
+    assert ref.returncode == 0, ref.stderr
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen(
+        _cli(killed, planted, "--checkpoint-every", "100"),
+        env=_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    state = killed / "state" / "state.json"
+    deadline = time.monotonic() + 120
+    try:
+        while time.monotonic() < deadline and proc.poll() is None:
+            if state.is_file() and json.loads(state.read_text())["step"] >= 200:
+                break
+            time.sleep(0.01)
+        assert proc.poll() is None, "training finished before it could be killed"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert not (killed / "config.json").exists()  # nothing final was written
+    step = json.loads(state.read_text())["step"]
+    assert 0 < step < 1500
+    resumed = subprocess.run(
+        _cli(killed, planted, "--checkpoint-every", "100", "--resume"),
+        env=_env(),
+        capture_output=True,
+        text=True,
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    summary = json.loads(resumed.stdout)
+    assert summary["resumed_from_step"] == step and summary["steps"] == 1500
+    a = read_safetensors(tmp_path / "ref" / "sae.safetensors")
+    b = read_safetensors(killed / "sae.safetensors")
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], rtol=0, atol=0, msg=name)
