@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 from pathlib import Path
 
@@ -118,7 +119,33 @@ def test_missing_paths_and_empty_folders(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="matches no file"):
         open_corpus(str(tmp_path / "*.txt"))
     (tmp_path / "only.md").write_text("x")
-    with pytest.raises(ValueError, match=r"holds no \.txt/\.jsonl/\.parquet files"):
+    with pytest.raises(
+        ValueError, match=r"holds no \.txt/\.jsonl/\.parquet/\.txt\.gz/\.jsonl\.gz files"
+    ):
         open_corpus(str(tmp_path))
-    with pytest.raises(ValueError, match=r"matches no \.txt/\.jsonl/\.parquet file"):
+    with pytest.raises(ValueError, match=r"matches no \.txt/\.jsonl/.* file \(1 other paths\)"):
         open_corpus(str(tmp_path / "*.md"))
+
+
+def test_gzip_files_stream_like_plain_ones(tmp_path: Path) -> None:
+    _write(tmp_path / "a.txt.gz", gzip.compress(b"one\n\ntwo\n"))
+    _write(tmp_path / "b.jsonl.gz", gzip.compress(b'{"text": "three"}\n'))
+    assert list(open_corpus(str(tmp_path))) == ["one", "two", "three"]
+    bad = _write(tmp_path / "bad" / "c.txt.gz", gzip.compress(b"fine\n\nnot \xff utf8\n"))
+    with pytest.raises(ValueError, match=r"c\.txt\.gz.*not UTF-8.*byte offset 10"):
+        list(open_corpus(str(bad)))
+    truncated = _write(tmp_path / "t" / "d.jsonl.gz", gzip.compress(b'{"text": "x"}\n' * 500)[:60])
+    with pytest.raises(ValueError, match=r"d\.jsonl\.gz.*cannot be read"):
+        list(open_corpus(str(truncated)))
+
+
+def test_hidden_files_skipped_and_globbed_folders_searched(tmp_path: Path) -> None:
+    _write(tmp_path / "data" / "a.txt", "visible")
+    _write(tmp_path / "data" / ".git" / "x.txt", "hidden folder")
+    _write(tmp_path / "data" / ".b.txt", "hidden file")
+    _write(tmp_path / "data" / "sub" / "c.txt", "nested")
+    assert list(open_corpus(str(tmp_path / "data"))) == ["visible", "nested"]
+    # A glob that matches a folder reads it like a folder; a file matched twice is read once.
+    spec = str(tmp_path / "d*")
+    assert list(open_corpus(spec)) == ["visible", "nested"]
+    assert list(open_corpus(str(tmp_path / "data" / "**"))) == ["visible", "nested"]

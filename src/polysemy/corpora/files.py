@@ -6,8 +6,11 @@ Rules (one per format, so every document has one obvious index):
 - `.jsonl`: one JSON object per non-blank line; the document is its `text` field.
 - `.parquet`: the `text` column, streamed one row group at a time; nulls are skipped.
 - a folder is searched recursively for these suffixes; a glob (`data/**/*.txt`) is expanded
-  with `**` meaning any depth. Files are read in sorted order of their path.
-Documents that are empty or only whitespace are skipped everywhere. Files are read as
+  with `**` meaning any depth, and a folder it matches is searched like a folder. Files are
+  read in sorted order of their path.
+`.txt.gz` and `.jsonl.gz` are read the same way, decompressed as a stream (byte offsets in
+errors then count decompressed bytes). Hidden files and folders (`.git`, ...) inside a folder
+are skipped. Documents that are empty or only whitespace are skipped everywhere. Files are read as
 UTF-8 (a leading byte-order mark is dropped); anything else is an error naming the file and
 the byte offset of the first bad byte.
 """
@@ -15,18 +18,21 @@ the byte offset of the first bad byte.
 from __future__ import annotations
 
 import glob
+import gzip
 import json
 import logging
 import os
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
+from typing import IO
 
 from polysemy.corpora.corpus import Corpus
 
 logger = logging.getLogger(__name__)
 
-SUFFIXES = (".txt", ".jsonl", ".parquet")
-"""File suffixes a local corpus may hold."""
+SUFFIXES = (".txt", ".jsonl", ".parquet", ".txt.gz", ".jsonl.gz")
+"""File suffixes a local corpus may hold (`.gz`: gzip-compressed, streamed)."""
 
 _BOM = b"\xef\xbb\xbf"
 
@@ -44,30 +50,50 @@ def files_corpus(spec: str, *, text_field: str = "text") -> Corpus:
     return Corpus(name, documents)
 
 
+def _suffix(path: Path) -> str | None:
+    name = path.name.lower()
+    return next((s for s in SUFFIXES if name.endswith(s) and len(name) > len(s)), None)
+
+
+def _folder_files(folder: Path) -> list[Path]:
+    """Corpus files under `folder`, recursively, sorted by relative path; hidden ones skipped."""
+    found: list[tuple[str, Path]] = []
+    for p in folder.rglob("*"):
+        rel = p.relative_to(folder)
+        if any(part.startswith(".") for part in rel.parts):
+            continue  # .git, .ipynb_checkpoints, editor backups: never corpus text
+        if _suffix(p) and p.is_file():
+            found.append((rel.as_posix(), p))
+    return [p for _, p in sorted(found)]
+
+
 def resolve_files(spec: str) -> list[Path]:
     """The files `spec` names, in the deterministic order they are read."""
+    kinds = "/".join(SUFFIXES)
     path = Path(os.path.expanduser(spec))
     if path.is_file():
         _check_suffix(path)
         return [path]
     if path.is_dir():
-        found = sorted(
-            (p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in SUFFIXES),
-            key=lambda p: p.relative_to(path).as_posix(),
-        )
+        found = _folder_files(path)
         if not found:
-            raise ValueError(f"corpus folder {spec!r} holds no {'/'.join(SUFFIXES)} files")
+            raise ValueError(f"corpus folder {spec!r} holds no {kinds} files")
         return found
     if glob.has_magic(spec):
         matches = sorted(glob.glob(os.path.expanduser(spec), recursive=True))
         if not matches:
             raise FileNotFoundError(f"corpus glob {spec!r} matches no file")
-        found = [Path(m) for m in matches if Path(m).is_file()]
-        found = [p for p in found if p.suffix.lower() in SUFFIXES]
+        found = []
+        for m in map(Path, matches):
+            if m.is_dir():
+                found.extend(_folder_files(m))  # a matched folder is searched like a folder
+            elif _suffix(m):
+                found.append(m)
+        # A file matched directly and through its folder is read once, at its first place.
+        found = list(dict.fromkeys(found))
         if not found:
             raise ValueError(
-                f"corpus glob {spec!r} matches no {'/'.join(SUFFIXES)} file "
-                f"({len(matches)} other paths)"
+                f"corpus glob {spec!r} matches no {kinds} file ({len(matches)} other paths)"
             )
         return found
     raise FileNotFoundError(
@@ -76,23 +102,30 @@ def resolve_files(spec: str) -> list[Path]:
     )
 
 
-def _check_suffix(path: Path) -> None:
-    if path.suffix.lower() not in SUFFIXES:
+def _check_suffix(path: Path) -> str:
+    suffix = _suffix(path)
+    if suffix is None:
         raise ValueError(
             f"corpus file {str(path)!r} must end in {', '.join(SUFFIXES)}; "
-            f"got {path.suffix or 'no suffix'!r}"
+            f"got {''.join(path.suffixes) or 'no suffix'!r}"
         )
+    return suffix
 
 
 def read_documents(path: Path, *, text_field: str = "text") -> Iterator[str]:
     """Documents of one file, by the rule of its suffix (see the module docstring)."""
-    _check_suffix(path)
-    suffix = path.suffix.lower()
-    if suffix == ".txt":
+    suffix = _check_suffix(path)
+    if suffix.startswith(".txt"):
         return _read_txt(path)
-    if suffix == ".jsonl":
+    if suffix.startswith(".jsonl"):
         return _read_jsonl(path, text_field)
     return _read_parquet(path, text_field)
+
+
+def _open_binary(path: Path) -> IO[bytes]:
+    if path.name.lower().endswith(".gz"):
+        return gzip.open(path, "rb")  # type: ignore[return-value]  # a GzipFile is an IO[bytes]
+    return open(path, "rb")
 
 
 def _utf8_lines(path: Path) -> Iterator[tuple[int, str]]:
@@ -102,8 +135,8 @@ def _utf8_lines(path: Path) -> Iterator[tuple[int, str]]:
     newline byte never occurs inside a multi-byte UTF-8 sequence, so splitting is safe.
     """
     offset = 0
-    with open(path, "rb") as fh:
-        for number, raw in enumerate(fh, start=1):
+    with _open_binary(path) as fh:
+        for number, raw in enumerate(_checked_lines(fh, path), start=1):
             if number == 1 and raw.startswith(_BOM):
                 raw = raw[len(_BOM) :]
                 offset += len(_BOM)
@@ -117,6 +150,14 @@ def _utf8_lines(path: Path) -> Iterator[tuple[int, str]]:
                 ) from None
             offset += len(raw)
             yield number, line.rstrip("\r\n")
+
+
+def _checked_lines(fh: IO[bytes], path: Path) -> Iterator[bytes]:
+    # A damaged or truncated .gz shows up only while reading: name the file in one line.
+    try:
+        yield from fh
+    except (OSError, EOFError, zlib.error) as exc:
+        raise ValueError(f"corpus file {str(path)!r} cannot be read: {exc}") from None
 
 
 def _read_txt(path: Path) -> Iterator[str]:
