@@ -258,3 +258,19 @@ def test_token_labels_with_a_real_tokenizer(train: list[ConceptSentence]) -> Non
                 piece = s.text[start:end].lower()
                 assert any(piece in w.lower() for w in _surface_forms(concept, value))  # type: ignore[arg-type]
     assert token_labels([], [(0, 0), (0, 3)]) == [{}, {}]
+
+
+def test_same_sentences_in_a_fresh_process_with_another_hash_seed() -> None:
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import json; from polysemy.corpora import generate_concepts;"
+        "print(json.dumps([s.to_dict() for s in generate_concepts(30, seed=4)]))"
+    )
+    env = {**os.environ, "PYTHONHASHSEED": "999"}
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
+    )
+    assert json.loads(proc.stdout) == [s.to_dict() for s in generate_concepts(30, seed=4)]

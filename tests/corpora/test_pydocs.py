@@ -66,3 +66,22 @@ def test_clean_prose_drops_code_and_keeps_sentences() -> None:
     assert clean_prose("Short one.") is None
     assert clean_prose("x = {1: [2, 3], 4: (5, 6)}; y = f(x) + g(x) * 2 - 7 / 8 ** 9") is None
     assert clean_prose("Это описание функции на другом языке, а не на английском языке.") is None
+
+
+def test_same_documents_in_a_fresh_process_with_another_hash_seed() -> None:
+    # Guards against order that leaks from set/dict iteration or str hashing.
+    import hashlib
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import hashlib; from polysemy.corpora import open_corpus;"
+        "print(hashlib.sha256('\\x00'.join(open_corpus('pydocs').take(200)).encode()).hexdigest())"
+    )
+    env = {**os.environ, "PYTHONHASHSEED": "12345"}
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
+    )
+    here = hashlib.sha256("\x00".join(open_corpus("pydocs").take(200)).encode()).hexdigest()
+    assert proc.stdout.strip() == here

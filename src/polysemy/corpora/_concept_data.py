@@ -136,7 +136,7 @@ FRAMES: dict[str, tuple[str, ...]] = {
         "{S:profession} {V:feel} {emotion} after the {~meeting|conference}",
     ),
     "review": (
-        "{S:profession} {V:have} {a} {sent} {~day|time}",
+        "{S:profession} {V:have} {a} {sent} {~time|stay}",
         "{S:profession} {V:cook} {a} {sent} {~meal|dinner}",
         "{S:animal} {V:have} {a} {sent} {~nap|rest}",
         "{S:profession} {V:write} {a} {sent} {~report|letter}",
