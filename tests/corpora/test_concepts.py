@@ -274,3 +274,12 @@ def test_same_sentences_in_a_fresh_process_with_another_hash_seed() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
     )
     assert json.loads(proc.stdout) == [s.to_dict() for s in generate_concepts(30, seed=4)]
+
+
+def test_docstring_example_holds() -> None:
+    import doctest
+
+    import polysemy.corpora.concepts as concepts_module
+
+    result = doctest.testmod(concepts_module)
+    assert result.attempted >= 3 and result.failed == 0

@@ -45,3 +45,11 @@ def test_take_validates_and_stops_early() -> None:
 def test_unknown_name_is_a_missing_path() -> None:
     with pytest.raises(FileNotFoundError, match="'wikipedia' is not a built-in name"):
         open_corpus("wikipedia")
+
+
+def test_docstring_examples_hold() -> None:
+    import doctest
+
+    import polysemy.corpora.corpus as corpus_module
+
+    assert doctest.testmod(corpus_module).failed == 0

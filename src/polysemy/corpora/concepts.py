@@ -19,9 +19,11 @@ place and weather adjuncts (about 500 templates). The families in `HELDOUT_FAMIL
 samples. Sentence `i` of (`seed`, `split`) is generated from its own random stream, so it is
 the same however many sentences are asked for and in which order.
 
->>> s = generate_concepts(1, seed=0)[0]                         # doctest: +SKIP
->>> s.text, s.labels["animal"], s.twin("tense").text            # doctest: +SKIP
-('The fox ate three ripe plums.', 'fox', 'The fox eats three ripe plums.')
+>>> s = generate_concepts(1, seed=0)[0]
+>>> s.text
+'At night, the librarians cooked ten lemons for dinner in the museum.'
+>>> s.labels["profession"], s.labels["tense"], s.twin("tense").text
+('librarian', 'past', 'At night, the librarians cook ten lemons for dinner in the museum.')
 """
 
 from __future__ import annotations
@@ -305,6 +307,7 @@ def _render(state: _State) -> tuple[str, tuple[Span, ...]]:
     tense_tag = ("tense", GRAMMAR_VALUES["tense"][int(past)])
     pieces: list[_Piece] = []
     free_index = 0
+    aux_slot: int | None = None  # where a question's fronted auxiliary goes
     prev_end = 0
     text = state.template.text
     for match in _TOKEN.finditer(text):
@@ -323,8 +326,10 @@ def _render(state: _State) -> tuple[str, tuple[Span, ...]]:
             concept = rest[0]
             word = state.words[concept]
             if question:
-                # Questions front the auxiliary: "Did the dog ...", "Were the dogs ...".
-                pieces.append(_Piece("", ()))  # placeholder, filled when the verb is known
+                # Questions front the auxiliary ("Did the dog ...", "Were the dogs ..."):
+                # keep its place, filled in once the verb group is known.
+                aux_slot = len(pieces)
+                pieces.append(_Piece(""))
             pieces.append(_Piece("the"))
             if "color" in rest[1:]:
                 pieces.append(_Piece(state.words["color"], (("color", state.words["color"]),)))
@@ -332,7 +337,7 @@ def _render(state: _State) -> tuple[str, tuple[Span, ...]]:
             number_tag = ("plurality", GRAMMAR_VALUES["plurality"][int(plural)])
             pieces.append(_Piece(noun, ((concept, word), number_tag)))
         elif head == "V":
-            _verb_group(pieces, rest[0], past, plural, negated, question, tense_tag)
+            _verb_group(pieces, rest[0], past, plural, negated, aux_slot, tense_tag)
         elif head == "BE_IT":
             pieces.append(_Piece("was" if past else "is", (tense_tag,)))
         elif head == "a":
@@ -359,10 +364,11 @@ def _verb_group(
     past: bool,
     plural: bool,
     negated: bool,
-    question: bool,
+    aux_slot: int | None,
     tense_tag: tuple[str, str],
 ) -> None:
-    """Append the verb group; in a question, fill the fronted-auxiliary placeholder."""
+    """Append the verb group; in a question (`aux_slot` set) also fill the fronted auxiliary."""
+    question = aux_slot is not None
     neg = _Piece("not", (("negation", "negated"),))
     if lemma == "be":
         finite = ("were" if plural else "was") if past else ("are" if plural else "is")
@@ -375,10 +381,8 @@ def _verb_group(
             return
         aux_text = "did" if past else ("do" if plural else "does")
         rest = [_Piece(base)]
-    if question:
-        # The placeholder sits right before the subject's "the".
-        slot = max(i for i, p in enumerate(pieces) if p.text == "" and not p.tags)
-        pieces[slot] = _Piece(aux_text, (tense_tag, ("question", "question")))
+    if aux_slot is not None:
+        pieces[aux_slot] = _Piece(aux_text, (tense_tag, ("question", "question")))
         if negated:
             pieces.append(neg)
     else:

@@ -4,11 +4,11 @@ A corpus is a re-iterable, deterministic stream of documents (strings). Position
 stream is the document index that activation stores record in their `doc` column, so the
 same spec on the same machine must always yield the same documents in the same order.
 
->>> corpus = open_corpus("concepts:heldout:100", seed=0)   # doctest: +SKIP
+>>> corpus = open_corpus("concepts:heldout:100", seed=0)
 >>> corpus.name
 'concepts(split=heldout, n=100, seed=0, version=1)'
 >>> next(iter(corpus))
-'The doctor gave the child a red hat.'
+'In summer, the dentist did not play softball skillfully at the harbor.'
 """
 
 from __future__ import annotations
