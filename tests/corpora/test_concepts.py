@@ -195,7 +195,7 @@ def test_open_corpus_yields_the_texts() -> None:
     assert list(corpus) == expected
     assert corpus.name == "concepts(split=heldout, n=20, seed=5, version=1)"
     default = open_corpus("concepts")
-    assert default.name == "concepts(split=train, n=10000, seed=0, version=1)"
+    assert default.name == "concepts(split=train, n=100000, seed=0, version=1)"
     assert default.take(3) == [s.text for s in generate_concepts(3, twins=False)]
     assert open_corpus("concepts:7").take(10) == open_corpus("concepts:train:7").take(10)
 

@@ -41,8 +41,9 @@ from polysemy.corpora.corpus import Corpus
 VERSION = 1
 """Version of the generator; bumped whenever the same seed would give different sentences."""
 
-DEFAULT_SENTENCES = 10_000
-"""Sentences in `open_corpus("concepts")` when the spec gives no count."""
+DEFAULT_SENTENCES = 100_000
+"""Sentences in `open_corpus("concepts")` when the spec gives no count: about 1.2M MiniLM
+tokens, enough for a default harvest; generated lazily, so an unread tail costs nothing."""
 
 Split = Literal["train", "heldout"]
 SPLITS: tuple[Split, ...] = ("train", "heldout")

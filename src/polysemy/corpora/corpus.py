@@ -55,7 +55,8 @@ def open_corpus(spec: str, *, seed: int = 0, text_field: str = "text") -> Corpus
 
     `spec` is one of:
     - `pydocs`: docstrings and docs of the Python standard library and installed packages;
-    - `concepts[:train|heldout][:N]`: N generated labelled sentences (default train, 10000);
+    - `concepts[:train|heldout][:N]`: N generated labelled sentences (default: train,
+      100000, about 1.2M MiniLM tokens);
     - `hf:NAME[:SPLIT]` or `hf:NAME:CONFIG:SPLIT`: a Hugging Face dataset (needs the
       `datasets` extra and a network connection or a warm cache);
     - a `.txt` / `.jsonl` / `.parquet` file, a folder (searched recursively) or a glob.
