@@ -53,3 +53,47 @@ def test_offline_error_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(ValueError, match=r"'hf:nope'.*offline.*Couldn't reach") as info:
         open_corpus("hf:nope")
     assert "\n" not in str(info.value)
+
+
+def test_rows_errors_and_stream_failures(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A stand-in for a streamed dataset: the rows a real one yields, then a dropped connection.
+    class Stream:
+        def __init__(self, rows: list[dict[str, object]], fail: bool) -> None:
+            self.rows, self.fail = rows, fail
+
+        def __iter__(self):  # type: ignore[no-untyped-def]
+            yield from self.rows
+            if self.fail:
+                raise ConnectionError("Connection reset by peer\ntraceback noise")
+
+    streams = {
+        "good": Stream(
+            [{"text": "first doc"}, {"text": None}, {"text": " "}, {"text": "second"}], False
+        ),
+        "drop": Stream([{"text": "only one"}], True),
+        "nocol": Stream([{"body": "x"}], False),
+        "ints": Stream([{"text": 3}], False),
+    }
+    fake = types.ModuleType("datasets")
+    calls: list[tuple[object, ...]] = []
+
+    def load_dataset(name: str, config: str | None, *, split: str, streaming: bool) -> Stream:
+        calls.append((name, config, split, streaming))
+        return streams[name]
+
+    fake.load_dataset = load_dataset  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "datasets", fake)
+    corpus = open_corpus("hf:good:validation")
+    assert corpus.name == "hf(good:validation)"
+    assert list(corpus) == ["first doc", "second"] == list(corpus)
+    assert calls[0] == ("good", None, "validation", True)
+    dropped = open_corpus("hf:drop")
+    with pytest.raises(
+        ValueError,
+        match=r"reading Hugging Face dataset 'hf:drop' failed: Connection reset by peer$",
+    ):
+        list(dropped)
+    with pytest.raises(ValueError, match=r"has no column 'text'; columns are \['body'\]"):
+        open_corpus("hf:nocol")
+    with pytest.raises(ValueError, match="must hold strings; got int"):
+        open_corpus("hf:ints")

@@ -57,9 +57,22 @@ def hub_corpus(spec: str, *, text_field: str = "text") -> Corpus:
         raise ValueError(f"cannot open Hugging Face dataset {spec!r}{hint}: {first}") from None
     label = f"hf({name}{':' + config if config else ''}:{split})"
 
+    def rows() -> Iterator[Any]:
+        # A streamed dataset restarts from its first row on each iteration. The network can
+        # fail mid-stream too: that is one line naming the dataset, not a traceback.
+        iterator = iter(dataset)
+        while True:
+            try:
+                row = next(iterator)
+            except StopIteration:
+                return
+            except Exception as exc:
+                first = (str(exc).splitlines() or [type(exc).__name__])[0]
+                raise ValueError(f"reading Hugging Face dataset {spec!r} failed: {first}") from None
+            yield row
+
     def documents() -> Iterator[str]:
-        # A streamed dataset restarts from its first row on each iteration.
-        for number, row in enumerate(dataset):
+        for number, row in enumerate(rows()):
             if text_field not in row:
                 raise ValueError(
                     f"dataset {spec!r} has no column {text_field!r}; columns are {sorted(row)}"
