@@ -496,3 +496,34 @@ def test_few_shards_mapped_at_once(tmp_path, monkeypatch):
     assert rowset([got]) == rowset([x])
     assert torch.equal(store.read(0, 100), x)
     assert len(store._maps) == 2
+
+
+KILLED_WRITER = """
+import os, sys, torch
+from polysemy.activations.store import StoreWriter
+x = torch.randn(100, 6, generator=torch.Generator().manual_seed(0))
+w = StoreWriter(sys.argv[1], d_in=6, dtype="float16", source={"m": 1}, shard_rows=16)
+w.append(x[:70])
+os._exit(9)  # killed: no close, no cleanup, 6 rows still buffered
+"""
+
+
+def test_resume_after_a_real_kill(tmp_path):
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-c", KILLED_WRITER, str(tmp_path / "cut")], check=False)
+    assert proc.returncode == 9
+    x = torch.randn(100, 6, generator=torch.Generator().manual_seed(0))
+    assert ActivationStore(tmp_path / "cut").rows == 64
+    with StoreWriter(
+        tmp_path / "cut", d_in=6, dtype="float16", source={"m": 1}, shard_rows=16, resume=True
+    ) as w:
+        w.append(x[w.rows_committed :])
+    with StoreWriter(
+        tmp_path / "whole", d_in=6, dtype="float16", source={"m": 1}, shard_rows=16
+    ) as w:
+        w.append(x)
+    for name in sorted(p.name for p in (tmp_path / "whole").iterdir()):
+        assert (tmp_path / "cut" / name).read_bytes() == (tmp_path / "whole" / name).read_bytes()
+    assert torch.equal(ActivationStore(tmp_path / "cut").read(0, 100), x.half().float())
