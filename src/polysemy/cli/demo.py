@@ -1,9 +1,90 @@
-"""CLI commands (placeholder until its issue lands)."""
+"""`polysemy demo`: a short, self-contained tour that writes one HTML page.
+
+For now it runs the toy reproductions in their fast (short-training) variants, which takes
+a minute or two on two CPU cores, and writes `runs/demo/index.html`.
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
+import time
+
+from polysemy import runfolder
+from polysemy.cli._common import add_json_flag, emit
+
+DEFAULT_OUT = "runs/demo"
+
+# Fast variants of the reproductions, cheapest first (the whole list takes ~1-2 min on 2 cores).
+DEMO_EXPERIMENTS = (
+    "correlation",
+    "pentagon",
+    "sparsity-sweep",
+    "privileged-basis",
+    "geometry",
+    "computation",
+    "phase-2-1",
+)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add this module's commands to `subparsers`."""
+    """Add the `demo` command."""
+    p = subparsers.add_parser(
+        "demo",
+        help="run a short toy-model tour and write an HTML page",
+        description=(
+            "Train small toy models of superposition (short-training variants of "
+            "`polysemy toy reproduce`), draw the figures and write index.html under --out."
+        ),
+    )
+    p.add_argument("--out", default=DEFAULT_OUT, help=f"output folder (default {DEFAULT_OUT})")
+    p.add_argument(
+        "--force", action="store_true", help="replace an --out that holds another kind of run"
+    )
+    add_json_flag(p)
+    p.set_defaults(handler=run_demo)
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    import torch
+
+    from polysemy.cli.toy_experiments import reproduce_to
+
+    # Re-running the demo into its own folder replaces the previous demo: no --force needed.
+    out = runfolder.check_out(args.out, runfolder.TOY_REPORT, force=args.force)
+    started = time.perf_counter()
+    summary = reproduce_to(
+        out,
+        list(DEMO_EXPERIMENTS),
+        fast=True,
+        steps=None,
+        best_of=None,
+        seed=0,
+        device=torch.device("cpu"),
+        jobs=min(2, os.cpu_count() or 1),
+        threads=1,
+        embed=False,
+        title="polysemy demo: toy models of superposition",
+        intro=(
+            "A short tour: small toy models trained for a few thousand steps each (the fast "
+            "variants of `polysemy toy reproduce`). Short training does not reach every bar of "
+            "the full reproduction, and the checks say so honestly; run `polysemy toy "
+            "reproduce --out runs/paper` for the full settings. Neurons are shown as rows of "
+            "loadings over features: a neuron is a mix of features, not one concept."
+        ),
+    )
+    page = out / "index.html"
+    obj = {
+        "out": str(out),
+        "page": str(page),
+        "checks_passed": summary["checks_passed"],
+        "checks_total": summary["checks_total"],
+        "seconds": round(time.perf_counter() - started, 2),
+    }
+    emit(
+        args,
+        obj,
+        f"{summary['checks_passed']}/{summary['checks_total']} checks pass "
+        f"({obj['seconds']:.0f} s)\nopen {page.resolve()}",
+    )
+    return 0

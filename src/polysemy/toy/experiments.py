@@ -34,7 +34,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from polysemy.report.html import Check
-from polysemy.toy import theory
+from polysemy.toy import metrics, theory
 from polysemy.toy.model import FeatureKind, ModelKind, ToyConfig, toy_forward, toy_target
 from polysemy.toy.train import ToyRun, train_toy
 
@@ -72,35 +72,28 @@ def _f64(W: Tensor) -> Tensor:
 
 
 def _norms(W: Float[Tensor, "*b n_hidden n_features"]) -> Tensor:
-    """||W_i|| per feature: [*b, n_features]."""
-    return _f64(W).norm(dim=-2)
+    """||W_i|| per feature (float64): [*b, n_features]."""
+    return metrics.feature_norms(_f64(W))
 
 
 def _superposition(W: Float[Tensor, "*b n_hidden n_features"]) -> Tensor:
-    """sum_{j != i} (W_i_hat . W_j)^2 per feature: [*b, n_features] (0 for a zero W_i)."""
-    W = _f64(W)
-    unit = W / W.norm(dim=-2, keepdim=True).clamp_min(1e-12)
-    dots = unit.transpose(-1, -2) @ W  # (*b, n, n): row i = W_i_hat . W_j
-    sq = dots**2
-    return sq.sum(-1) - torch.diagonal(sq, dim1=-2, dim2=-1)
+    """sum_{j != i} (W_i_hat . W_j)^2 per feature (float64): [*b, n_features]."""
+    return metrics.superposition(_f64(W))
 
 
 def _dimensionality(W: Float[Tensor, "*b n_hidden n_features"]) -> Tensor:
-    """D_i = ||W_i||^2 / sum_j (W_i_hat . W_j)^2: [*b, n_features] (0 for a zero W_i)."""
-    W = _f64(W)
-    norms = W.norm(dim=-2)
-    unit = W / norms.unsqueeze(-2).clamp_min(1e-12)
-    denom = ((unit.transpose(-1, -2) @ W) ** 2).sum(-1)
-    return torch.where(norms > 1e-9, norms**2 / denom.clamp_min(1e-300), torch.zeros_like(norms))
+    """D_i = ||W_i||^2 / sum_j (W_i_hat . W_j)^2 per feature (float64): [*b, n_features]."""
+    return metrics.feature_dimensionality(_f64(W))
 
 
-def _monosemantic(W: Float[Tensor, "*b n_hidden n_features"], share: float = 0.9) -> Tensor:
-    """Whether each neuron (row of W) is monosemantic: its largest loading carries at least
-    `share` of the row's squared norm, and the row is not dead. Returns [*b, n_hidden]."""
-    W = _f64(W)
-    sq = W**2
-    total = sq.sum(-1)
-    return (sq.max(-1).values >= share * total) & (total.sqrt() >= 0.1)
+MONOSEMANTIC_THRESHOLD = 0.3
+"""A feature loads on a neuron when |W[k, i]| >= this * max_j |W[k, j]|
+(`metrics.neuron_polysemanticity`); a neuron with exactly one such feature is monosemantic."""
+
+
+def _monosemantic(W: Float[Tensor, "*b n_hidden n_features"]) -> Tensor:
+    """Whether each neuron (row of W) is monosemantic: [*b, n_hidden] bool."""
+    return metrics.neuron_polysemanticity(_f64(W), MONOSEMANTIC_THRESHOLD) == 1
 
 
 def _top_feature(W: Tensor) -> Tensor:
@@ -729,8 +722,8 @@ def privileged_basis(
     progress: bool = False,
 ) -> PrivilegedBasisResult:
     """relu-hidden, n=10, m=5, I_i = 0.75^i: at density 0.75 every neuron is monosemantic and
-    carries one of features 0-4; at density <= 0.06 none is (a neuron is monosemantic when
-    one feature carries >= 90% of its squared loadings)."""
+    carries one of features 0-4; at density <= 0.06 none is (monosemantic: exactly one
+    feature loads on the neuron, see `MONOSEMANTIC_THRESHOLD`)."""
     n, m = 10, 5
     density = (0.75, 0.4, 0.2, 0.1, 0.06, 0.03)
     sparsity = tuple(1 - p for p in density)
@@ -769,9 +762,9 @@ def privileged_basis(
         "density": list(density),
         "monosemantic_neurons": n_mono,
         "top_feature_per_neuron": top.tolist(),
-        "features_per_neuron_over_20pct": (
-            (_f64(run.W) ** 2 >= 0.2 * (_f64(run.W) ** 2).sum(-1, keepdim=True)).sum(-1).tolist()
-        ),
+        "features_per_neuron": metrics.neuron_polysemanticity(
+            _f64(run.W), MONOSEMANTIC_THRESHOLD
+        ).tolist(),
         "loss": _r(run.loss, 6),
         "steps": budget.steps,
         "best_of": best_of,
@@ -868,6 +861,9 @@ def computation(
         "density": list(density),
         "monosemantic_neurons": n_mono,
         "live_neurons": n_alive,
+        "features_per_neuron": metrics.neuron_polysemanticity(
+            _f64(run.W), MONOSEMANTIC_THRESHOLD
+        ).tolist(),
         "computed_features": n_computed,
         "loss": _r(run.loss, 6),
         "steps": budget.steps,
