@@ -2,16 +2,34 @@
 
 from __future__ import annotations
 
+import json
 import platform
 from pathlib import Path
 
+import pytest
+
 from polysemy.corpora import open_corpus
-from polysemy.corpora.pydocs import clean_prose, file_docstrings, stdlib_files
+from polysemy.corpora.pydocs import (
+    cache_dir,
+    cached_stream,
+    clean_prose,
+    file_docstrings,
+    pydocs_corpus,
+    stdlib_files,
+)
+
+
+@pytest.fixture(autouse=True)
+def _private_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    folder = tmp_path / "cache"
+    monkeypatch.setenv("POLYSEMY_CACHE", str(folder))
+    return folder
 
 
 def test_name_records_python_and_packages() -> None:
     corpus = open_corpus("pydocs")
     assert corpus.name.startswith(f"pydocs(python={platform.python_version()}, packages=")
+    assert corpus.name.endswith(", version=1)")
 
 
 def test_first_documents_are_deterministic_prose_without_repeats() -> None:
@@ -85,3 +103,81 @@ def test_same_documents_in_a_fresh_process_with_another_hash_seed() -> None:
     )
     here = hashlib.sha256("\x00".join(open_corpus("pydocs").take(200)).encode()).hexdigest()
     assert proc.stdout.strip() == here
+
+
+def test_cache_dir_follows_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("POLYSEMY_CACHE", "off")
+    assert cache_dir() is None
+    monkeypatch.delenv("POLYSEMY_CACHE")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert cache_dir() == tmp_path / "xdg" / "polysemy"
+
+
+def test_partial_pydocs_pass_leaves_no_cache(_private_cache: Path) -> None:
+    corpus = pydocs_corpus()
+    first = corpus.take(50)
+    assert first == pydocs_corpus(cache=False).take(50)
+    leftovers = list(_private_cache.iterdir()) if _private_cache.exists() else []
+    assert leftovers == []  # a stopped pass must not leave a partial cache or a temp file
+
+
+def _producer(docs: list[str], calls: list[int]):  # type: ignore[no-untyped-def]
+    def produce():  # type: ignore[no-untyped-def]
+        calls.append(1)
+        yield from docs
+
+    return produce
+
+
+def test_cached_stream_complete_pass_is_reused(tmp_path: Path) -> None:
+    docs = ["first doc", 'second "quoted"\nwith a line break', "third \u00e9"]
+    calls: list[int] = []
+    path = tmp_path / "c" / "pydocs-x.jsonl"
+    produce = _producer(docs, calls)
+    assert list(cached_stream("name-a", produce, path)) == docs
+    assert path.is_file() and len(calls) == 1
+    assert list(cached_stream("name-a", produce, path)) == docs
+    assert len(calls) == 1  # the second pass read the file
+    lines = path.read_text(encoding="utf-8").splitlines()
+    assert json.loads(lines[0]) == {"format": "polysemy.pydocs-cache/1", "corpus": "name-a"}
+    assert json.loads(lines[-1]) == {"documents": 3}
+    # Another corpus name (new packages, new rules) ignores the file and rewrites it.
+    assert list(cached_stream("name-b", produce, path)) == docs
+    assert len(calls) == 2
+    assert json.loads(path.read_text().splitlines()[0])["corpus"] == "name-b"
+
+
+def test_cached_stream_partial_damaged_and_unwritable(tmp_path: Path) -> None:
+    docs = [f"doc {i}" for i in range(10)]
+    calls: list[int] = []
+    produce = _producer(docs, calls)
+    path = tmp_path / "p.jsonl"
+    stream = cached_stream("n", produce, path)
+    assert [next(stream) for _ in range(3)] == docs[:3]
+    stream.close()  # stopped early: nothing kept
+    assert list(tmp_path.iterdir()) == []
+    list(cached_stream("n", produce, path))
+    # A file cut short (no trailer) is ignored and rewritten from the source.
+    path.write_text(path.read_text().rsplit("\n", 2)[0] + "\n")
+    assert list(cached_stream("n", produce, path)) == docs
+    assert len(calls) == 3
+    # Header and trailer intact but a document damaged: a one-line error that says what to do.
+    lines = path.read_text().splitlines()
+    lines[4] = "{not json"
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(ValueError, match=r"damaged at document 3; delete it"):
+        list(cached_stream("n", produce, path))
+    # A cache folder that cannot be created does not stop the documents.
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    assert list(cached_stream("n", produce, blocker / "sub" / "c.jsonl")) == docs
+    assert list(cached_stream("n", produce, None)) == docs
+
+
+@pytest.mark.slow
+def test_full_pass_cached_equals_parsed(_private_cache: Path) -> None:
+    parsed = list(pydocs_corpus(cache=False))
+    first = list(pydocs_corpus())  # parses and writes the cache
+    assert first == parsed
+    assert len(list(_private_cache.glob("pydocs-*.jsonl"))) == 1
+    assert list(pydocs_corpus()) == parsed  # read back from the cache

@@ -40,7 +40,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "stats",
         help="read a whole corpus (or its first --limit documents) and count it",
         description=_SPEC_HELP + " Reading every document also checks that each file is "
-        "valid UTF-8 and well formed before a long harvest starts.",
+        "valid UTF-8 and well formed before a long harvest starts, and a whole pass over "
+        "pydocs fills its cache (see docs/corpora.md).",
     )
     _add_spec(stats)
     stats.add_argument(

@@ -3,7 +3,7 @@
 >>> from polysemy.corpora import open_corpus
 >>> corpus = open_corpus("pydocs")          # docstrings of Python and installed packages
 >>> corpus.name                             # doctest: +SKIP
-'pydocs(python=3.11.7, packages=131@9064bac5)'
+'pydocs(python=3.11.7, packages=131@9064bac5, version=1)'
 >>> first = corpus.take(2)                  # documents in a fixed order
 
 Specs: `pydocs`, `concepts[:train|heldout][:N]`, `hf:NAME[:SPLIT]`, or a `.txt` / `.jsonl` /

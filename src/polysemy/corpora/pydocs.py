@@ -19,21 +19,29 @@ Order is deterministic on a given machine: the standard library first in sorted 
 (test packages skipped), then installed distributions in sorted name order, each with its
 description and then its modules in sorted path order. Documents stream lazily, so the first
 million tokens arrive after parsing only a few hundred files. The corpus name records the
-Python version and a fingerprint of the installed distributions.
+Python version, a fingerprint of the installed distributions and the version of these rules.
+
+A pass that reads the whole corpus saves it in a cache file (`cache_dir()`, e.g.
+`~/.cache/polysemy/pydocs-<key>.jsonl`, about 45 MB); later passes read that file, some 100x
+faster than parsing. The key covers the corpus name and the interpreter's paths, so a new
+package or Python gets a new file. `POLYSEMY_CACHE=off` turns the cache off.
 """
 
 from __future__ import annotations
 
 import ast
+import contextlib
 import hashlib
 import importlib.metadata as metadata
 import inspect
+import json
 import logging
 import os
 import platform
 import re
 import sysconfig
-from collections.abc import Iterable, Iterator
+import tempfile
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -57,15 +65,51 @@ _FENCE = re.compile(r"^\s*(```|~~~)")
 _NOT_ASCII_LETTER = re.compile(r"[^A-Za-z]+")
 
 
-def pydocs_corpus() -> Corpus:
-    """The `pydocs` corpus of this machine (see the module docstring)."""
+VERSION = 1
+"""Version of the extraction rules, part of the corpus name; bumped when documents change."""
+
+CACHE_FORMAT = "polysemy.pydocs-cache/1"
+"""Format string in the first line of a cache file."""
+
+
+def cache_dir() -> Path | None:
+    """Folder of the pydocs cache, or None when caching is off.
+
+    `$POLYSEMY_CACHE` if set (`off`, `0` or empty turns caching off), else
+    `$XDG_CACHE_HOME/polysemy`, else `~/.cache/polysemy`.
+    """
+    env = os.environ.get("POLYSEMY_CACHE")
+    if env is not None:
+        if env.strip().lower() in ("", "0", "off", "false", "no", "none"):
+            return None
+        return Path(env).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "polysemy"
+
+
+def pydocs_corpus(*, cache: bool = True) -> Corpus:
+    """The `pydocs` corpus of this machine (see the module docstring).
+
+    With `cache`, a pass that reads the whole corpus saves it (see `cached_stream`) and later
+    passes stream that file instead of parsing sources again; the documents are the same.
+    """
     dists = _distributions()
     fingerprint = hashlib.blake2b(
         "\n".join(f"{n}=={v}" for n, v, _ in dists).encode(), digest_size=4
     ).hexdigest()
-    name = f"pydocs(python={platform.python_version()}, packages={len(dists)}@{fingerprint})"
+    name = (
+        f"pydocs(python={platform.python_version()}, packages={len(dists)}@{fingerprint}, "
+        f"version={VERSION})"
+    )
+    folder = cache_dir() if cache else None
+    path = None
+    if folder is not None:
+        # The name pins the documents; the interpreter's paths tell two venvs apart.
+        where = f"{name}\n{sysconfig.get_paths()['stdlib']}\n{sysconfig.get_paths()['purelib']}"
+        key = hashlib.blake2b(where.encode(), digest_size=8).hexdigest()
+        path = folder / f"pydocs-{key}.jsonl"
 
-    def documents() -> Iterator[str]:
+    def parse() -> Iterator[str]:
         seen: set[bytes] = set()
         for text in _raw_texts(dists):
             doc = clean_prose(text)
@@ -77,7 +121,122 @@ def pydocs_corpus() -> Corpus:
             seen.add(key)
             yield doc
 
-    return Corpus(name, documents)
+    return Corpus(name, lambda: cached_stream(name, parse, path))
+
+
+def cached_stream(
+    name: str, produce: Callable[[], Iterator[str]], path: Path | None
+) -> Iterator[str]:
+    """Documents of `produce()`, read from the cache file `path` when a complete one exists.
+
+    A pass that runs `produce()` to its end writes every document to a temporary file and
+    renames it to `path`, so the cache is either complete or absent; a pass stopped early
+    (a harvest that needed fewer tokens) leaves nothing. A cache written for another corpus
+    name, or damaged, is ignored and rewritten. `path=None` turns caching off.
+    """
+    if path is not None:
+        cached = _read_cache(path, name)
+        if cached is not None:
+            logger.debug("pydocs: reading cache %s", path)
+            yield from cached
+            return
+    writer = _CacheWriter(path, name) if path is not None else None
+    complete = False
+    try:
+        for doc in produce():
+            if writer is not None:
+                writer.write(doc)
+            yield doc
+        complete = True
+    finally:
+        if writer is not None:
+            writer.finish(complete)
+
+
+class _CacheWriter:
+    """Writes a cache file through a temporary sibling; any OSError just stops caching."""
+
+    def __init__(self, path: Path, name: str) -> None:
+        self.path = path
+        self.count = 0
+        self.tmp: str | None = None
+        self.fh: Any = None
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, self.tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
+            self.fh = os.fdopen(fd, "w", encoding="utf-8")
+            self.fh.write(json.dumps({"format": CACHE_FORMAT, "corpus": name}) + "\n")
+        except OSError as exc:
+            logger.debug("pydocs: not caching (%s)", exc)
+            self._drop()
+
+    def write(self, doc: str) -> None:
+        if self.fh is None:
+            return
+        try:
+            self.fh.write(json.dumps(doc) + "\n")
+            self.count += 1
+        except OSError as exc:
+            logger.debug("pydocs: cache write failed (%s)", exc)
+            self._drop()
+
+    def finish(self, complete: bool) -> None:
+        if self.fh is None or self.tmp is None:
+            return
+        if not complete:
+            self._drop()
+            return
+        try:
+            self.fh.write(json.dumps({"documents": self.count}) + "\n")
+            self.fh.flush()
+            os.fsync(self.fh.fileno())
+            self.fh.close()
+            os.replace(self.tmp, self.path)
+            logger.info("pydocs: cached %d documents in %s", self.count, self.path)
+        except OSError as exc:
+            logger.debug("pydocs: cache not saved (%s)", exc)
+            self._drop()
+
+    def _drop(self) -> None:
+        with contextlib.suppress(OSError, AttributeError):
+            self.fh.close()
+        if self.tmp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(self.tmp)
+        self.fh = self.tmp = None
+
+
+def _read_cache(path: Path, name: str) -> Iterator[str] | None:
+    """A stream over a complete cache file for `name`, or None (missing, other, damaged)."""
+    try:
+        with open(path, "rb") as fh:
+            header = json.loads(fh.readline())
+            fh.seek(0, os.SEEK_END)
+            fh.seek(max(0, fh.tell() - 256))
+            tail = fh.read().decode("utf-8", "replace").rstrip("\n").rsplit("\n", 1)[-1]
+        count = json.loads(tail)["documents"]
+    except (OSError, ValueError, KeyError, TypeError):
+        if path.exists():
+            logger.debug("pydocs: ignoring damaged cache %s", path)
+        return None
+    if header != {"format": CACHE_FORMAT, "corpus": name} or not isinstance(count, int):
+        return None
+
+    def stream() -> Iterator[str]:
+        with open(path, encoding="utf-8") as fh:
+            fh.readline()  # the header
+            for i in range(count):
+                try:
+                    doc = json.loads(fh.readline())
+                except ValueError:
+                    doc = None
+                if not isinstance(doc, str):
+                    raise ValueError(
+                        f"pydocs cache {str(path)!r} is damaged at document {i}; delete it"
+                    )
+                yield doc
+
+    return stream()
 
 
 def _distributions() -> list[tuple[str, str, metadata.Distribution]]:
