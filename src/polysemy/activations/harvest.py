@@ -407,7 +407,7 @@ def harvest(
             done = hi
             if hi <= skip:
                 continue  # wholly inside complete shards of every store: not even run
-            keep_now[:] = [batch.keep]
+            keep_now[:] = [batch.keep.to(device)]
             values = reader.run(
                 input_ids=batch.input_ids.to(device),
                 attention_mask=batch.attention_mask.to(device),
