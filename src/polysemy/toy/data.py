@@ -42,6 +42,14 @@ class FeatureSampler:
 
     `sparsity` is one value per instance. `signed=True` draws present values from U[-1, 1]
     (the `abs` model); the distribution is then symmetric, so -x is as good a sample as x.
+
+    `shared=True` (what training uses) draws one uniform u per (sample, feature) and step and
+    gives it to every instance: instance i sees feature present iff u < p_i, with value
+    u / p_i. Each instance's data are exactly distributed as specified (iid over samples and
+    features); only the instances are coupled ("common random numbers"), which does not
+    matter since instances never interact, and it divides the cost of the random number
+    generator, the most expensive step of the loop, by n_instances. `shared=False` draws
+    independent data for every instance.
     """
 
     def __init__(
@@ -51,6 +59,7 @@ class FeatureSampler:
         *,
         kind: FeatureKind = "independent",
         signed: bool = False,
+        shared: bool = False,
         generator: torch.Generator | None = None,
         device: torch.device | str = "cpu",
         dtype: torch.dtype = torch.float32,
@@ -66,6 +75,7 @@ class FeatureSampler:
         self.n_features = n_features
         self.kind = kind
         self.signed = signed
+        self.shared = shared
         self.generator = generator
         self.device = torch.device(device)
         self.dtype = dtype
@@ -75,16 +85,43 @@ class FeatureSampler:
         # exactly when u < p, i.e. when the feature is present.
         factor = 2.0 if signed else 1.0
         self._scale = (-factor / p).to(self.device, dtype).view(-1, 1, 1)  # (I, 1, 1)
+        self._one = torch.ones((), device=self.device, dtype=dtype)
+        self._u: Tensor | None = None
 
-    def sample_neg_(self, out: Float[Tensor, "n_instances batch n_features"]) -> Tensor:
-        """Fill `out` with -x for a fresh batch; return it."""
+    def _uniform(self, shape: tuple[int, ...]) -> Tensor:
+        if self._u is None or tuple(self._u.shape) != shape:
+            self._u = torch.empty(shape, device=self.device, dtype=self.dtype)
+        return self._u.uniform_(0.0, 1.0, generator=self.generator)
+
+    def sample_neg_(self, out: Tensor, *, feature_major: bool = False) -> Tensor:
+        """Fill `out` with -x for a fresh batch; return it.
+
+        `out` is `[n_instances, batch, n_features]`, or `[n_features, n_instances, batch]`
+        with `feature_major=True` (one contiguous plane per feature, for tiny models).
+        """
+        if feature_major:
+            n_feat, _, batch = out.shape
+            scale = self._scale.view(1, -1, 1)  # (1, I, 1)
+            u_shape: tuple[int, ...] = (n_feat, 1, batch)
+        else:
+            _, batch, n_feat = out.shape
+            scale = self._scale  # (I, 1, 1)
+            u_shape = (1, batch, n_feat)
         if self.kind != "independent":
-            out.copy_(self._paired(out.shape[1])).neg_()
+            x = self._paired(batch)  # (I, B, f)
+            out.copy_(x.permute(2, 0, 1) if feature_major else x).neg_()
             return out
-        out.uniform_(0.0, 1.0, generator=self.generator)
-        out.mul_(self._scale)
-        if self.signed:
-            out.add_(1.0)
+        if self.shared:
+            u = self._uniform(u_shape)
+            if self.signed:
+                torch.addcmul(self._one, u, scale, out=out)  # 1 - 2u/p
+            else:
+                torch.mul(u, scale, out=out)  # -u/p
+        else:
+            out.uniform_(0.0, 1.0, generator=self.generator)
+            out.mul_(scale)
+            if self.signed:
+                out.add_(1.0)
         # Keep entries > -1 (present), zero the rest: one fused in-place pass.
         return torch.threshold_(out, -1.0, 0.0)
 
@@ -99,18 +136,21 @@ class FeatureSampler:
         shape = (self.n_instances, batch_size, self.n_features)
         n_pairs = self.n_features // 2
         kw = {"generator": self.generator, "device": self.device, "dtype": self.dtype}
-        values = torch.rand(shape, **kw)  # type: ignore[arg-type]
+        # Shared draws have a leading 1 and broadcast over instances.
+        lead = 1 if self.shared else self.n_instances
+        values = torch.rand((lead, *shape[1:]), **kw)  # type: ignore[arg-type]
         if self.signed:
             values = values * 2.0 - 1.0
         p = self.density.view(-1, 1, 1)
-        present = torch.rand(shape, **kw) < p  # type: ignore[arg-type]
-        u = torch.rand((*shape[:2], n_pairs), **kw)  # type: ignore[arg-type]
+        present = torch.rand((lead, *shape[1:]), **kw) < p  # type: ignore[arg-type]
+        u = torch.rand((lead, batch_size, n_pairs), **kw)  # type: ignore[arg-type]
         if self.kind == "correlated":
             pair = u < p  # (I, B, pairs)
             both = torch.stack([pair, pair], dim=-1)  # (I, B, pairs, 2)
         else:
             active = u < (2.0 * p).clamp(max=1.0)
             first = torch.rand(u.shape, **kw) < 0.5  # type: ignore[arg-type]
+            first = first.expand_as(active)
             both = torch.stack([active & first, active & ~first], dim=-1)  # (I, B, pairs, 2)
         present[..., : 2 * n_pairs] = both.flatten(-2)  # (I, B, 2*pairs)
         return values * present
@@ -123,6 +163,7 @@ def sample_features(
     *,
     kind: FeatureKind = "independent",
     signed: bool = False,
+    shared: bool = False,
     generator: torch.Generator | None = None,
     device: torch.device | str = "cpu",
     dtype: torch.dtype = torch.float32,
@@ -137,6 +178,7 @@ def sample_features(
         n_features,
         kind=kind,
         signed=signed,
+        shared=shared,
         generator=generator,
         device=device,
         dtype=dtype,

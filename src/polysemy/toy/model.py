@@ -92,6 +92,9 @@ class ToyConfig:
     """Seed of initialization and data; the same config and seed give the same run."""
     snapshot_every: int | None = None
     """Keep a copy of W every this many steps (plus step 0 and the last), or None for none."""
+    shared_data: bool = True
+    """Give every instance the same uniform draws each step (common random numbers: each
+    instance's data are still exactly distributed; see `polysemy.toy.data`); much faster."""
     eval_samples: int = 8192
     """Fresh samples per instance for the final loss (the same samples for every seed)."""
 

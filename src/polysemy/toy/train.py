@@ -26,6 +26,7 @@ import logging
 import math
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from jaxtyping import Float, Int
@@ -86,7 +87,13 @@ def lr_at(config: ToyConfig, step: int) -> float:
 
 
 class _Engine:
-    """Buffers and the fused step for `n` stacked models (instances x seeds)."""
+    """Buffers and the fused step for `n` stacked models (instances x seeds).
+
+    The output bias rides along in the matmuls: the hidden activations carry an extra
+    constant-1 column (`h_aug [n, B, m+1]`) and the second-layer weights an extra bias row,
+    so `out = h_aug @ W2_aug` needs no separate broadcast add, and `h_aug^T @ r` yields the
+    bias gradient (the batch sum of r) in the same matmul as the weight gradient.
+    """
 
     def __init__(
         self,
@@ -94,52 +101,95 @@ class _Engine:
         params: ToyParams,
         importance: Tensor,
         sampler: FeatureSampler,
+        *,
+        planes: bool | None = None,
     ) -> None:
         self.config = config
         self.model = config.model
         self.sampler = sampler
-        W = params.W
-        n, m, f = W.shape
+        n, m, f = params.W.shape
+        self.planes = _use_planes(m, f) if planes is None else planes
         B = config.batch_size
-        device, dtype = W.device, W.dtype
-        self.n = n
+        device, dtype = params.W.device, params.W.dtype
+        self.n, self.m, self.f = n, m, f
         # One flat buffer for every parameter (and one for every gradient), so the optimizer
         # update is a handful of in-place ops over contiguous memory.
-        n_w = n * m * f
-        n_wo = n * f * m if self.model == "abs" else 0
-        total = n_w + n_wo + n * f
-        self.flat = torch.empty(total, device=device, dtype=dtype)
+        #   tied models: P_aug [n, m+1, f]   (rows 0..m-1 = W, row m = b)
+        #   abs:         W1 [n, m, f] followed by W_out_aug [n, f, m+1] (column m = b)
+        size_w1 = n * m * f if self.model == "abs" else 0
+        total = size_w1 + n * (m + 1) * f
+        self.flat = torch.zeros(total, device=device, dtype=dtype)
         self.grad = torch.zeros_like(self.flat)
         self.exp_avg = torch.zeros_like(self.flat)
         self.exp_avg_sq = torch.zeros_like(self.flat)
         self._denom = torch.empty_like(self.flat)
-        self.n_decay = n_w + n_wo  # weight decay applies to weights, not to the bias
-        self.W = self.flat[:n_w].view(n, m, f)
-        self.gW = self.grad[:n_w].view(n, m, f)
+        decay = torch.zeros_like(self.flat)  # 1 on weights, 0 on the bias
         self.W_out: Tensor | None = None
-        self.gW_out: Tensor | None = None
+        self.gW_out_aug: Tensor | None = None
         if self.model == "abs":
             assert params.W_out is not None
-            self.W_out = self.flat[n_w : n_w + n_wo].view(n, f, m)
-            self.gW_out = self.grad[n_w : n_w + n_wo].view(n, f, m)
+            self.W = self.flat[:size_w1].view(n, m, f)
+            self.gW = self.grad[:size_w1].view(n, m, f)
+            self.W2_aug = self.flat[size_w1:].view(n, f, m + 1)
+            self.gW_out_aug = self.grad[size_w1:].view(n, f, m + 1)
+            self.W_out = self.W2_aug[:, :, :m]
+            self.b = self.W2_aug[:, :, m]
             self.W_out.copy_(params.W_out)
-        self.b = self.flat[n_w + n_wo :].view(n, f)
-        self.gb = self.grad[n_w + n_wo :].view(n, f)
-        self.W.copy_(W)
+            decay[:size_w1] = 1.0
+            decay[size_w1:].view(n, f, m + 1)[:, :, :m] = 1.0
+        else:
+            self.W2_aug = self.flat.view(n, m + 1, f)
+            self.gP_aug = self.grad.view(n, m + 1, f)
+            self.W = self.W2_aug[:, :m, :]
+            self.gW = self.gP_aug[:, :m, :]
+            self.b = self.W2_aug[:, m, :]
+            decay.view(n, m + 1, f)[:, :m, :] = 1.0
+        self.decay_mask = decay
+        self.W.copy_(params.W)
         self.b.copy_(params.b_final)
         # c_f = 2 I_f / (B f): d(mean_{b,f} I_f e^2)/de = c_f e.
         self.c = (importance * (2.0 / (B * f))).to(device, dtype)  # (n, f)
-        self.c_row = self.c.view(n, 1, f)
-        # Preallocated activations.
-        self.t = torch.empty(n, B, f, device=device, dtype=dtype)  # -x
-        self.out = torch.empty(n, B, f, device=device, dtype=dtype)
-        self.r = self.out if self.model == "linear" else torch.empty_like(self.out)
-        self.h = torch.empty(n, B, m, device=device, dtype=dtype)
-        self.dh = torch.empty(n, B, m, device=device, dtype=dtype)
         self.Wneg = torch.empty(n, m, f, device=device, dtype=dtype)
+        self.gW1 = torch.empty(n, m, f, device=device, dtype=dtype)
         self.Wc = torch.empty(n, f, m, device=device, dtype=dtype)  # (W2 * c)^T
-        self.b_row = self.b.view(n, 1, f)
         self.step_count = 0
+        kw: dict[str, Any] = {"device": device, "dtype": dtype}
+        if self.planes:
+            self._init_planes(B, kw)
+            return
+        # Preallocated activations.
+        self.t = torch.empty(n, B, f, **kw)  # -x
+        self.out = torch.empty(n, B, f, **kw)
+        self.r = self.out if self.model == "linear" else torch.empty_like(self.out)
+        self.h_aug = torch.ones(n, B, m + 1, **kw)  # column m stays 1
+        # bmm into the strided h_aug[..., :m] would fall back to one matmul per instance, so
+        # h gets its own buffer and is copied over (m << n_features: a small copy).
+        self.h = torch.empty(n, B, m, **kw)
+        self.dh = torch.empty(n, B, m, **kw)
+
+    def _init_planes(self, B: int, kw: dict[str, Any]) -> None:
+        """Feature-major buffers for tiny models: one contiguous [n, B] plane per feature or
+        hidden unit, and the weights as [n, 1] columns that broadcast over the batch. Batched
+        matmuls of 1x2 matrices would spend their time in per-instance overhead."""
+        n, m, f = self.n, self.m, self.f
+        self.t = torch.empty(f, n, B, **kw)  # -x, plane per feature
+        self.out = torch.empty(f, n, B, **kw)
+        self.r = self.out if self.model == "linear" else torch.empty_like(self.out)
+        self.h = torch.empty(m, n, B, **kw)
+        self.dh = torch.empty(m, n, B, **kw)
+        self.prod = torch.empty(m, f, n, B, **kw)  # products before the batch sums
+        self.G2 = torch.empty(m + 1, f, n, **kw)  # second-layer (+ bias) gradient sums
+        self.G1 = torch.empty(m, f, n, **kw)
+        # [n, 1] columns of the weights (views: they follow the in-place updates).
+        self.wneg_cols = [[self.Wneg[:, k, j].unsqueeze(-1) for j in range(f)] for k in range(m)]
+        if self.model == "abs":
+            assert self.W_out is not None
+            W2, Wc = self.W_out.transpose(1, 2), self.Wc.transpose(1, 2)  # (n, m, f)
+        else:
+            W2, Wc = self.W, self.Wc.view(n, m, f)
+        self.w2_cols = [[W2[:, k, j].unsqueeze(-1) for j in range(f)] for k in range(m)]
+        self.wc_cols = [[Wc[:, k, j].unsqueeze(-1) for j in range(f)] for k in range(m)]
+        self.b_cols = [self.b[:, j].unsqueeze(-1) for j in range(f)]
 
     def params(self) -> ToyParams:
         return ToyParams(
@@ -150,8 +200,11 @@ class _Engine:
 
     def forward_backward(self) -> None:
         """Draw a batch and write the gradient of the summed loss into `self.grad`."""
-        self.sampler.sample_neg_(self.t)
-        _grads_into(self, self.t)
+        self.sampler.sample_neg_(self.t, feature_major=self.planes)
+        if self.planes:
+            _grads_into_planes(self, self.t)
+        else:
+            _grads_into(self, self.t)
 
     def adam_step(self, lr: float) -> None:
         cfg = self.config
@@ -160,7 +213,7 @@ class _Engine:
         g, p = self.grad, self.flat
         wd = cfg.weight_decay
         if wd and cfg.optimizer == "adam":
-            g[: self.n_decay].add_(p[: self.n_decay], alpha=wd)
+            g.addcmul_(p, self.decay_mask, value=wd)
         self.exp_avg.lerp_(g, 1.0 - _BETA1)
         self.exp_avg_sq.mul_(_BETA2).addcmul_(g, g, value=1.0 - _BETA2)
         bc1 = 1.0 - _BETA1**k
@@ -168,12 +221,12 @@ class _Engine:
         torch.sqrt(self.exp_avg_sq, out=self._denom)
         self._denom.div_(math.sqrt(bc2)).add_(_EPS)
         if wd and cfg.optimizer == "adamw":
-            p[: self.n_decay].mul_(1.0 - lr * wd)
+            p.addcmul_(p, self.decay_mask, value=-lr * wd)
         p.addcdiv_(self.exp_avg, self._denom, value=-lr / bc1)
 
 
 def _grads_into(e: _Engine, t: Tensor) -> None:
-    """Gradient of sum_i loss_i for the batch -x = `t`, written into e.gW, e.gW_out, e.gb."""
+    """Gradient of sum_i loss_i for the batch -x = `t`, written into `e.grad`."""
     model = e.model
     relu_hidden = model in ("relu-hidden", "abs")
     # h_pre = x W^T = t (-W)^T: negate the small W rather than the big t.
@@ -181,48 +234,110 @@ def _grads_into(e: _Engine, t: Tensor) -> None:
     h = torch.bmm(t, e.Wneg.transpose(1, 2), out=e.h)  # (n, B, m)
     if relu_hidden:
         torch.relu_(h)
-    if model == "abs":
-        assert e.W_out is not None
-        W2 = e.W_out.transpose(1, 2)  # (n, m, f)
-    else:
-        W2 = e.W
-    out = torch.baddbmm(e.b_row, h, W2, out=e.out)  # (n, B, f)
+    e.h_aug[:, :, : e.m].copy_(h)
+    W2_aug = e.W2_aug.transpose(1, 2) if model == "abs" else e.W2_aug  # (n, m+1, f)
+    out = torch.bmm(e.h_aug, W2_aug, out=e.out)  # (n, B, f) = h W2 + b
     # r = (y - target) * [out > 0]; target x = -t, or |x| = |t| for abs.
-    if model == "linear":
-        r = out.add_(t)
-    elif model == "abs":
-        r = torch.abs(t, out=e.r)
-        torch.sub(out, r, out=r)
-        r = torch.ops.aten.threshold_backward.grad_input(r, out, 0.0, grad_input=r)
-    else:
-        r = torch.add(out, t, out=e.r)
-        r = torch.ops.aten.threshold_backward.grad_input(r, out, 0.0, grad_input=r)
-    # Bias and second-layer gradients: column scaling by c after the reduction.
-    torch.sum(r, dim=1, out=e.gb)
-    e.gb.mul_(e.c)
+    r = _residual_(e, out, t)
+    # Second layer and bias in one matmul; the per-feature scale c commutes with it.
     if model == "abs":
-        assert e.gW_out is not None and e.W_out is not None
-        torch.bmm(r.transpose(1, 2), h, out=e.gW_out)  # (n, f, m)
-        e.gW_out.mul_(e.c.unsqueeze(-1))
+        assert e.gW_out_aug is not None and e.W_out is not None
+        torch.bmm(r.transpose(1, 2), e.h_aug, out=e.gW_out_aug)  # (n, f, m+1)
+        e.gW_out_aug.mul_(e.c.unsqueeze(-1))
         torch.mul(e.W_out, e.c.unsqueeze(-1), out=e.Wc)  # (n, f, m)
-        gW1 = e.gW
+        Wc = e.Wc
         beta = 0.0
     else:
-        torch.bmm(h.transpose(1, 2), r, out=e.gW)  # (n, m, f)
-        e.gW.mul_(e.c_row)
-        torch.mul(e.W, e.c_row, out=e.Wc.view(e.W.shape))
-        gW1 = e.gW
+        torch.bmm(e.h_aug.transpose(1, 2), r, out=e.gP_aug)  # (n, m+1, f)
+        e.gP_aug.mul_(e.c.unsqueeze(1))
+        Wc_t = e.Wc.view(e.n, e.m, e.f)
+        torch.mul(e.W, e.c.unsqueeze(1), out=Wc_t)  # (n, m, f)
+        Wc = Wc_t.transpose(1, 2)  # (n, f, m)
         beta = 1.0
-    Wc = e.Wc if model == "abs" else e.Wc.view(e.W.shape).transpose(1, 2)  # (n, f, m)
     dh = torch.bmm(r, Wc, out=e.dh)  # (n, B, m)
     if relu_hidden:
         dh = torch.ops.aten.threshold_backward.grad_input(dh, h, 0.0, grad_input=dh)
-    # dW1 = dh^T x = -(dh^T t); tied models add it to dW2.
-    gW1.baddbmm_(dh.transpose(1, 2), t, beta=beta, alpha=-1.0)
+    # dW1 = dh^T x = -(dh^T t); tied models add it to the second-layer term. (A bmm into a
+    # contiguous buffer: baddbmm_ on the strided W rows falls back to one addmm per instance.)
+    if beta:
+        torch.bmm(dh.transpose(1, 2), t, out=e.gW1)  # (n, m, f)
+        e.gW.sub_(e.gW1)
+    else:
+        torch.bmm(dh.transpose(1, 2), t, out=e.gW).neg_()
+
+
+def _use_planes(n_hidden: int, n_features: int) -> bool:
+    """Tiny models train faster as elementwise ops on feature planes than as batched
+    matmuls (measured on CPU: see benchmarks/toy_throughput.py)."""
+    return n_hidden * n_features <= _PLANES_MAX
+
+
+_PLANES_MAX = 4
+
+
+def _residual_(e: _Engine, out: Tensor, t: Tensor) -> Tensor:
+    """r = (y - target) * [out > 0] (no mask for linear), written into e.r; layout-free."""
+    if e.model == "linear":
+        return out.add_(t)
+    if e.model == "abs":
+        r = torch.abs(t, out=e.r)
+        torch.sub(out, r, out=r)
+    else:
+        r = torch.add(out, t, out=e.r)
+    return torch.ops.aten.threshold_backward.grad_input(r, out, 0.0, grad_input=r)
+
+
+def _grads_into_planes(e: _Engine, t: Tensor) -> None:
+    """`_grads_into` for feature-major planes: t is -x as [n_features, n_instances, batch]."""
+    model, m, f = e.model, e.m, e.f
+    relu_hidden = model in ("relu-hidden", "abs")
+    torch.neg(e.W, out=e.Wneg)
+    h, out = e.h, e.out
+    for k in range(m):  # h_k = sum_j x_j W[k, j] = sum_j t_j (-W[k, j])
+        torch.mul(t[0], e.wneg_cols[k][0], out=h[k])
+        for j in range(1, f):
+            h[k].addcmul_(t[j], e.wneg_cols[k][j])
+    if relu_hidden:
+        torch.relu_(h)
+    for j in range(f):  # out_j = b_j + sum_k h_k W2[k, j]
+        torch.addcmul(e.b_cols[j], h[0], e.w2_cols[0][j], out=out[j])
+        for k in range(1, m):
+            out[j].addcmul_(h[k], e.w2_cols[k][j])
+    r = _residual_(e, out, t)
+    # Batch sums of h_k r_j (second layer) and of r_j (bias).
+    torch.mul(h.unsqueeze(1), r.unsqueeze(0), out=e.prod)  # (m, f, n, B)
+    torch.sum(e.prod, dim=-1, out=e.G2[:m])
+    torch.sum(r, dim=-1, out=e.G2[m])
+    if model == "abs":
+        assert e.gW_out_aug is not None and e.W_out is not None
+        e.gW_out_aug.copy_(e.G2.permute(2, 1, 0)).mul_(e.c.unsqueeze(-1))  # (n, f, m+1)
+        torch.mul(e.W_out, e.c.unsqueeze(-1), out=e.Wc)
+    else:
+        e.gP_aug.copy_(e.G2.permute(2, 0, 1)).mul_(e.c.unsqueeze(1))  # (n, m+1, f)
+        torch.mul(e.W, e.c.unsqueeze(1), out=e.Wc.view(e.n, m, f))
+    dh = e.dh
+    for k in range(m):  # dh_k = sum_j r_j (W2 c)[k, j]
+        torch.mul(r[0], e.wc_cols[k][0], out=dh[k])
+        for j in range(1, f):
+            dh[k].addcmul_(r[j], e.wc_cols[k][j])
+    if relu_hidden:
+        torch.ops.aten.threshold_backward.grad_input(dh, h, 0.0, grad_input=dh)
+    # dW1 = dh^T x = -(batch sums of dh_k t_j).
+    torch.mul(dh.unsqueeze(1), t.unsqueeze(0), out=e.prod)
+    torch.sum(e.prod, dim=-1, out=e.G1)
+    G1 = e.G1.permute(2, 0, 1)  # (n, m, f)
+    if model == "abs":
+        e.gW.copy_(G1).neg_()
+    else:
+        e.gW.sub_(G1)
 
 
 def _loss_and_grads(
-    config: ToyConfig, params: ToyParams, x: Float[Tensor, "n_instances batch n_features"]
+    config: ToyConfig,
+    params: ToyParams,
+    x: Float[Tensor, "n_instances batch n_features"],
+    *,
+    planes: bool = False,
 ) -> tuple[Tensor, ToyParams]:
     """(per-instance loss, gradients) of the summed loss at `params` for the batch `x`.
 
@@ -231,15 +346,17 @@ def _loss_and_grads(
     importance = torch.tensor(config.importance, dtype=x.dtype)
     cfg = _replace_batch(config, x.shape[1])
     sampler = FeatureSampler(config.sparsity, config.n_features, signed=config.model == "abs")
-    e = _Engine(cfg, params, importance, sampler)
-    t = (-x).contiguous()
-    _grads_into(e, t)
+    e = _Engine(cfg, params, importance, sampler, planes=planes)
+    if planes:
+        _grads_into_planes(e, (-x).permute(2, 0, 1).contiguous())
+    else:
+        _grads_into(e, (-x).contiguous())
     loss = toy_loss(config.model, params, x, importance)
-    grads = ToyParams(
-        W=e.gW.clone(),
-        b_final=e.gb.clone(),
-        W_out=None if e.gW_out is None else e.gW_out.clone(),
-    )
+    if e.gW_out_aug is not None:
+        gb, gW_out = e.gW_out_aug[:, :, e.m], e.gW_out_aug[:, :, : e.m].clone()
+    else:
+        gb, gW_out = e.gP_aug[:, e.m, :], None
+    grads = ToyParams(W=e.gW.clone(), b_final=gb.clone(), W_out=gW_out)
     return loss, grads
 
 
@@ -294,12 +411,30 @@ def train_toy(
     *,
     device: torch.device | str = "cpu",
     progress: bool = False,
+    num_threads: int | None = None,
 ) -> ToyRun:
     """Train every instance of `config` (x `best_of` seeds) at once; keep the best seed each.
 
-    Deterministic for a given config, seed and device.
+    Deterministic for a given config, seed and device. `num_threads` sets torch's CPU
+    threads for the duration of the call (restored after); None picks 1 thread when a step's
+    tensors are small (below ~256k entries, where threading costs more than it saves) and
+    leaves torch's setting alone otherwise. On a busy machine pass 1: OpenMP threads that
+    wait on a preempted sibling can make a step 10x slower.
     """
-    device = torch.device(device)
+    if num_threads is not None and not (isinstance(num_threads, int) and num_threads >= 1):
+        raise ValueError(f"num_threads must be None or an int >= 1; got {num_threads!r}")
+    entries = config.n_instances * config.best_of * config.batch_size * config.n_features
+    threads = num_threads if num_threads is not None else (1 if entries < 2**18 else None)
+    before = torch.get_num_threads()
+    if threads is not None and torch.device(device).type == "cpu":
+        torch.set_num_threads(threads)
+    try:
+        return _train_toy(config, torch.device(device), progress)
+    finally:
+        torch.set_num_threads(before)
+
+
+def _train_toy(config: ToyConfig, device: torch.device, progress: bool) -> ToyRun:
     started = time.perf_counter()
     n_inst, K = config.n_instances, config.best_of
     n = n_inst * K
@@ -322,6 +457,7 @@ def train_toy(
         config.n_features,
         kind=config.feature_kind,
         signed=config.model == "abs",
+        shared=config.shared_data,
         generator=data_gen,
         device=device,
     )
