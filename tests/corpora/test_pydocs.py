@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import platform
+import warnings
 from pathlib import Path
 
 import pytest
@@ -65,6 +66,11 @@ def test_docstrings_in_source_order_without_importing(tmp_path: Path) -> None:
     bad = tmp_path / "py2.py"
     bad.write_text("print 'python 2'\n")
     assert file_docstrings(bad) == []
+    noisy = tmp_path / "noisy.py"
+    noisy.write_text('"""A module whose code has an invalid escape, which warns."""\nx = "\\d"\n')
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # any warning escaping file_docstrings fails the test
+        assert len(file_docstrings(noisy)) == 1
 
 
 def test_clean_prose_drops_code_and_keeps_sentences() -> None:

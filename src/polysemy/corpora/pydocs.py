@@ -41,6 +41,7 @@ import platform
 import re
 import sysconfig
 import tempfile
+import warnings
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -316,7 +317,11 @@ def file_docstrings(path: Path) -> list[str]:
         if path.stat().st_size > MAX_FILE_BYTES:
             return []
         source = path.read_bytes()
-        tree = ast.parse(source, filename=str(path))
+        with warnings.catch_warnings():
+            # Third-party sources trigger "invalid escape sequence" and similar warnings
+            # when compiled; they say nothing about the docstrings, so keep stderr quiet.
+            warnings.simplefilter("ignore")
+            tree = ast.parse(source, filename=str(path))
     except (OSError, SyntaxError, ValueError, UnicodeDecodeError, RecursionError) as exc:
         logger.debug("pydocs: skipping %s (%s)", path, type(exc).__name__)
         return []
