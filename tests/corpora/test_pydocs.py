@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import platform
+import time
 import warnings
 from pathlib import Path
 
@@ -163,10 +165,18 @@ def test_cached_stream_partial_damaged_and_unwritable(tmp_path: Path) -> None:
     stream.close()  # stopped early: nothing kept
     assert list(tmp_path.iterdir()) == []
     list(cached_stream("n", produce, path))
+    # A temp file left by a killed pass is removed once it is old; a fresh one is kept.
+    stale, live = tmp_path / ".pydocs-a.jsonl.tmp-1", tmp_path / ".pydocs-b.jsonl.tmp-2"
+    stale.write_text("x")
+    live.write_text("y")
+    os.utime(stale, (time.time() - 7200, time.time() - 7200))
+    list(cached_stream("n", produce, tmp_path / "pydocs-c.jsonl"))
+    assert not stale.exists() and live.exists()
+    live.unlink()
     # A file cut short (no trailer) is ignored and rewritten from the source.
     path.write_text(path.read_text().rsplit("\n", 2)[0] + "\n")
     assert list(cached_stream("n", produce, path)) == docs
-    assert len(calls) == 3
+    assert len(calls) == 4
     # Header and trailer intact but a document damaged: a one-line error that says what to do.
     lines = path.read_text().splitlines()
     lines[4] = "{not json"

@@ -14,7 +14,7 @@ slot, tense, grammatical number, negation, question), so its labels are known ex
   twin in which a free word with no label is swapped for a synonym (labels unchanged).
 
 Templates come from 20 template families of four frames each, wrapped in optional time,
-place and weather adjuncts (about 500 templates). The families in `HELDOUT_FAMILIES` make the
+place and weather adjuncts (544 templates). The families in `HELDOUT_FAMILIES` make the
 `heldout` split and never appear in `train`: a shift in sentence structure, not just new
 samples. Sentence `i` of (`seed`, `split`) is generated from its own random stream, so it is
 the same however many sentences are asked for and in which order.

@@ -41,6 +41,7 @@ import platform
 import re
 import sysconfig
 import tempfile
+import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -164,6 +165,7 @@ class _CacheWriter:
         self.fh: Any = None
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
+            _remove_stale_temps(path.parent)
             fd, self.tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
             self.fh = os.fdopen(fd, "w", encoding="utf-8")
             self.fh.write(json.dumps({"format": CACHE_FORMAT, "corpus": name}) + "\n")
@@ -205,6 +207,15 @@ class _CacheWriter:
             with contextlib.suppress(OSError):
                 os.unlink(self.tmp)
         self.fh = self.tmp = None
+
+
+def _remove_stale_temps(folder: Path, max_age_s: float = 3600.0) -> None:
+    """Delete temp files of killed passes (a live writer touches its file every moment)."""
+    now = time.time()
+    for tmp in folder.glob(".pydocs-*.tmp-*"):
+        with contextlib.suppress(OSError):
+            if now - tmp.stat().st_mtime > max_age_s:
+                tmp.unlink()
 
 
 def _read_cache(path: Path, name: str) -> Iterator[str] | None:
