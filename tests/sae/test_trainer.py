@@ -3,6 +3,7 @@ bad input refused."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import signal
@@ -230,3 +231,34 @@ def test_resume_after_sigkill_reaches_the_same_weights(planted: Path, tmp_path: 
     b = read_safetensors(killed / "sae.safetensors")
     for name in a:
         torch.testing.assert_close(a[name], b[name], rtol=0, atol=0, msg=name)
+
+
+def test_signum_optimizer_trains(planted: Path) -> None:
+    result = train_sae(
+        ActivationStore(planted),
+        SAEConfig(arch="topk", d_in=16, d_sae=64, k=3),
+        TrainConfig(tokens=40_960, batch_size=512, lr=2e-3, optimizer="signum", log_every=10),
+    )
+    assert result.history[-1]["fvu"] < 0.8 * result.history[0]["fvu"]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"tokens": 100, "batch_size": 512}, "tokens must be >= batch_size=512; got 100"),
+        ({"optimizer": "sgd"}, "optimizer must be 'adam' or 'signum'"),
+        ({"lr": 0.0}, "lr must be a finite number > 0; got 0.0"),
+        ({"lr_decay_fraction": 1.5}, r"lr_decay_fraction must be in \[0, 1\]; got 1.5"),
+    ],
+)
+def test_train_config_validation(kwargs: dict, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        TrainConfig(**kwargs)
+
+
+def test_learning_rate_schedule() -> None:
+    train = TrainConfig(tokens=100 * 10, batch_size=10, lr=1.0, lr_warmup_steps=10)
+    lrs = [train.lr_at(s) for s in range(100)]
+    assert lrs[0] == pytest.approx(0.1) and lrs[9] == pytest.approx(1.0)
+    assert lrs[50] == 1.0 and lrs[80] == pytest.approx(1.0) and lrs[99] == pytest.approx(0.05)
+    assert all(a >= b for a, b in itertools.pairwise(lrs[10:]))
