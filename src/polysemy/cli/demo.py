@@ -27,6 +27,10 @@ DEMO_EXPERIMENTS = (
 )
 
 
+DEMO_JOBS = min(2, os.cpu_count() or 1)
+"""Worker processes (one experiment each, single-threaded)."""
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the `demo` command."""
     p = subparsers.add_parser(
@@ -61,7 +65,7 @@ def run_demo(args: argparse.Namespace) -> int:
         best_of=None,
         seed=0,
         device=torch.device("cpu"),
-        jobs=min(2, os.cpu_count() or 1),
+        jobs=DEMO_JOBS,
         threads=1,
         embed=False,
         title="polysemy demo: toy models of superposition",

@@ -364,7 +364,8 @@ def run_reproduce(args: argparse.Namespace) -> int:
 
     if args.list:
         listing = {
-            name: (fn.__doc__ or "").strip().splitlines()[0] for name, fn in EXPERIMENTS.items()
+            name: ((fn.__doc__ or "").strip().splitlines() or [""])[0]
+            for name, fn in EXPERIMENTS.items()
         }
         emit(args, {"experiments": listing}, "\n".join(f"{k}: {v}" for k, v in listing.items()))
         return 0

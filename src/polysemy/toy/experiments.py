@@ -960,10 +960,12 @@ def correlation(
 
 
 def _phase_2_1(**kw: Any) -> PhaseResult:
+    """Phase diagram n=2, m=1 (r x p grid, best of 5) against the closed-form boundary."""
     return phase(2, 1, **kw)
 
 
 def _phase_3_2(**kw: Any) -> PhaseResult:
+    """Phase diagram n=3, m=2 (r x p grid, best of 5) against the candidate-loss theory."""
     return phase(3, 2, **kw)
 
 
