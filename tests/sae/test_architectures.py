@@ -219,3 +219,21 @@ def test_bad_input_width_is_refused() -> None:
     sae = make("topk")
     with pytest.raises(ValueError, match=r"x must have shape \[batch, d_in=12\]; got \(3, 5\)"):
         sae.encode(torch.zeros(3, 5))
+
+
+def test_auxk_loss_matches_its_definition() -> None:
+    sae = make("topk").train()
+    x = data()
+    dead = torch.zeros(D_SAE, dtype=torch.bool)
+    dead[5:30] = True  # 25 dead latents, k_aux = d_in // 2 = 6
+    out = sae(x, dead_mask=dead)
+    with torch.no_grad():
+        pre = (x - sae.b_dec) @ sae.W_enc + sae.b_enc
+        e = x - out.x_hat
+        masked = pre.masked_fill(~dead, float("-inf"))
+        vals, idx = masked.topk(6, dim=1)
+        z = torch.zeros_like(pre).scatter(1, idx, vals.relu())
+        e_hat = z @ sae.W_dec
+        expected = (1 / 32) * (e_hat - e).pow(2).sum(1).mean() / e.pow(2).sum(1).mean()
+    torch.testing.assert_close(out.losses["aux"], expected)
+    assert set(idx.flatten().tolist()) <= set(range(5, 30))

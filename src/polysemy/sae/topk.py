@@ -102,9 +102,10 @@ class TopKSAE(SparseAutoencoder):
             return None
         k_aux = min(self.config.effective_k_aux, n_dead)
         with torch.no_grad():
-            masked = pre.detach().masked_fill(~dead_mask, float("-inf"))
-            vals, idx = masked.topk(k_aux, dim=1, sorted=False)
-            idx, order = idx.sort(dim=1)
+            # Only the dead columns compete: [batch, n_dead], cheap while few are dead.
+            dead_idx = dead_mask.nonzero().squeeze(1)
+            vals, j = pre.detach()[:, dead_idx].topk(k_aux, dim=1, sorted=False)
+            idx, order = dead_idx[j].sort(dim=1)
             vals = vals.gather(1, order)
         code = SparseCode.from_topk(idx, self.d_sae)
         if self.config.sparse_decode:
