@@ -246,7 +246,7 @@ def test_signum_optimizer_trains(planted: Path) -> None:
     ("kwargs", "match"),
     [
         ({"tokens": 100, "batch_size": 512}, "tokens must be >= batch_size=512; got 100"),
-        ({"optimizer": "sgd"}, "optimizer must be 'adam' or 'signum'"),
+        ({"optimizer": "sgd"}, "optimizer must be one of adam, signum, schedule-free-signum"),
         ({"lr": 0.0}, "lr must be a finite number > 0; got 0.0"),
         ({"lr_decay_fraction": 1.5}, r"lr_decay_fraction must be in \[0, 1\]; got 1.5"),
     ],
@@ -262,3 +262,35 @@ def test_learning_rate_schedule() -> None:
     assert lrs[0] == pytest.approx(0.1) and lrs[9] == pytest.approx(1.0)
     assert lrs[50] == 1.0 and lrs[80] == pytest.approx(1.0) and lrs[99] == pytest.approx(0.05)
     assert all(a >= b for a, b in itertools.pairwise(lrs[10:]))
+
+
+def test_schedule_free_signum_update_rule() -> None:
+    from polysemy.sae.trainer import ScheduleFreeSignum
+
+    p = torch.nn.Parameter(torch.tensor([1.0, -2.0]))
+    opt = ScheduleFreeSignum([p], lr=0.5, momentum=0.9)
+    zs = []
+    z = p.detach().clone()
+    for grad in ([1.0, -1.0], [2.0, 3.0], [-1.0, 0.5]):
+        p.grad = torch.tensor(grad)
+        opt.step()
+        z = z - 0.5 * torch.tensor(grad).sign()
+        zs.append(z.clone())
+    x = torch.stack(zs).mean(0)  # equal lr: the plain average of the z iterates
+    torch.testing.assert_close(opt.averaged(p), x)
+    torch.testing.assert_close(p.detach(), 0.1 * zs[-1] + 0.9 * x)
+
+
+def test_schedule_free_signum_trains_and_saves_the_average(planted: Path, tmp_path: Path) -> None:
+    result = train_sae(
+        ActivationStore(planted),
+        SAEConfig(arch="topk", d_in=16, d_sae=64, k=3),
+        TrainConfig(
+            tokens=40_960, batch_size=512, lr=1e-2, optimizer="schedule-free-signum", log_every=10
+        ),
+        out=tmp_path / "s",
+    )
+    assert result.heldout is not None and result.heldout["fvu"] < 0.5
+    assert result.history[-1]["lr"] == 1e-2  # no decay
+    saved = load_sae(tmp_path / "s")
+    torch.testing.assert_close(saved.W_dec, result.sae.W_dec)

@@ -77,7 +77,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--lr", type=positive_float, default=4e-4, help="peak learning rate (default 4e-4)"
     )
-    p.add_argument("--optimizer", choices=("adam", "signum"), default="adam", help="default adam")
+    p.add_argument(
+        "--optimizer",
+        choices=("adam", "signum", "schedule-free-signum"),
+        default="adam",
+        help="default adam; schedule-free-signum suits short budgets (with a larger --lr)",
+    )
     p.add_argument("--seed", type=nonnegative_int, default=0, help="seed of init and data order")
     p.add_argument(
         "--dead-window",

@@ -120,7 +120,8 @@ class SAEConfig:
         return DEFAULT_SPARSITY_COEFFICIENT.get(self.arch, 0.0)
 
 
-OptimizerName = Literal["adam", "signum"]
+OptimizerName = Literal["adam", "signum", "schedule-free-signum"]
+OPTIMIZERS: tuple[str, ...] = ("adam", "signum", "schedule-free-signum")
 
 
 @dataclass(frozen=True)
@@ -134,7 +135,8 @@ class TrainConfig:
     lr: float = 4e-4
     """Peak learning rate."""
     optimizer: OptimizerName = "adam"
-    """`adam` (Adam, foreach) or `signum` (sign of the momentum, as sparsify offers)."""
+    """`adam` (Adam, foreach), `signum` (sign of the momentum) or `schedule-free-signum`
+    (sign steps with schedule-free averaging, momentum 0.95, no decay: sparsify's default)."""
     betas: tuple[float, float] = (0.9, 0.999)
     """Adam betas (signum uses betas[0] as its momentum)."""
     lr_warmup_steps: int | None = None
@@ -168,8 +170,10 @@ class TrainConfig:
         if self.tokens < self.batch_size:
             raise ValueError(f"tokens must be >= batch_size={self.batch_size}; got {self.tokens}")
         _check_positive_float("lr", self.lr)
-        if self.optimizer not in ("adam", "signum"):
-            raise ValueError(f"optimizer must be 'adam' or 'signum'; got {self.optimizer!r}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(
+                f"optimizer must be one of {', '.join(OPTIMIZERS)}; got {self.optimizer!r}"
+            )
         if len(self.betas) != 2 or not all(0.0 <= b < 1.0 for b in self.betas):
             raise ValueError(f"betas must be two numbers in [0, 1); got {self.betas!r}")
         if self.lr_warmup_steps is not None and self.lr_warmup_steps < 0:
@@ -211,6 +215,8 @@ class TrainConfig:
         warmup = self.effective_warmup_steps
         if warmup and step < warmup:
             return self.lr * (step + 1) / warmup
+        if self.optimizer == "schedule-free-signum":
+            return self.lr  # schedule-free: the averaging replaces the decay
         decay_steps = int(self.steps * self.lr_decay_fraction)
         decay_start = self.steps - decay_steps
         if decay_steps and step >= decay_start:

@@ -265,8 +265,60 @@ class Signum(torch.optim.Optimizer):
             torch._foreach_add_(params, signs, alpha=-group["lr"])
 
 
+class ScheduleFreeSignum(torch.optim.Optimizer):
+    """Sign steps with schedule-free averaging (Defazio et al. 2024, "The Road Less
+    Scheduled"), the optimizer sparsify trains with by default.
+
+    Per parameter it keeps the base iterate `z` and the average `x`; the parameter itself
+    holds the interpolation `y = (1 - momentum) z + momentum x` where gradients are taken:
+
+        z <- z - lr * sign(grad(y));  x <- (1 - c) x + c z,  c = lr^2 / sum of lr^2 so far
+
+    Evaluate (and save) `x`: `averaged()` gives it per parameter. No learning-rate decay is
+    needed; the averaging plays its part.
+    """
+
+    def __init__(self, params: Any, lr: float, momentum: float = 0.95) -> None:
+        super().__init__(params, {"lr": lr, "momentum": momentum})
+
+    @torch.no_grad()
+    def step(self, closure: Any = None) -> None:  # type: ignore[override]
+        for group in self.param_groups:
+            lr, beta = group["lr"], group["momentum"]
+            params = [p for p in group["params"] if p.grad is not None]
+            if not params:
+                continue
+            zs, xs = [], []
+            for p in params:
+                state = self.state[p]
+                if "z" not in state:
+                    state["z"] = p.detach().clone()
+                    state["x"] = p.detach().clone()
+                    state["weight_sum"] = torch.zeros((), dtype=torch.float64)
+                zs.append(state["z"])
+                xs.append(state["x"])
+            weight_sum = self.state[params[0]]["weight_sum"]
+            weight_sum.add_(lr * lr)
+            c = (lr * lr) / float(weight_sum) if float(weight_sum) > 0 else 1.0
+            for p in params[1:]:
+                self.state[p]["weight_sum"].copy_(weight_sum)
+            signs = torch._foreach_sign([p.grad for p in params])
+            torch._foreach_add_(zs, signs, alpha=-lr)
+            torch._foreach_lerp_(xs, zs, c)
+            # y = (1 - beta) z + beta x, written into the parameters in place.
+            torch._foreach_copy_(params, zs)
+            torch._foreach_lerp_(params, xs, beta)
+
+    def averaged(self, p: Tensor) -> Tensor:
+        """The averaged iterate `x` of parameter `p` (itself before the first step)."""
+        state = self.state.get(p, {})
+        return state["x"] if "x" in state else p.detach()
+
+
 def _make_optimizer(sae: SparseAutoencoder, train: TrainConfig) -> torch.optim.Optimizer:
     params = list(sae.parameters())
+    if train.optimizer == "schedule-free-signum":
+        return ScheduleFreeSignum(params, lr=train.lr)
     if train.optimizer == "signum":
         return Signum(params, lr=train.lr, momentum=train.betas[0])
     # foreach, not fused: the fused CPU kernel was ~3x faster on the optimizer step, but a run
@@ -559,6 +611,13 @@ def train_sae(
     trained_steps = max(0, steps - start_step)
 
     final = copy.deepcopy(sae).eval()
+    if isinstance(opt, ScheduleFreeSignum):
+        with torch.no_grad():  # evaluate the schedule-free average, not the interpolation
+            for p_final, p in zip(final.parameters(), sae.parameters(), strict=True):
+                p_final.copy_(opt.averaged(p))
+            t = getattr(final, "threshold", None)
+            if isinstance(t, torch.nn.Parameter):
+                t.clamp_min_(0.0)
     final.fold_input_scale_(scale)
     dead_fraction = float((counters.tokens_since_fired >= dead_window).double().mean())
     heldout = None
