@@ -98,6 +98,7 @@ def test_explicit_importance_and_human_output(tmp_path, capsys):
         (["--lr", "0"], "--lr"),
         (["--model", "tanh"], "--model"),
         (["--device", "cuda:7"], "--device"),
+        (["--threads", "0"], "--threads"),
     ],
 )
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, capsys, extra, needle):

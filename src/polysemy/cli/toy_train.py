@@ -89,6 +89,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="keep a copy of W every N steps (for drift)",
     )
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
+    p.add_argument(
+        "--threads",
+        type=positive_int,
+        default=None,
+        help="CPU threads while training (default: 1 for small sweeps, else torch's setting)",
+    )
     add_out_flags(p)
     add_json_flag(p)
     p.set_defaults(handler=run)
@@ -144,7 +150,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(
             f"--device must be a torch device such as cpu or cuda; got {args.device!r}"
         ) from None
-    result = train_toy(config, device=args.device, progress=True)
+    result = train_toy(config, device=args.device, progress=True, num_threads=args.threads)
     save_toy_run(result, out, force=args.force)
     instances = summarize(result)
     obj: dict[str, Any] = {
