@@ -269,16 +269,20 @@ class ScheduleFreeSignum(torch.optim.Optimizer):
     """Sign steps with schedule-free averaging (Defazio et al. 2024, "The Road Less
     Scheduled"), the optimizer sparsify trains with by default.
 
-    Per parameter it keeps the base iterate `z` and the average `x`; the parameter itself
-    holds the interpolation `y = (1 - momentum) z + momentum x` where gradients are taken:
+    The parameter holds the interpolation `y = (1 - momentum) z + momentum x` where gradients
+    are taken; the state keeps the average `x`, and the base iterate `z` is recovered from y
+    each step (so constraints applied to the parameters after a step, such as unit-norm
+    decoder rows, carry into z, as in the `schedulefree` package):
 
-        z <- z - lr * sign(grad(y));  x <- (1 - c) x + c z,  c = lr^2 / sum of lr^2 so far
+        z = (y - momentum x) / (1 - momentum);  z <- z - lr * sign(grad(y))
+        x <- (1 - c) x + c z,  c = lr^2 / (sum of lr^2 so far);  y <- (1 - momentum) z + momentum x
 
-    Evaluate (and save) `x`: `averaged()` gives it per parameter. No learning-rate decay is
-    needed; the averaging plays its part.
+    Evaluate (and save) `x`: `averaged(p)` gives it. No learning-rate decay is needed.
     """
 
     def __init__(self, params: Any, lr: float, momentum: float = 0.95) -> None:
+        if not 0.0 <= momentum < 1.0:
+            raise ValueError(f"momentum must be in [0, 1); got {momentum}")
         super().__init__(params, {"lr": lr, "momentum": momentum})
 
     @torch.no_grad()
@@ -288,14 +292,12 @@ class ScheduleFreeSignum(torch.optim.Optimizer):
             params = [p for p in group["params"] if p.grad is not None]
             if not params:
                 continue
-            zs, xs = [], []
+            xs = []
             for p in params:
                 state = self.state[p]
-                if "z" not in state:
-                    state["z"] = p.detach().clone()
+                if "x" not in state:
                     state["x"] = p.detach().clone()
                     state["weight_sum"] = torch.zeros((), dtype=torch.float64)
-                zs.append(state["z"])
                 xs.append(state["x"])
             weight_sum = self.state[params[0]]["weight_sum"]
             weight_sum.add_(lr * lr)
@@ -303,10 +305,10 @@ class ScheduleFreeSignum(torch.optim.Optimizer):
             for p in params[1:]:
                 self.state[p]["weight_sum"].copy_(weight_sum)
             signs = torch._foreach_sign([p.grad for p in params])
-            torch._foreach_add_(zs, signs, alpha=-lr)
-            torch._foreach_lerp_(xs, zs, c)
-            # y = (1 - beta) z + beta x, written into the parameters in place.
-            torch._foreach_copy_(params, zs)
+            # In place on the parameters: y -> z -> z - lr sign(g), then x, then y.
+            torch._foreach_lerp_(params, xs, -beta / (1.0 - beta))  # (y - beta x)/(1 - beta)
+            torch._foreach_add_(params, signs, alpha=-lr)
+            torch._foreach_lerp_(xs, params, c)
             torch._foreach_lerp_(params, xs, beta)
 
     def averaged(self, p: Tensor) -> Tensor:
