@@ -56,6 +56,7 @@ StoreDtype = Literal["float32", "float16", "bfloat16"]
 _STORE_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 _TOKENIZE_DOCS = 256  # documents per bulk call of the fast tokenizer
 _MAX_PAD = 0.1  # most padding a chunk may get, as a share of its batch's width
+_MIN_FILL = 0.5  # share of the token budget a batch fills before _MAX_PAD may close it
 PACKING = "chunks"
 """How text becomes sequences (recorded in each manifest's source; see the module docstring)."""
 
@@ -224,7 +225,10 @@ def _cut(
         # padding them to `width` would waste more than `_MAX_PAD` of their slots.
         end = min(i + max(budget // width, 1), len(pool))
         j = i + 1
-        while j < end and len(pool[j][2]) + n_special >= (1 - _MAX_PAD) * width:
+        while j < end and (
+            (j - i) * width < _MIN_FILL * budget
+            or len(pool[j][2]) + n_special >= (1 - _MAX_PAD) * width
+        ):
             j += 1
         groups.append(pool[i:j])
         i = j

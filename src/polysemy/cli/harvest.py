@@ -53,7 +53,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--site",
         action="append",
         required=True,
-        help="site to store, e.g. encoder.layer.3.output (repeat for several; see `polysemy sites`)",
+        help="site to store, e.g. encoder.layer.3.output (repeatable; see `polysemy sites`)",
     )
     h.add_argument(
         "--corpus",
@@ -67,7 +67,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--seq-len", type=positive_int, default=128, help="tokens per sequence (default 128)"
     )
     h.add_argument(
-        "--batch-size", type=positive_int, default=64, help="sequences per forward pass (64)"
+        "--batch-size",
+        type=positive_int,
+        default=64,
+        help="sequences of --seq-len per forward pass (64); shorter ones travel more per batch",
     )
     h.add_argument(
         "--dtype",
