@@ -156,7 +156,7 @@ class TrainConfig:
     init_sample_rows: int = 16384
     """Rows sampled for the input scale and the geometric median."""
     dead_window: int | None = None
-    """A latent is dead after this many rows without firing; None: tokens/20 in [1e5, 1e7]."""
+    """A latent is dead after this many rows without firing; None: tokens/20 in [2e4, 1e7]."""
     dense_threshold: float = 0.1
     """A latent is dense when it fires on more than this fraction of a window's rows."""
     checkpoint_every: int | None = None
@@ -208,7 +208,7 @@ class TrainConfig:
     def effective_dead_window(self) -> int:
         if self.dead_window is not None:
             return self.dead_window
-        return int(min(10_000_000, max(100_000, self.tokens // 20)))
+        return int(min(10_000_000, max(20_000, self.tokens // 20)))
 
     def lr_at(self, step: int) -> float:
         """Learning rate at `step` (0-based): linear warm-up, flat, linear decay to 0."""
