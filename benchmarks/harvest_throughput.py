@@ -13,7 +13,8 @@ run of each is reported (the least disturbed by other load).
   bare-to-layer    polysemy's batches through a copy of the model truncated after the site's
                    layer, no hooks, inference_mode: the floor for reaching the site.
   polysemy-fwd     polysemy's batches through `read_sites(..., early_exit=True)`: its forward
-                   path alone. `polysemy-fwd / bare-to-layer` is the hook overhead.
+                   path alone. It alternates batch by batch with bare-to-layer, and
+                   `bare-to-layer rate / polysemy-fwd rate - 1` is the hook overhead.
   polysemy-harvest `polysemy.activations.harvest.harvest` end to end: tokenizing, batching,
                    forward, float16 conversion and writing shards to disk (one harvest
                    per slice of the documents).
@@ -137,29 +138,31 @@ def main() -> int:
     truncated.encoder.layer = truncated.encoder.layer[: layer + 1]
     our_slices = cut(ours)
 
-    def bare(i: int) -> int:
+    keep_now: list[torch.Tensor] = []
+
+    def bare_batch(ids: torch.Tensor, mask: torch.Tensor, keep: torch.Tensor) -> int:
+        h = truncated(input_ids=ids, attention_mask=mask).last_hidden_state
+        return h[keep].half().shape[0]
+
+    def polysemy_batch(ids: torch.Tensor, mask: torch.Tensor, keep: torch.Tensor) -> int:
+        keep_now[:] = [keep]
+        with read_sites(
+            loaded, [args.site], early_exit=True, select=lambda t: t[keep_now[0]].half()
+        ) as reader:
+            return reader.run(input_ids=ids, attention_mask=mask)[args.site].shape[0]
+
+    def bare_and_polysemy(i: int) -> int:
+        # The pair whose ratio is the hook overhead runs batch by batch, alternating which
+        # goes first, so both see the same load; each adds its own time to `seconds`.
         got = 0
         with torch.inference_mode():
-            for ids, mask, keep in our_slices[i]:
-                h = truncated(input_ids=ids, attention_mask=mask).last_hidden_state
-                got += h[keep].half().shape[0]
-        return got
-
-    def polysemy_forward(i: int) -> int:
-        got = 0
-        keep_now: list[torch.Tensor] = []
-        with (
-            read_sites(
-                loaded,
-                [args.site],
-                early_exit=True,
-                select=lambda t: t[keep_now[0]].to(torch.float16),
-            ) as reader,
-            torch.inference_mode(),
-        ):
-            for ids, mask, keep in our_slices[i]:
-                keep_now[:] = [keep]
-                got += reader.run(input_ids=ids, attention_mask=mask)[args.site].shape[0]
+            for j, batch in enumerate(our_slices[i]):
+                pair = [("bare-to-layer", bare_batch), ("polysemy-fwd", polysemy_batch)]
+                for name, fn in pair[:: 1 if j % 2 else -1]:
+                    start = time.perf_counter()
+                    n = fn(*batch)
+                    seconds[name] += time.perf_counter() - start
+                    got += n if name == "polysemy-fwd" else 0
         return got
 
     doc_slices = cut(docs)
@@ -184,21 +187,22 @@ def main() -> int:
     variants: dict[str, Callable[[int], int]] = {
         "plain": plain_forward(plain_batches),
         "plain-sorted": plain_forward(ours),
-        "bare-to-layer": bare,
-        "polysemy-fwd": polysemy_forward,
+        "bare+polysemy-fwd": bare_and_polysemy,
         "polysemy-harvest": polysemy_harvest,
     }
-    names = list(variants)
+    names = ["plain", "plain-sorted", "bare-to-layer", "polysemy-fwd", "polysemy-harvest"]
     seconds = dict.fromkeys(names, 0.0)
     # Fine interleaving: slice i of every variant in turn (order rotated each slice), so a
     # burst of load from other users hits all variants alike.
+    order = list(variants)
     for _ in range(args.repeats):
-        got = dict.fromkeys(names, 0)
+        got = dict.fromkeys(order, 0)
         for i in range(k):
-            for name in names[i % len(names) :] + names[: i % len(names)]:
+            for name in order[i % len(order) :] + order[: i % len(order)]:
                 start = time.perf_counter()
                 got[name] += variants[name](i)
-                seconds[name] += time.perf_counter() - start
+                if name in seconds:
+                    seconds[name] += time.perf_counter() - start
         assert all(n == rows for n in got.values()), (got, rows)
     rate = {name: args.repeats * rows / seconds[name] for name in names}
 
