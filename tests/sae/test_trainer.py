@@ -257,7 +257,9 @@ def test_train_config_validation(kwargs: dict, match: str) -> None:
 
 
 def test_learning_rate_schedule() -> None:
-    train = TrainConfig(tokens=100 * 10, batch_size=10, lr=1.0, lr_warmup_steps=10)
+    train = TrainConfig(
+        tokens=100 * 10, batch_size=10, lr=1.0, lr_warmup_steps=10, lr_decay_fraction=0.2
+    )
     lrs = [train.lr_at(s) for s in range(100)]
     assert lrs[0] == pytest.approx(0.1) and lrs[9] == pytest.approx(1.0)
     assert lrs[50] == 1.0 and lrs[80] == pytest.approx(1.0) and lrs[99] == pytest.approx(0.05)
@@ -294,3 +296,11 @@ def test_schedule_free_signum_trains_and_saves_the_average(planted: Path, tmp_pa
     assert result.history[-1]["lr"] == 1e-2  # no decay
     saved = load_sae(tmp_path / "s")
     torch.testing.assert_close(saved.W_dec, result.sae.W_dec)
+
+
+def test_decay_by_default_only_on_long_runs() -> None:
+    short = TrainConfig(tokens=1999 * 4, batch_size=4)
+    long = TrainConfig(tokens=2000 * 4, batch_size=4)
+    assert short.lr_at(short.steps - 1) == short.lr
+    assert long.lr_at(long.steps - 1) < 0.01 * long.lr
+    assert long.lr_at(int(long.steps * 0.79)) == long.lr

@@ -120,6 +120,9 @@ class SAEConfig:
         return DEFAULT_SPARSITY_COEFFICIENT.get(self.arch, 0.0)
 
 
+LONG_RUN_STEPS = 2000
+"""Runs with at least this many steps decay the learning rate by default (see TrainConfig)."""
+
 OptimizerName = Literal["adam", "signum", "schedule-free-signum"]
 OPTIMIZERS: tuple[str, ...] = ("adam", "signum", "schedule-free-signum")
 
@@ -141,8 +144,11 @@ class TrainConfig:
     """Adam betas (signum uses betas[0] as its momentum)."""
     lr_warmup_steps: int | None = None
     """Linear learning-rate warm-up; None means 1% of the steps (at most 1000)."""
-    lr_decay_fraction: float = 0.2
-    """Decay the learning rate linearly to 0 over this final fraction of the steps."""
+    lr_decay_fraction: float | None = None
+    """Decay the learning rate linearly to 0 over this final fraction of the steps. None: 0.2
+    for runs of at least `LONG_RUN_STEPS` steps, else 0 (a short run is far from converged,
+    where decay only costs progress: MiniLM layer 3, 97 steps, held-out FVU 0.376 with decay
+    against 0.361 without)."""
     sparsity_warmup_fraction: float = 0.05
     """relu/jumprelu: ramp the sparsity coefficient linearly from 0 over this fraction."""
     grad_clip: float | None = None
@@ -180,7 +186,7 @@ class TrainConfig:
             raise ValueError(f"lr_warmup_steps must be >= 0; got {self.lr_warmup_steps}")
         for name in ("lr_decay_fraction", "sparsity_warmup_fraction"):
             value = getattr(self, name)
-            if not 0.0 <= value <= 1.0:
+            if value is not None and not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1]; got {value}")
         if self.grad_clip is not None:
             _check_positive_float("grad_clip", self.grad_clip)
@@ -205,6 +211,12 @@ class TrainConfig:
         return min(1000, self.steps // 100)
 
     @property
+    def effective_decay_fraction(self) -> float:
+        if self.lr_decay_fraction is not None:
+            return self.lr_decay_fraction
+        return 0.2 if self.steps >= LONG_RUN_STEPS else 0.0
+
+    @property
     def effective_dead_window(self) -> int:
         if self.dead_window is not None:
             return self.dead_window
@@ -217,7 +229,7 @@ class TrainConfig:
             return self.lr * (step + 1) / warmup
         if self.optimizer == "schedule-free-signum":
             return self.lr  # schedule-free: the averaging replaces the decay
-        decay_steps = int(self.steps * self.lr_decay_fraction)
+        decay_steps = int(self.steps * self.effective_decay_fraction)
         decay_start = self.steps - decay_steps
         if decay_steps and step >= decay_start:
             return self.lr * max(0.0, (self.steps - step) / decay_steps)
