@@ -70,16 +70,24 @@ def test_anticorrelated_pairs_are_never_both_present(shared):
     assert present[1].float().mean(0).tolist() == pytest.approx([0.5] * 4, abs=0.015)
 
 
-def test_feature_major_layout_matches_and_is_deterministic():
-    a = FeatureSampler([0.3, 0.9], 5, shared=True, generator=_gen(3))
-    b = FeatureSampler([0.3, 0.9], 5, shared=True, generator=_gen(3))
-    t1 = a.sample_neg_(torch.empty(2, 64, 5))
-    t2 = b.sample_neg_(torch.empty(5, 2, 64), feature_major=True)
-    # Same distribution, different draw order: check the structure and determinism instead.
-    assert t1.shape == (2, 64, 5) and t2.shape == (5, 2, 64)
-    assert float(t1.max()) <= 0.0 and float(t2.max()) <= 0.0  # the sampler writes -x
-    c = FeatureSampler([0.3, 0.9], 5, shared=True, generator=_gen(3))
-    assert torch.equal(c.sample_neg_(torch.empty(5, 2, 64), feature_major=True), t2)
+@pytest.mark.parametrize("kind", ["independent", "correlated"])
+@pytest.mark.parametrize("shared", [False, True])
+def test_layouts_hold_the_same_distribution(kind, shared):
+    shapes = {"ibf": (2, 3000, 6), "ifb": (2, 6, 3000), "fib": (6, 2, 3000)}
+    density = {}
+    for layout, shape in shapes.items():
+        sampler = FeatureSampler([0.3, 0.9], 6, kind=kind, shared=shared, generator=_gen(3))
+        t = sampler.sample_neg_(torch.empty(shape), layout=layout)
+        assert float(t.max()) <= 0.0 and float(t.min()) > -1.0  # the sampler writes -x
+        inst_dim = layout.index("i")
+        other = tuple(d for d in range(3) if d != inst_dim)
+        density[layout] = (t != 0).float().mean(dim=other)
+        again = FeatureSampler([0.3, 0.9], 6, kind=kind, shared=shared, generator=_gen(3))
+        assert torch.equal(again.sample_neg_(torch.empty(shape), layout=layout), t)
+    for d in density.values():
+        assert torch.allclose(d, torch.tensor([0.7, 0.1]), atol=0.01)
+    with pytest.raises(ValueError, match="layout must be one of"):
+        FeatureSampler([0.5], 6).sample_neg_(torch.empty(1, 2, 6), layout="bif")  # type: ignore[arg-type]
 
 
 def test_same_seed_same_batch():
@@ -107,3 +115,11 @@ def test_bad_arguments(kwargs, match):
         sample_features(
             args.pop("sparsity"), args.pop("n_features"), args.pop("batch_size"), **args
         )
+
+
+def test_shared_draws_are_the_same_numbers_in_both_instance_major_layouts():
+    a = FeatureSampler([0.2, 0.7], 5, shared=True, generator=_gen(4))
+    b = FeatureSampler([0.2, 0.7], 5, shared=True, generator=_gen(4))
+    t1 = a.sample_neg_(torch.empty(2, 33, 5), layout="ibf")
+    t2 = b.sample_neg_(torch.empty(2, 5, 33), layout="ifb")
+    assert torch.equal(t1, t2.transpose(1, 2))

@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from polysemy.toy.data import sample_features
+from polysemy.toy.data import FeatureSampler, sample_features
 from polysemy.toy.model import MODEL_KINDS, ToyConfig, ToyParams, init_params, toy_loss
 from polysemy.toy.train import (
     _Engine,
@@ -22,12 +22,18 @@ def _random_params(model, n_inst, n_feat, n_hid, seed=0):
     return ToyParams(W=p.W, b_final=b, W_out=p.W_out)
 
 
-@pytest.mark.parametrize("planes", [False, True], ids=["bmm", "planes"])
+@pytest.mark.parametrize(
+    ("n_feat", "n_hid", "planes", "layout"),
+    [(6, 3, False, "ifb"), (10, 5, False, "ibf"), (3, 1, True, "fib")],
+    ids=["bmm-batch-last", "bmm-batch-middle", "planes"],
+)
 @pytest.mark.parametrize("model", MODEL_KINDS)
-def test_hand_derived_gradients_match_autograd(model, planes):
-    n_feat, n_hid = (3, 1) if planes else (6, 3)
+def test_hand_derived_gradients_match_autograd(model, n_feat, n_hid, planes, layout):
     cfg = ToyConfig.sweep(model, n_feat, n_hid, (0.0, 0.5, 0.9), decay=0.8)
     p = _random_params(model, 3, n_feat, n_hid)
+    sampler = FeatureSampler(cfg.sparsity, n_feat)
+    engine = _Engine(cfg, p, torch.tensor(cfg.importance, dtype=torch.float64), sampler)
+    assert engine.layout == layout  # each code path is covered
     x = sample_features(
         cfg.sparsity,
         n_feat,
@@ -60,8 +66,6 @@ def test_fused_adam_matches_torch_adam(optimizer, weight_decay):
         "relu-output", 5, 2, (0.3, 0.8), optimizer=optimizer, weight_decay=weight_decay
     )
     p = _random_params("relu-output", 2, 5, 2)
-    from polysemy.toy.data import FeatureSampler
-
     sampler = FeatureSampler(cfg.sparsity, 5, generator=torch.Generator().manual_seed(0))
     e = _Engine(cfg, p, torch.tensor(cfg.importance, dtype=torch.float64), sampler)
     W = p.W.clone().requires_grad_()

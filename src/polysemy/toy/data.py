@@ -26,12 +26,17 @@ trainer folds the sign into its matmuls.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Literal
 
 import torch
 from jaxtyping import Float
 from torch import Tensor
 
 from polysemy.toy.model import FEATURE_KINDS, FeatureKind
+
+Layout = Literal["ibf", "ifb", "fib"]
+# How to permute an [instances, batch, features] tensor into each layout.
+_PERMUTE: dict[str, tuple[int, int, int]] = {"ibf": (0, 1, 2), "ifb": (0, 2, 1), "fib": (2, 0, 1)}
 
 # A density below this is treated as exactly zero (avoids 1/p overflowing to inf * 0 = nan).
 _MIN_DENSITY = 1e-30
@@ -93,26 +98,35 @@ class FeatureSampler:
             self._u = torch.empty(shape, device=self.device, dtype=self.dtype)
         return self._u.uniform_(0.0, 1.0, generator=self.generator)
 
-    def sample_neg_(self, out: Tensor, *, feature_major: bool = False) -> Tensor:
+    def sample_neg_(self, out: Tensor, *, layout: Layout = "ibf") -> Tensor:
         """Fill `out` with -x for a fresh batch; return it.
 
-        `out` is `[n_instances, batch, n_features]`, or `[n_features, n_instances, batch]`
-        with `feature_major=True` (one contiguous plane per feature, for tiny models).
+        `layout` names out's dimensions: `ibf` = [n_instances, batch, n_features] (the
+        default), `ifb` = [n_instances, n_features, batch] (what the trainer uses: its
+        matmuls run faster with the batch last), `fib` = [n_features, n_instances, batch]
+        (one contiguous plane per feature, for tiny models).
         """
-        if feature_major:
-            n_feat, _, batch = out.shape
-            scale = self._scale.view(1, -1, 1)  # (1, I, 1)
-            u_shape: tuple[int, ...] = (n_feat, 1, batch)
-        else:
-            _, batch, n_feat = out.shape
-            scale = self._scale  # (I, 1, 1)
-            u_shape = (1, batch, n_feat)
+        if layout not in _PERMUTE:
+            raise ValueError(f"layout must be one of {', '.join(_PERMUTE)}; got {layout!r}")
+        sizes = dict(zip(layout, out.shape, strict=True))
+        batch, n_feat = sizes["b"], sizes["f"]
+        # Per-instance scale in out's layout.
+        scale = self._scale.view([-1 if d == "i" else 1 for d in layout])
         if self.kind != "independent":
             x = self._paired(batch)  # (I, B, f)
-            out.copy_(x.permute(2, 0, 1) if feature_major else x).neg_()
+            out.copy_(x.permute(*_PERMUTE[layout])).neg_()
             return out
+        if n_feat != self.n_features:
+            raise ValueError(f"out must hold n_features={self.n_features}; got {n_feat}")
         if self.shared:
-            u = self._uniform(u_shape)
+            # One draw per (sample, feature), broadcast over instances. (Drawn as [B, f] for
+            # the instance-major layouts, so `ibf` and `ifb` see the same numbers.)
+            if layout == "fib":
+                u = self._uniform((n_feat, batch)).unsqueeze(1)  # (f, 1, B)
+            else:
+                u = self._uniform((batch, n_feat)).unsqueeze(0)  # (1, B, f)
+                if layout == "ifb":
+                    u = u.transpose(1, 2)  # (1, f, B)
             if self.signed:
                 torch.addcmul(self._one, u, scale, out=out)  # 1 - 2u/p
             else:
