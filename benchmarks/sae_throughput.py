@@ -2,7 +2,7 @@
 
 Same activations, same width and k, same token budget, one process, one machine:
 
-    polysemy  train_sae (Adam, and signum)           -> the library under test
+    polysemy  train_sae (Adam; signum and schedule-free signum) -> the library under test
     sparsify  its real Trainer.fit(), driven through a tiny module that replays the stored
               activations at a hookpoint (it cannot take cached activations otherwise)
     SAELens   SAETrainer on a TopKTrainingSAE, fed the pre-computed activations
@@ -307,7 +307,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--eval-rows", type=int, default=None, help="held-out rows scored (all)")
     p.add_argument(
         "--only",
-        default="polysemy,polysemy-signum,sparsify,sparsify-adam,saelens,plain,sklearn",
+        default="polysemy,polysemy-sf-signum,sparsify,sparsify-adam,saelens,plain,sklearn",
         help="comma list of contenders to run",
     )
     p.add_argument(
@@ -340,6 +340,7 @@ def main(argv: list[str] | None = None) -> int:
     contenders: dict[str, Callable[[], Run]] = {
         "polysemy": lambda: run_polysemy(x, args, "adam"),
         "polysemy-signum": lambda: run_polysemy(x, args, "signum"),
+        "polysemy-sf-signum": lambda: run_polysemy(x, args, "schedule-free-signum"),
         "sparsify": lambda: run_sparsify(x, args, "signum"),
         "sparsify-adam": lambda: run_sparsify(x, args, "adam"),
         "saelens": lambda: run_saelens(x, args),
@@ -408,7 +409,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     ours = {r["name"]: r for r in results}
     for peer in ("sparsify (signum)", "sparsify (adam)", "SAELens", "plain loop (dense)"):
-        for mine in ("polysemy (adam)", "polysemy (signum)"):
+        for mine in ("polysemy (adam)", "polysemy (signum)", "polysemy (schedule-free-signum)"):
             if peer in ours and mine in ours:
                 ratio = ours[mine]["tokens_per_s"] / ours[peer]["tokens_per_s"]
                 print(f"{mine} / {peer}: {ratio:.2f}x tokens/s")
