@@ -337,6 +337,13 @@ def test_import_from_real_saelens(tmp_path: Path, sae_lens, kind: str) -> None: 
         assert w.W_dec.norm(dim=1).allclose(torch.ones(D_SAE), atol=1e-5)
     torch.testing.assert_close(z, z_peer, rtol=1e-4, atol=1e-4)
     torch.testing.assert_close(reference_decode(w, z).float(), x_hat_peer, rtol=1e-4, atol=1e-4)
+    # and the polysemy SAE built from the imported weights computes the same
+    from polysemy.sae.interop import to_sae
+
+    ours = to_sae(w)
+    with torch.no_grad():
+        torch.testing.assert_close(ours.encode(x), z_peer, rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(ours(x).x_hat, x_hat_peer, rtol=1e-4, atol=1e-4)
 
 
 @pytest.fixture(scope="module")
@@ -367,6 +374,12 @@ def test_sparsify_both_ways_with_real_sparsify(tmp_path: Path, sparsify) -> None
     torch.testing.assert_close(
         reference_decode(w, z_peer).float(), x_hat_peer, rtol=1e-5, atol=1e-5
     )
+    from polysemy.sae.interop import to_sae
+
+    with torch.no_grad():
+        imported = to_sae(w)
+        torch.testing.assert_close(imported.encode(x), z_peer, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(imported(x).x_hat, x_hat_peer, rtol=1e-5, atol=1e-5)
 
     ours = make_weights("topk")
     write_sparsify(ours, tmp_path / "ours")
