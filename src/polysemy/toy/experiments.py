@@ -293,7 +293,7 @@ def sparsity_sweep(
     n, m = 20, 5
     sparsity = SWEEP_SPARSITY
     importance = [0.7**i for i in range(n)]
-    budget = _budget(fast, _Budget(10_000, 1024), _Budget(2_500, 512), steps)
+    budget = _budget(fast, _Budget(10_000, 1024), _Budget(5_000, 512), steps)
     lin = _train(
         "linear", n, m, sparsity, importance, budget, seed=seed, device=device, progress=progress
     )
@@ -444,7 +444,7 @@ def pentagon(
     density = tuple(float(x) for x in np.geomspace(1.0, 0.02, 8))
     sparsity = tuple(1 - p for p in density)
     importance = [0.9**i for i in range(n)]
-    budget = _budget(fast, _Budget(10_000, 1024), _Budget(3_000, 512), steps)
+    budget = _budget(fast, _Budget(10_000, 1024), _Budget(6_000, 512), steps)
     run = _train(
         "relu-output",
         n,
@@ -657,7 +657,7 @@ def phase(
     diagram = theory.phase_diagram(n_features, n_hidden, r.tolist(), p.tolist())
     sparsity = [1 - float(pi) for pi in p for _ in r]  # instance = i_p * n_r + i_r
     importance = [[1.0] * (n_features - 1) + [float(ri)] for _ in p for ri in r]
-    budget = _budget(fast, _Budget(6_000, 1024), _Budget(2_000, 512), steps)
+    budget = _budget(fast, _Budget(5_000, 512), _Budget(2_000, 512), steps)
     run = _train(
         "relu-output",
         n_features,
@@ -728,7 +728,7 @@ def privileged_basis(
     density = (0.75, 0.4, 0.2, 0.1, 0.06, 0.03)
     sparsity = tuple(1 - p for p in density)
     importance = [0.75**i for i in range(n)]
-    budget = _budget(fast, _Budget(10_000, 1024), _Budget(3_000, 512), steps)
+    budget = _budget(fast, _Budget(10_000, 1024), _Budget(6_000, 512), steps)
     run = _train(
         "relu-hidden",
         n,

@@ -1,0 +1,173 @@
+"""Tests for polysemy.toy.experiments: the measurement helpers exactly, and each
+reproduction in its fast variant (fixed seed) against honest fast-size bars; the full-size
+acceptance bars run under `make test-slow`."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from polysemy.toy import experiments as ex
+from polysemy.toy import theory
+from polysemy.toy.model import ToyConfig
+from polysemy.toy.train import ToyRun
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Train single-threaded (as `polysemy toy reproduce` does): the toy models are too small
+    to gain from intra-op threads, and on a busy 2-core machine two spinning threads per
+    process made these tests 10-20x slower. Restored afterwards for other tests."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _check(result: ex.ExperimentResult, prefix: str) -> ex.Check:
+    matches = [c for c in result.checks if c.name.startswith(prefix)]
+    assert len(matches) == 1, [c.name for c in result.checks]
+    return matches[0]
+
+
+# ---- helpers, exactly ----------------------------------------------------------------------
+
+
+def test_angle_gaps_of_a_pentagon() -> None:
+    W = theory.ideal_geometry("pentagon").W
+    perm = [3, 0, 4, 1, 2]
+    gaps = ex._angle_gaps(W[:, perm], range(5))
+    assert gaps == pytest.approx([72.0] * 5, abs=1e-9)
+
+
+def test_antipodal_half_detects_orthogonal_pairs() -> None:
+    W = torch.zeros(2, 5, dtype=torch.float64)
+    W[0, 0], W[0, 3], W[1, 1], W[1, 4] = 1.0, -1.0, 1.0, -1.0  # two pairs, feature 2 dropped
+    ok, worst_pair, worst_cross = ex._antipodal_half(W)
+    assert ok and worst_pair == pytest.approx(0.0) and worst_cross == pytest.approx(0.0)
+    tri = torch.cat(
+        [theory.ideal_geometry("triangle").W, torch.zeros(2, 1, dtype=torch.float64)], 1
+    )
+    assert not ex._antipodal_half(tri)[0]
+
+
+def test_pair_cosines() -> None:
+    W = torch.tensor([[1.0, -1.0, 0.0, 0.1], [0.0, 0.0, 1.0, 0.0]])
+    cos = ex._pair_cosines(W)
+    assert cos[0] == pytest.approx(-1.0)
+    assert cos[1] is None  # feature 3 is not represented
+
+
+def test_monosemantic_neurons() -> None:
+    W = torch.tensor([[1.0, 0.1, 0.0], [0.6, 0.6, 0.0], [0.0, 0.0, 0.0]])
+    assert ex._monosemantic(W).tolist() == [True, False, False]
+
+
+def test_computed_features_of_an_exact_abs_model() -> None:
+    # Features 0 and 1 each get two neurons (ReLU(x) + ReLU(-x) = |x|); feature 2 gets none.
+    n, m = 3, 4
+    W = torch.zeros(1, m, n)
+    W_out = torch.zeros(1, n, m)
+    for i in range(2):
+        W[0, 2 * i, i], W[0, 2 * i + 1, i] = 1.0, -1.0
+        W_out[0, i, 2 * i] = W_out[0, i, 2 * i + 1] = 1.0
+    cfg = ToyConfig(
+        model="abs", n_features=n, n_hidden=m, sparsity=(0.5,), importance=((1.0,) * 3,)
+    )
+    run = ToyRun(config=cfg, W=W, b_final=torch.zeros(1, n), loss=torch.zeros(1), W_out=W_out)
+    explained = ex.computed_features(run, n_samples=4096)
+    assert explained[0, :2].tolist() == pytest.approx([1.0, 1.0], abs=1e-12)
+    assert explained[0, 2] < 0  # predicting 0 for |x| is worse than its mean
+
+
+def test_experiment_registry() -> None:
+    assert list(ex.EXPERIMENTS) == [
+        "sparsity-sweep", "pentagon", "geometry", "phase-2-1", "phase-3-2",
+        "privileged-basis", "computation", "correlation",
+    ]  # fmt: skip
+    for fn in ex.EXPERIMENTS.values():
+        assert fn.__doc__
+
+
+# ---- fast reproductions ----------------------------------------------------------------------
+
+
+def test_sparsity_sweep_fast() -> None:
+    r = ex.sparsity_sweep(fast=True)
+    n = r.numbers
+    assert r.linear is not None and r.relu is not None
+    assert r.linear.W.shape == (7, 5, 20)
+    assert _check(r, "linear: ||W||_F^2").passed
+    assert _check(r, "linear: exact expected loss").passed
+    # the sparsest level (S=0.999: half an active sample per feature per batch) needs the
+    # full 10k x 1024 run; every other level already keeps exactly features 0-4
+    assert all(s == [0, 1, 2, 3, 4] for s in n["linear_represented"][:-1])
+    assert _check(r, "ReLU, S=0: represents exactly").passed
+    assert _check(r, "ReLU, S=0: ignored features' biases").passed
+    for s in (0.7, 0.9, 0.99):
+        assert _check(r, f"ReLU, S={s}:").passed
+    counts = n["relu_represented_count"]
+    assert counts[0] == 5 and counts[0] < counts[1] < counts[2] <= counts[4]  # more as S rises
+    # superposed features get negative biases once features are sparse
+    assert min(n["relu_superposed_negative_bias_share"][3:]) >= 0.8  # S >= 0.97
+    assert r.summary()["checks"][0]["name"].startswith("linear")
+
+
+def test_pentagon_fast() -> None:
+    r = ex.pentagon(fast=True)
+    assert r.passed, r.checks
+    assert r.numbers["represented"][0] == [0, 1]
+
+
+def test_privileged_basis_fast() -> None:
+    r = ex.privileged_basis(fast=True)
+    assert r.passed, r.checks
+    assert r.numbers["monosemantic_neurons"][0] == 5
+
+
+def test_correlation_fast() -> None:
+    r = ex.correlation(fast=True)
+    assert r.passed, r.checks
+    assert set(r.runs) == {"independent", "correlated", "anticorrelated"}
+
+
+def test_phase_2_1_fast() -> None:
+    r = ex.phase(2, 1, fast=True)
+    assert r.diagram is not None and r.empirical.shape == (6, 6)
+    assert r.numbers["agreement_away_from_boundary"] >= 0.9
+    assert r.passed
+
+
+def test_phase_3_2_fast() -> None:
+    r = ex.phase(3, 2, fast=True)
+    # 2000 steps at batch 512 leave some cells unsettled; the full grid must reach 90%
+    assert r.numbers["agreement_away_from_boundary"] >= 0.75
+    assert r.empirical.shape == (6, 6)
+
+
+def test_geometry_fast() -> None:
+    r = ex.feature_geometry(fast=True)
+    assert r.passed, r.checks
+    dstar = r.numbers["dims_per_feature_star"]
+    assert dstar[0] == pytest.approx(1.0, abs=0.05) and dstar[-1] < dstar[0]
+
+
+def test_computation_fast() -> None:
+    r = ex.computation(fast=True)
+    n = r.numbers
+    assert n["monosemantic_neurons"][0] >= 0.75 * n["live_neurons"][0]
+    assert _check(r, "density <= 0.01: no neuron monosemantic").passed
+    assert not math.isnan(float(n["loss"][0]))
+
+
+# ---- full size (make test-slow) -------------------------------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(ex.EXPERIMENTS))
+def test_full_reproduction(name: str) -> None:
+    r = ex.EXPERIMENTS[name](fast=False)
+    failed = [f"{c.name}: {c.detail}" for c in r.checks if not c.passed]
+    assert not failed, failed
