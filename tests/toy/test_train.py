@@ -204,6 +204,13 @@ def test_adamw_weight_decay_shrinks_weights():
     assert float(decayed.W.norm()) < 0.8 * float(plain.W.norm())
 
 
+def test_one_and_two_threads_give_identical_weights():
+    cfg = ToyConfig.sweep("relu-output", 200, 20, (0.5, 0.9, 0.99), steps=10, eval_samples=1024)
+    one = train_toy(cfg, num_threads=1)
+    two = train_toy(cfg, num_threads=2)
+    assert torch.equal(one.W, two.W) and torch.equal(one.b_final, two.b_final)
+
+
 def test_num_threads_is_restored_and_validated():
     before = torch.get_num_threads()
     cfg = ToyConfig.sweep("linear", 3, 1, (0.5,), steps=5, batch_size=8)
