@@ -183,6 +183,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="few steps, for a smoke run")
     parser.add_argument("--agree-steps", type=int, default=None, help="steps for the check")
+    parser.add_argument("--skip-agreement", action="store_true", help="throughput table only")
     args = parser.parse_args()
     torch.set_num_threads(1)
     quick = args.quick
@@ -228,6 +229,8 @@ def main() -> None:
             f" {r['ours_wall']:>10,.0f} {r['ours_wall'] / r['ref_wall']:>6.1f}x",
             flush=True,
         )
+    if args.skip_agreement:
+        return
     agree_steps = args.agree_steps or (300 if quick else 10_000)
     print(f"\nagreement after {agree_steps} steps (n=20, m=5, I_i = 0.7^i, batch 1024):")
     for line in agreement(agree_steps):

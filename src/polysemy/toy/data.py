@@ -92,6 +92,7 @@ class FeatureSampler:
         self._scale = (-factor / p).to(self.device, dtype).view(-1, 1, 1)  # (I, 1, 1)
         self._one = torch.ones((), device=self.device, dtype=dtype)
         self._u: Tensor | None = None
+        self._uT: Tensor | None = None
 
     def _uniform(self, shape: tuple[int, ...]) -> Tensor:
         if self._u is None or tuple(self._u.shape) != shape:
@@ -126,7 +127,11 @@ class FeatureSampler:
             else:
                 u = self._uniform((batch, n_feat)).unsqueeze(0)  # (1, B, f)
                 if layout == "ifb":
-                    u = u.transpose(1, 2)  # (1, f, B)
+                    # A contiguous copy of the small draw: broadcasting a transposed view
+                    # into the big tensor reads it with a stride and was 2x slower.
+                    if self._uT is None or self._uT.shape != (1, n_feat, batch):
+                        self._uT = u.new_empty((1, n_feat, batch))
+                    u = self._uT.copy_(u.transpose(1, 2))  # (1, f, B)
             if self.signed:
                 torch.addcmul(self._one, u, scale, out=out)  # 1 - 2u/p
             else:
