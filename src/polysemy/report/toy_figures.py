@@ -163,8 +163,12 @@ def plot_dimensionality(
         keep = norms[k] >= norm_threshold
         jitter = np.exp(rng.normal(0, 0.02, int(keep.sum())))
         ax2.scatter(x[k] * jitter, D[k][keep], s=4, alpha=0.35, color="#b5452a")
-    ax2.set_ylabel(f"feature dimensionality D_i  (features with ||W_i|| >= {norm_threshold})")
+    ax2.set_ylabel(f"D_i of features with ||W_i|| >= {norm_threshold}")
     ax2.set_ylim(0, 1.1)
+    from matplotlib.ticker import NullFormatter
+
+    for ax in (ax1, ax2):
+        ax.xaxis.set_minor_formatter(NullFormatter())
     if title:
         fig.suptitle(title, fontsize=10)
     return _save(fig, path)
@@ -254,24 +258,24 @@ def plot_neuron_loadings(
         W = W[..., :max_features]
     n_inst, n_hidden, n_feat = W.shape
     width = min(2.0 + 0.18 * n_feat, 9.0)
-    height = min(0.9 + 0.22 * n_hidden, 6.0)
-    cols = min(n_inst, max(1, int(16 // width)))
+    height = min(0.9 + 0.22 * n_hidden, 4.5)
+    cols = min(n_inst, max(2, int(16 // width)))
     rows = -(-n_inst // cols)
     fig = Figure(figsize=(width * cols, height * rows + 0.5), layout="constrained")
     axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False)).ravel()
+    lim = max(float(np.abs(W).max()), 1e-9)  # one colour scale for every panel
     im = None
     for k, ax in enumerate(axes):
         if k >= n_inst:
             ax.axis("off")
             continue
-        lim = max(float(np.abs(W[k]).max()), 1e-9)
         im = ax.imshow(W[k], cmap="RdBu_r", vmin=-lim, vmax=lim, aspect="auto")
         ax.set_title(labels[k], fontsize=8)
         ax.set_xlabel("feature", fontsize=7)
         ax.set_ylabel("neuron", fontsize=7)
         ax.tick_params(labelsize=6)
     if im is not None:
-        fig.colorbar(im, ax=axes.tolist(), shrink=0.7, label="loading (per-panel scale)")
+        fig.colorbar(im, ax=axes.tolist(), shrink=0.7, label="loading W[neuron, feature]")
     if title:
         fig.suptitle(title, fontsize=10)
     return _save(fig, path)
