@@ -29,6 +29,7 @@ import copy
 import math
 import os
 import re
+import statistics
 import sys
 import tempfile
 import time
@@ -139,6 +140,7 @@ def main() -> int:
     our_slices = cut(ours)
 
     keep_now: list[torch.Tensor] = []
+    batch_ratios: list[float] = []  # polysemy-fwd time / bare-to-layer time, per batch
 
     def bare_batch(ids: torch.Tensor, mask: torch.Tensor, keep: torch.Tensor) -> int:
         h = truncated(input_ids=ids, attention_mask=mask).last_hidden_state
@@ -158,11 +160,14 @@ def main() -> int:
         with torch.inference_mode():
             for j, batch in enumerate(our_slices[i]):
                 pair = [("bare-to-layer", bare_batch), ("polysemy-fwd", polysemy_batch)]
+                took = {}
                 for name, fn in pair[:: 1 if j % 2 else -1]:
                     start = time.perf_counter()
                     n = fn(*batch)
-                    seconds[name] += time.perf_counter() - start
+                    took[name] = time.perf_counter() - start
+                    seconds[name] += took[name]
                     got += n if name == "polysemy-fwd" else 0
+                batch_ratios.append(took["polysemy-fwd"] / took["bare-to-layer"])
         return got
 
     doc_slices = cut(docs)
@@ -221,6 +226,10 @@ def main() -> int:
         print(f"{name:<18} {rate[name]:>9.0f} {rate[name] / rate['plain']:>8.2f}x")
     overhead = rate["bare-to-layer"] / rate["polysemy-fwd"] - 1
     print(f"# hook overhead (bare-to-layer / polysemy-fwd - 1): {overhead:+.1%}")
+    median = statistics.median(batch_ratios) - 1
+    print(
+        f"# hook overhead, median over {len(batch_ratios)} batches of the time ratio: {median:+.1%}"
+    )
     speedup = rate["polysemy-harvest"] / rate["plain"]
     print(f"# end-to-end speedup (polysemy-harvest / plain): {speedup:.2f}x")
     sys.stdout.flush()
