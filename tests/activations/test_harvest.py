@@ -229,3 +229,43 @@ def test_shards_hold_trace_columns(minilm: LoadedModel, docs: list[str], tmp_pat
     assert shard["activations"].shape == (300, 384)
     assert shard["tokens"].dtype == torch.int32 and shard["doc"].dtype == torch.int64
     assert shard["pos"].dtype == torch.int32
+
+
+def test_gpt2_style_model_without_special_tokens(tmp_path: Path) -> None:
+    """A tokenizer that adds no special tokens and has no pad token: every token is text."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+    from transformers import GPT2Config, GPT2Model, PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE(unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=300,
+        special_tokens=["<unk>", "<|endoftext|>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
+    tok.train_from_iterator(["the quick brown fox jumps over the lazy dog"] * 10, trainer)
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|endoftext|>")
+    folder = tmp_path / "gpt2"
+    fast.save_pretrained(folder)
+    torch.manual_seed(0)
+    config = GPT2Config(vocab_size=fast.vocab_size, n_layer=2, n_embd=16, n_head=2, n_positions=32)
+    GPT2Model(config).save_pretrained(folder)
+    loaded = load_model(folder)
+    assert special_template(loaded.tokenizer) == ([], [], 1)
+
+    docs = ["the quick brown fox " * 9, "", "lazy dog", "jumps over the lazy dog " * 3]
+    cfg = HarvestConfig(sites=("h.0.output", "h.1.mlp.act.output"), tokens=1000, seq_len=8)
+    result = harvest(loaded, docs, cfg, out=tmp_path / "acts", corpus="c", progress=True)
+    n = [len(loaded.tokenizer(d)["input_ids"]) for d in docs]
+    assert result.exhausted and result.rows == sum(n)
+    store = ActivationStore(result.stores["h.0.output"])
+    assert store.d_in == 16 and ActivationStore(result.stores["h.1.mlp.act.output"]).d_in == 64
+    assert sorted(zip(store.doc.tolist(), store.pos.tolist(), strict=True)) == [
+        (d, p) for d, k in enumerate(n) for p in range(k)
+    ]
+    # Row values are the chunk's own forward pass: chunks are 8 tokens, positions from 0.
+    row = int(((store.doc == 0) & (store.pos == 11)).nonzero()[0, 0])
+    ids = torch.tensor([loaded.tokenizer(docs[0])["input_ids"][8:16]])
+    with torch.inference_mode():
+        h = loaded.model(input_ids=ids, output_hidden_states=True).hidden_states[1]
+    torch.testing.assert_close(store.read(row, row + 1)[0], h[0, 3].half().float())
