@@ -135,6 +135,8 @@ def test_check_weights_validation() -> None:
         check_weights(w._replace(k=25))
     with pytest.raises(ValueError, match="b_dec contains NaN"):
         check_weights(w._replace(b_dec=torch.full((D_IN,), float("nan"))))
+    with pytest.raises(ValueError, match="arch must be one of relu, topk, batchtopk, jumprelu"):
+        check_weights(w._replace(arch="gated"))
     with pytest.raises(ValueError, match="needs a threshold"):
         check_weights(make_weights("relu")._replace(arch="jumprelu"))
 

@@ -85,6 +85,8 @@ class SAEWeights(NamedTuple):
         return int(self.W_dec.shape[0])
 
 
+_ARCHS = ("relu", "topk", "batchtopk", "jumprelu")
+
 # ---- validation helpers ------------------------------------------------------------------
 
 
@@ -150,6 +152,8 @@ def _int_k(value: Any, where: str) -> int:
 
 def check_weights(w: SAEWeights, where: str = "the checkpoint") -> SAEWeights:
     """Check shapes, finiteness and k; return `w` with float32 contiguous tensors."""
+    if w.arch not in _ARCHS:
+        raise ValueError(f"{where}: arch must be one of {', '.join(_ARCHS)}; got {w.arch!r}")
     if w.W_dec.ndim != 2:
         raise ValueError(f"{where}: W_dec must be 2-D [d_sae, d_in]; got {tuple(w.W_dec.shape)}")
     d_sae, d_in = w.W_dec.shape
