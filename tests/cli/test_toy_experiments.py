@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from polysemy.cli import main
 from polysemy.toy.result import load_toy_run
@@ -22,11 +23,13 @@ def _one_line_error(capsys: pytest.CaptureFixture[str], code: int) -> str:
 
 def test_phase_json_and_files(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "phase"
+    threads = torch.get_num_threads()
     code = main(
         ["toy", "phase", "--n-features", "2", "--n-hidden", "1", "--grid", "3", "--steps", "300",
          "--best-of", "2", "--out", str(out), "--json"]
     )  # fmt: skip
     assert code == 0
+    assert torch.get_num_threads() == threads  # --threads is restored for in-process callers
     obj = json.loads(capsys.readouterr().out)
     assert obj["cells"] == 9 and 0 <= obj["agreement_away_from_boundary"] <= 1
     assert (out / "phase.png").stat().st_size > 2000

@@ -7,11 +7,13 @@ polysemy toy reproduce --out runs/paper [--fast] [--only pentagon,phase-2-1] [--
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
 import platform
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -140,6 +142,18 @@ def _device(text: str) -> torch.device:
     return device
 
 
+@contextlib.contextmanager
+def _threads(n: int) -> Iterator[None]:
+    """Run with `n` torch intra-op threads, restoring the previous count afterwards (the CLI
+    is also called in-process, e.g. by tests)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def _save_run(run: Any, folder: Path) -> None:
     """Save a trained toy run as a `polysemy.toy/1` folder (DESIGN.md section 4)."""
     from polysemy.toy.result import save_toy_run
@@ -166,23 +180,23 @@ def run_phase(args: argparse.Namespace) -> int:
         raise ValueError(f"--density values must be in (0, 1]; got {args.density}")
     device = _device(args.device)
     out = runfolder.check_out(args.out, runfolder.TOY, force=args.force)
-    torch.set_num_threads(args.threads)
     cells = args.grid or (6 if args.fast else 11)
     r = args.relative_importance or np.geomspace(0.1, 10, cells).tolist()
     p = args.density or np.geomspace(0.01, 1, cells).tolist()
     started = time.perf_counter()
-    result = experiments.phase(
-        args.n_features,
-        args.n_hidden,
-        relative_importance=r,
-        density=p,
-        fast=args.fast,
-        steps=args.steps,
-        best_of=args.best_of,
-        seed=args.seed,
-        device=device,
-        progress=True,
-    )
+    with _threads(args.threads):
+        result = experiments.phase(
+            args.n_features,
+            args.n_hidden,
+            relative_importance=r,
+            density=p,
+            fast=args.fast,
+            steps=args.steps,
+            best_of=args.best_of,
+            seed=args.seed,
+            device=device,
+            progress=True,
+        )
     assert result.run is not None and result.diagram is not None
     d = result.diagram
     with runfolder.atomic_folder(out) as tmp:
@@ -292,11 +306,11 @@ def reproduce_to(
     order = sorted(names, key=lambda n: _COST_ORDER.index(n) if n in _COST_ORDER else -1)
     with progress_bar(len(names), desc="toy reproduce", unit="exp") as bar:
         if jobs <= 1 or len(names) == 1 or device.type != "cpu":
-            torch.set_num_threads(threads)
-            for name in order:
-                log.info("running %s", name)
-                done[name] = ex.EXPERIMENTS[name](progress=True, **kwargs)
-                bar.update(1)
+            with _threads(threads):
+                for name in order:
+                    log.info("running %s", name)
+                    done[name] = ex.EXPERIMENTS[name](progress=True, **kwargs)
+                    bar.update(1)
         else:
             import concurrent.futures as cf
             import multiprocessing as mp
