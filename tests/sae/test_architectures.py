@@ -143,7 +143,10 @@ def test_init_is_deterministic_and_encoder_is_decoder_transpose(arch: str) -> No
     torch.testing.assert_close(a.W_dec, b.W_dec)
     assert not torch.equal(a.W_dec, c.W_dec)
     fresh = build_sae(a.config, generator=torch.Generator().manual_seed(0))
-    torch.testing.assert_close(fresh.W_enc, fresh.W_dec.t())
+    scale = fresh.config.effective_encoder_init_scale
+    assert scale == (3**-0.5 if arch in TOPK_FAMILY else 1.0)
+    torch.testing.assert_close(fresh.W_enc, scale * fresh.W_dec.t())
+    assert fresh.W_enc.is_contiguous()  # the encoder matmul wants [d_in, d_sae] row-major
 
 
 @pytest.mark.parametrize("arch", ARCHS)

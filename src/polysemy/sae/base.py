@@ -107,7 +107,8 @@ class SparseAutoencoder(nn.Module):
         W_dec = W_dec / W_dec.norm(dim=1, keepdim=True) * self.decoder_init_norm
         W_dec = W_dec.to(device=device, dtype=dtype)
         self.W_dec = nn.Parameter(W_dec)
-        self.W_enc = nn.Parameter(W_dec.t().clone())  # contiguous [d_in, d_sae]
+        # contiguous [d_in, d_sae]; scaled down for TopK (see SAEConfig.encoder_init_scale)
+        self.W_enc = nn.Parameter((W_dec.t() * config.effective_encoder_init_scale).contiguous())
         self.b_enc = nn.Parameter(torch.zeros(d_sae, device=device, dtype=dtype))
         self.b_dec = nn.Parameter(torch.zeros(d_in, device=device, dtype=dtype))
 

@@ -67,6 +67,10 @@ class SAEConfig:
     """jumprelu: initial value of every threshold."""
     batchtopk_threshold_momentum: float = 0.99
     """batchtopk: momentum of the running average that learns the inference threshold."""
+    encoder_init_scale: float | None = None
+    """W_enc starts as this times W_dec^T. None: 1/sqrt(3) for the TopK family (the norm of
+    sparsify's nn.Linear init; MiniLM layer 3, 97 Adam steps: held-out FVU 0.303 against
+    0.361 at 1), 1 otherwise."""
     sparse_decode: bool = True
     """TopK family: use the sparse gather path (faster; gradients equal to the dense path)."""
 
@@ -98,6 +102,8 @@ class SAEConfig:
         _check_positive_float(
             "jumprelu_init_threshold", self.jumprelu_init_threshold, allow_zero=True
         )
+        if self.encoder_init_scale is not None:
+            _check_positive_float("encoder_init_scale", self.encoder_init_scale)
         if not 0.0 <= self.batchtopk_threshold_momentum < 1.0:
             raise ValueError(
                 "batchtopk_threshold_momentum must be in [0, 1); "
@@ -109,6 +115,13 @@ class SAEConfig:
         """`k_aux`, or its default `d_in // 2` (at least 1, at most d_sae)."""
         k_aux = self.k_aux if self.k_aux is not None else max(1, self.d_in // 2)
         return min(k_aux, self.d_sae)
+
+    @property
+    def effective_encoder_init_scale(self) -> float:
+        """`encoder_init_scale`, or its architecture default."""
+        if self.encoder_init_scale is not None:
+            return float(self.encoder_init_scale)
+        return 3**-0.5 if self.arch in TOPK_FAMILY else 1.0
 
     @property
     def effective_sparsity_coefficient(self) -> float:
