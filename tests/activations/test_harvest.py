@@ -269,3 +269,31 @@ def test_gpt2_style_model_without_special_tokens(tmp_path: Path) -> None:
     with torch.inference_mode():
         h = loaded.model(input_ids=ids, output_hidden_states=True).hidden_states[1]
     torch.testing.assert_close(store.read(row, row + 1)[0], h[0, 3].half().float())
+
+
+@pytest.mark.slow
+def test_memory_stays_constant_whatever_tokens(tmp_path: Path) -> None:
+    """Peak RSS of a 200k-token harvest is about that of a 20k one (streams, no growth)."""
+    import subprocess
+    import sys
+
+    def peak_rss_kib(tokens: int) -> int:
+        code = (
+            "import resource, sys\n"
+            "from polysemy.cli import main\n"
+            f"code = main(['harvest', '--site', '{SITE}', '--corpus', 'pydocs', '--tokens', "
+            f"'{tokens}', '--shard-rows', '16384', '--out', sys.argv[1]])\n"
+            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
+        )
+        done = subprocess.run(
+            [sys.executable, "-c", code, str(tmp_path / str(tokens))],
+            capture_output=True,
+            text=True,
+            timeout=1800,
+        )
+        assert done.returncode == 0, done.stderr[-2000:]
+        return int(done.stdout.split()[-1])
+
+    small, large = peak_rss_kib(20_000), peak_rss_kib(200_000)
+    assert ActivationStore(tmp_path / "200000").rows == 200_000
+    assert large < small * 1.25 + 100_000, (small, large)
