@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -474,40 +473,21 @@ def train_toy(
 
     Deterministic for a given config, seed and device (also across thread counts: the
     tests check 1 and 2 threads give identical weights). `num_threads` sets torch's CPU
-    threads for the duration of the call (restored after); None picks 1 thread when a step's
-    tensors are small (below 2^18 entries, where threading costs more than it saves) or when
-    the machine is busy (1-minute load average above cores - 0.5: OpenMP threads that wait
-    on a preempted sibling made steps 4-20x slower on a shared 2-core machine), and leaves
-    torch's setting alone otherwise.
+    threads for the duration of the call (restored after). None means 1: measured on a
+    2-core machine, a second thread never made these batched small matmuls faster (16.9 vs
+    18.2 ms per n=200 step with the machine otherwise idle) and made steps 4-20x slower as
+    soon as other processes competed for the cores (OpenMP threads spin-waiting on a
+    preempted sibling). To use several cores, train independent sweeps in separate processes.
     """
     if num_threads is not None and not (isinstance(num_threads, int) and num_threads >= 1):
         raise ValueError(f"num_threads must be None or an int >= 1; got {num_threads!r}")
-    entries = config.n_instances * config.best_of * config.batch_size * config.n_features
-    threads = num_threads if num_threads is not None else _auto_threads(entries)
     before = torch.get_num_threads()
-    if threads is not None and torch.device(device).type == "cpu":
-        torch.set_num_threads(threads)
+    if torch.device(device).type == "cpu":
+        torch.set_num_threads(num_threads if num_threads is not None else 1)
     try:
         return _train_toy(config, torch.device(device), progress)
     finally:
         torch.set_num_threads(before)
-
-
-def _auto_threads(entries: int) -> int | None:
-    """1 for small steps or a busy machine, else None (keep torch's thread count)."""
-    if entries < 2**18:
-        return 1
-    try:
-        cores = len(os.sched_getaffinity(0))
-        busy = os.getloadavg()[0] > cores - 0.5
-    except (AttributeError, OSError):  # not on Linux / no load average: stay safe
-        return 1
-    if busy:
-        log.info(
-            "machine busy (load %.1f on %d cores): training on 1 thread", os.getloadavg()[0], cores
-        )
-        return 1
-    return None
 
 
 def _train_toy(config: ToyConfig, device: torch.device, progress: bool) -> ToyRun:
