@@ -78,3 +78,14 @@ def test_safetensors_save_roundtrips_noncontiguous(tmp_path):
     back = load_file(tmp_path / "w.safetensors")
     assert torch.equal(back["W_enc"], w.t())
     assert torch.equal(back["b"], torch.arange(10.0)[::2])
+
+
+def test_atomic_writes_keep_umask_permissions(tmp_path):
+    old = os.umask(0o022)
+    try:
+        with atomic_folder(tmp_path / "run") as tmp:
+            atomic_write_json(tmp / "a.json", {})
+        assert (tmp_path / "run").stat().st_mode & 0o777 == 0o755
+        assert (tmp_path / "run" / "a.json").stat().st_mode & 0o777 == 0o644
+    finally:
+        os.umask(old)
