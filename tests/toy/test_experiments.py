@@ -11,7 +11,7 @@ import torch
 
 from polysemy.toy import experiments as ex
 from polysemy.toy import theory
-from polysemy.toy.model import ToyConfig
+from polysemy.toy.model import ToyConfig, toy_forward
 from polysemy.toy.train import ToyRun
 
 
@@ -65,21 +65,62 @@ def test_monosemantic_neurons() -> None:
     assert ex._monosemantic(W).tolist() == [True, False, False]
 
 
+def _abs_run(W: torch.Tensor, W_out: torch.Tensor, b: torch.Tensor) -> ToyRun:
+    n_inst, m, n = W.shape
+    cfg = ToyConfig(
+        model="abs",
+        n_features=n,
+        n_hidden=m,
+        sparsity=(0.5,) * n_inst,
+        importance=((1.0,) * n,) * n_inst,
+    )
+    return ToyRun(config=cfg, W=W, b_final=b, loss=torch.zeros(n_inst), W_out=W_out)
+
+
 def test_computed_features_of_an_exact_abs_model() -> None:
-    # Features 0 and 1 each get two neurons (ReLU(x) + ReLU(-x) = |x|); feature 2 gets none.
-    n, m = 3, 4
+    # Features 0 and 1 each get two neurons (ReLU(x) + ReLU(-x) = |x|); feature 2 gets one
+    # neuron, ReLU(x): only its positive half is computed; feature 3 gets none.
+    n, m = 4, 5
     W = torch.zeros(1, m, n)
     W_out = torch.zeros(1, n, m)
     for i in range(2):
         W[0, 2 * i, i], W[0, 2 * i + 1, i] = 1.0, -1.0
         W_out[0, i, 2 * i] = W_out[0, i, 2 * i + 1] = 1.0
-    cfg = ToyConfig(
-        model="abs", n_features=n, n_hidden=m, sparsity=(0.5,), importance=((1.0,) * 3,)
+    W[0, 4, 2] = W_out[0, 2, 4] = 1.0
+    ev = ex.computed_features(_abs_run(W, W_out, torch.zeros(1, n)))
+    assert ev.shape == (1, n, 2)
+    assert ev[0, :2].flatten().tolist() == pytest.approx([1.0] * 4, abs=1e-12)
+    # An output of 0 on a half explains about -3 of the variance of |t| there
+    # (E t^2 / Var |t| = 4 for uniform t; the grid gives -2.94).
+    assert ev[0, 2].tolist() == pytest.approx([-3.0, 1.0], abs=0.1)
+    assert ev[0, 3].tolist() == pytest.approx([-3.0, -3.0], abs=0.1)
+    # The best constant (0.5 = mean |t|) explains nothing.
+    b = torch.zeros(1, n)
+    b[0, 3] = 0.5
+    assert ex.computed_features(_abs_run(W, W_out, b))[0, 3].tolist() == pytest.approx(
+        [0.0, 0.0], abs=0.05
     )
-    run = ToyRun(config=cfg, W=W, b_final=torch.zeros(1, n), loss=torch.zeros(1), W_out=W_out)
-    explained = ex.computed_features(run, n_samples=4096)
-    assert explained[0, :2].tolist() == pytest.approx([1.0, 1.0], abs=1e-12)
-    assert explained[0, 2] < 0  # predicting 0 for |x| is worse than its mean
+
+
+def test_computed_features_matches_the_reference_forward() -> None:
+    # The vectorized single-feature evaluation against toy_forward on x = t e_i.
+    g = torch.Generator().manual_seed(0)
+    n, m, T = 6, 4, 11
+    W, W_out = torch.randn(2, m, n, generator=g), torch.randn(2, n, m, generator=g)
+    b = torch.randn(2, n, generator=g) * 0.1
+    ev = ex.computed_features(_abs_run(W, W_out, b), n_points=T)
+    t = torch.linspace(-1, 1, T, dtype=torch.float64)
+    x = torch.zeros(2, n * T, n, dtype=torch.float64)
+    for i in range(n):
+        x[:, i * T : (i + 1) * T, i] = t
+    y = toy_forward("abs", W.double(), b.double(), x, W_out.double())
+    y_own = torch.stack([y[:, i * T : (i + 1) * T, i] for i in range(n)], dim=1)  # (2, n, T)
+    for k, half in enumerate((t < 0, t > 0)):
+        tg = t[half].abs()
+        want = 1 - ((y_own[..., half] - tg) ** 2).mean(-1) / tg.var(unbiased=False)
+        assert torch.allclose(ev[..., k], want, atol=1e-12)
+    with pytest.raises(ValueError, match="n_points"):
+        ex.computed_features(_abs_run(W, W_out, b), n_points=2)
 
 
 def test_experiment_registry() -> None:
@@ -160,6 +201,14 @@ def test_computation_fast() -> None:
     assert n["monosemantic_neurons"][0] >= 0.75 * n["live_neurons"][0]
     assert _check(r, "density <= 0.01: no neuron monosemantic").passed
     assert not math.isnan(float(n["loss"][0]))
+    # Dense, |x_i| needs two monosemantic neurons (ReLU(x_i) + ReLU(-x_i)): at most m/2 = 20
+    # features, and the model gets at least a few of them.
+    assert 5 <= n["computed_features"][0] <= 20
+    # Sparse, many more features than dense get at least one sign (the fast bar; the full
+    # claim, > 40 features with both signs, is the slow test's).
+    sparse = [k for k, p in enumerate(n["density"]) if p <= 0.01]
+    for k in sparse:
+        assert n["computed_features"][k] + n["one_sign_features"][k] > n["computed_features"][0]
 
 
 # ---- full size (make test-slow) -------------------------------------------------------------
