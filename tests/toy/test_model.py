@@ -59,6 +59,8 @@ def test_config_defaults_follow_the_paper():
         ({"lr_schedule": "step"}, "lr_schedule must be one of"),
         ({"optimizer": "sgd"}, "optimizer must be one of"),
         ({"feature_kind": "weird"}, "feature_kind must be one of"),
+        ({"init_std": 0.0}, "init_std must be None or a finite number > 0; got 0.0"),
+        ({"init_std": float("inf")}, "init_std"),
     ],
 )
 def test_config_validation_names_the_parameter(overrides, match):
@@ -93,6 +95,10 @@ def test_init_params_shapes_and_scale_independent_of_instances():
     big = init_params("relu-output", 400, 10, 4, generator=torch.Generator().manual_seed(0))
     assert big.W_out is None
     assert abs(float(big.W.std()) - (2 / 14) ** 0.5) < 0.02
+    small = init_params("abs", 400, 10, 4, generator=torch.Generator().manual_seed(0), std=0.01)
+    assert small.W_out is not None
+    assert abs(float(small.W.std()) - 0.01) < 0.001
+    assert abs(float(small.W_out.std()) - 0.01) < 0.001
 
 
 def test_forward_matches_the_formulas():

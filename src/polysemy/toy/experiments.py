@@ -230,6 +230,7 @@ def _train(
     feature_kind: FeatureKind = "independent",
     device: torch.device | str = "cpu",
     progress: bool = False,
+    init_std: float | None = None,
 ) -> ToyRun:
     rows: tuple[tuple[float, ...], ...]
     if importance and isinstance(importance[0], int | float):
@@ -247,6 +248,7 @@ def _train(
         batch_size=budget.batch_size,
         best_of=best_of,
         seed=seed,
+        init_std=init_std,
     )
     return train_toy(config, device=device, progress=progress)
 
@@ -861,6 +863,19 @@ def computed_features(
     return torch.stack(out, dim=-1)
 
 
+def abs_init_std(n_features: int, n_hidden: int) -> float:
+    """Initial weight std of the computation experiment: sqrt(2 / (n_features * n_hidden)).
+
+    This is the scale the reference implementations of the paper's toy models get from torch's
+    xavier/kaiming initializers applied to a 3-D [instances, ., .] weight, whose fan counts
+    n_features * n_hidden (0.022 for n=100, m=40). With our default Xavier std
+    sqrt(2 / (n_features + n_hidden)) (0.12), the first steps, where almost every target is
+    0, push one sign of most features' output ReLU below zero for good (no gradient flows
+    through a dead output), and the sparse models compute |x_i| for only ~3 features.
+    """
+    return math.sqrt(2.0 / (n_features * n_hidden))
+
+
 def computation(
     *,
     fast: bool = False,
@@ -889,6 +904,7 @@ def computation(
         seed=seed,
         device=device,
         progress=progress,
+        init_std=abs_init_std(n, m),
     )
     mono = _monosemantic(run.W)
     alive = _f64(run.W).norm(dim=-1) >= 0.1
@@ -929,6 +945,7 @@ def computation(
         "loss": _r(run.loss, 6),
         "steps": budget.steps,
         "best_of": best_of,
+        "init_std": _r(abs_init_std(n, m), 6),
     }
     return ComputationResult(
         name="computation",

@@ -97,6 +97,9 @@ class ToyConfig:
     instance's data are still exactly distributed; see `polysemy.toy.data`); much faster."""
     eval_samples: int = 8192
     """Fresh samples per instance for the final loss (the same samples for every seed)."""
+    init_std: float | None = None
+    """Std of the normal initial W (and W_out), or None for Xavier sqrt(2 / (n_features +
+    n_hidden)); see `init_params`."""
 
     def __post_init__(self) -> None:
         if self.model not in MODEL_KINDS:
@@ -137,6 +140,10 @@ class ToyConfig:
             raise ValueError(
                 f"weight_decay must be a finite number >= 0; got {self.weight_decay!r}"
             )
+        if self.init_std is not None and not (
+            _is_number(self.init_std) and math.isfinite(self.init_std) and self.init_std > 0
+        ):
+            raise ValueError(f"init_std must be None or a finite number > 0; got {self.init_std!r}")
         if not isinstance(self.sparsity, tuple) or len(self.sparsity) == 0:
             raise TypeError(
                 f"sparsity must be a non-empty tuple of floats (one per instance); "
@@ -217,13 +224,16 @@ def init_params(
     generator: torch.Generator | None = None,
     device: torch.device | str = "cpu",
     dtype: torch.dtype = torch.float32,
+    std: float | None = None,
 ) -> ToyParams:
-    """Xavier-normal weights per instance (std sqrt(2 / (n_features + n_hidden))), zero bias.
+    """Normal weights per instance with std `std` (default Xavier, sqrt(2 / (n_features +
+    n_hidden))), zero bias.
 
-    The std does not depend on `n_instances`, so an instance trains the same way alone or in
-    a sweep (torch's xavier on a 3-D tensor would mix the instance count into the fan).
+    The default std does not depend on `n_instances`, so an instance trains the same way alone
+    or in a sweep (torch's xavier on a 3-D tensor would mix the instance count into the fan).
     """
-    std = math.sqrt(2.0 / (n_features + n_hidden))
+    if std is None:
+        std = math.sqrt(2.0 / (n_features + n_hidden))
     W = torch.randn(n_instances, n_hidden, n_features, generator=generator, dtype=dtype) * std
     W_out = None
     if model == "abs":

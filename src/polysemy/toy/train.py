@@ -503,6 +503,7 @@ def _train_toy(config: ToyConfig, device: torch.device, progress: bool) -> ToyRu
         config.n_hidden,
         generator=init_gen,
         device=device,
+        std=config.init_std,
     )
     data_gen = torch.Generator(device=device)
     data_gen.manual_seed(config.seed + 1)
