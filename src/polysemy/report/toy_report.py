@@ -62,9 +62,11 @@ _TEXT = {
     "computation": (
         "Computation in superposition: the model computes |x_i| for 100 features with 40 "
         "ReLU neurons (untied layers). Rows are neurons, columns features (first layer W1). "
-        "Dense inputs: each neuron serves one feature. Sparse inputs: neurons serve several "
-        "features, and the model computes more features than it has neurons (a feature counts "
-        "as computed when the model explains at least half of the variance of |x_i|)."
+        "The paper reports that with dense inputs each neuron serves one feature, and with "
+        "sparse inputs neurons serve several features and the model computes more features "
+        "than it has neurons. A feature counts as computed when, with only x_i active, the "
+        "output explains at least half of the variance of |x_i| on each sign. The checks "
+        "below say which of these this run reproduces."
     ),
     "correlation": (
         "W^T W for four features in two dimensions, in pairs (0, 1) and (2, 3). Independent "
