@@ -153,3 +153,17 @@ def test_help_and_subprocess_exit_code(acts: Path, tmp_path: Path) -> None:
         env=env,
     )
     assert helped.returncode == 0 and "--checkpoint-every" in helped.stdout
+
+
+@pytest.mark.parametrize(
+    ("optimizer", "lr"),
+    [("adam", 4e-4), ("schedule-free-signum", 5e-3 / (32 / 2**14) ** 0.5)],
+)
+def test_default_lr_follows_the_optimizer(
+    optimizer: str, lr: float, acts: Path, tmp_path: Path, capsys
+) -> None:
+    args = _train(acts, tmp_path / "s", "--d-sae", "32", "--optimizer", optimizer, "--json")
+    assert main(args) == 0
+    capsys.readouterr()
+    cfg = json.loads((tmp_path / "s" / "config.json").read_text())
+    assert cfg["training"]["lr"] == pytest.approx(lr)

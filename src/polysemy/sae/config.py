@@ -140,6 +140,20 @@ OptimizerName = Literal["adam", "signum", "schedule-free-signum"]
 OPTIMIZERS: tuple[str, ...] = ("adam", "signum", "schedule-free-signum")
 
 
+def default_lr(optimizer: str, d_sae: int) -> float:
+    """The peak learning rate used when none is given.
+
+    Adam: 4e-4 (the April-2024 recipe). Sign optimizers take steps of size lr in every
+    coordinate, so they want a far larger lr that shrinks with the dictionary size:
+    5e-3 / sqrt(d_sae / 2**14), the rule sparsify uses (about 0.012 at d_sae 3072).
+    """
+    if optimizer not in OPTIMIZERS:
+        raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}; got {optimizer!r}")
+    if optimizer == "adam":
+        return 4e-4
+    return 5e-3 / math.sqrt(d_sae / 2**14)
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """How long and how an SAE is trained; the SAE's own shape lives in `SAEConfig`."""
