@@ -126,15 +126,23 @@ def load_model(
     local_only = folder is not None or not allow_download
 
     from transformers import AutoModel
+    from transformers.utils import logging as hf_logging
 
     if folder is not None:
         _refuse_pickles(folder)
+    # transformers draws its own "Loading weights" bar for a sub-second load; keep stderr
+    # for our progress and logs, and leave the caller's setting as it was.
+    bars_were_on = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
     try:
         model = AutoModel.from_pretrained(
             source, local_files_only=local_only, use_safetensors=True, dtype=torch_dtype
         )
     except OSError as exc:
         raise FileNotFoundError(_not_found_message(text, folder, allow_download, exc)) from exc
+    finally:
+        if bars_were_on:
+            hf_logging.enable_progress_bar()
     model = model.to(device).eval()
     model.requires_grad_(False)
     tokenizer = _load_tokenizer(source, local_only)
