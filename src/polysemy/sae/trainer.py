@@ -603,19 +603,12 @@ def train_sae(
                 and done < steps
                 and info.is_main
             ):
-                _save_state(
-                    state_dir,
-                    sae,
-                    opt,
-                    counters,
-                    data,
-                    config,
-                    train,
-                    done,
-                    scale,
-                    variance,
-                    history,
-                )
+                # Replace the state folder atomically: a kill leaves the previous checkpoint.
+                with runfolder.atomic_folder(state_dir) as tmp:
+                    _write_state_files(
+                        tmp, sae, opt, counters, data, config, train, done, scale, variance, history
+                    )
+                logger.info("checkpoint at step %d in %s", done, state_dir)
     seconds = time.perf_counter() - t0
     trained_steps = max(0, steps - start_step)
 
@@ -765,27 +758,6 @@ def _write_state_files(
     runfolder.atomic_write_json(
         folder / STATE_JSON, _state_json(data, config, train, step, scale, variance, history)
     )
-
-
-def _save_state(
-    state_dir: Path,
-    sae: SparseAutoencoder,
-    opt: torch.optim.Optimizer,
-    counters: _Counters,
-    data: _Data,
-    config: SAEConfig,
-    train: TrainConfig,
-    step: int,
-    scale: float,
-    variance: float,
-    history: list[dict[str, float]],
-) -> None:
-    """Replace `state_dir` atomically with the state after `step` steps."""
-    with runfolder.atomic_folder(state_dir) as tmp:
-        _write_state_files(
-            tmp, sae, opt, counters, data, config, train, step, scale, variance, history
-        )
-    logger.info("checkpoint at step %d in %s", step, state_dir)
 
 
 def _load_state(
