@@ -87,6 +87,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default="adam",
         help="default adam; schedule-free-signum reaches a lower FVU on short budgets",
     )
+    p.add_argument(
+        "--selection-dtype",
+        choices=("auto", "float32", "bfloat16"),
+        default="auto",
+        help="TopK family: precision of the matmul that only chooses the active latents "
+        "(values and gradients stay float32); auto = bfloat16 on CPUs with AMX",
+    )
     p.add_argument("--seed", type=nonnegative_int, default=0, help="seed of init and data order")
     p.add_argument(
         "--dead-window",
@@ -166,6 +173,7 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         dead_window=args.dead_window,
         checkpoint_every=args.checkpoint_every,
+        selection_dtype=args.selection_dtype,
     )
     is_main = int(os.environ.get("RANK", "0")) == 0 or env_world_size() == 1
     result = train_sae(

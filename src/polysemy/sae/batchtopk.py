@@ -56,13 +56,16 @@ class BatchTopKSAE(TopKSAE):
             return SAEOutput(x_hat, None, None, losses, fire_counts_dense(z.detach()), {})
         batch = x.shape[0]
         with torch.no_grad():
-            pre = self.pre_activations(x)  # [batch, d_sae]
+            # [batch, d_sae], reused next step; maybe in a lower precision (selection_dtype)
+            pre = self.scratch_pre_activations(x, self.selection_dtype)
             flat = F.relu(pre).reshape(-1)
             n_keep = min(self.k * batch, flat.numel())
             _, flat_idx = flat.topk(n_keep, sorted=False)
             flat_idx, _ = flat_idx.sort()  # row-major order: pairs sorted by row
             vals = pre.reshape(-1)[flat_idx]
         code = SparseCode.from_flat(flat_idx, batch, self.d_sae)
+        if vals.dtype != x.dtype:
+            vals = self.exact_preacts(code, x)
         if self.config.sparse_decode:
             acts = F.relu(selected_preacts(code, vals, x, self.b_dec, self.W_enc, self.b_enc))
         else:

@@ -92,7 +92,7 @@ def _decode_forward(code: SparseCode, acts: Tensor, W_dec: Tensor) -> Tensor:
     )
 
 
-def _sampled_dots(code: SparseCode, a: Tensor, b: Tensor) -> Tensor:
+def sampled_dots(code: SparseCode, a: Tensor, b: Tensor) -> Tensor:
     """`(a @ b^T)[rows, cols]` for every pair, without the dense product: `[nnz]`."""
     if code.cols.numel() == 0:
         return a.new_zeros(0)
@@ -124,7 +124,7 @@ class _SparseDecode(torch.autograd.Function):
         grad_acts = grad_W_dec = None
         if ctx.needs_input_grad[1]:
             # d x_hat[r] / d acts_j = W_dec[c_j]: one dot product per pair.
-            grad_acts = _sampled_dots(code, grad_out, W_dec).to(acts.dtype)
+            grad_acts = sampled_dots(code, grad_out, W_dec).to(acts.dtype)
         if ctx.needs_input_grad[2]:
             grad_W_dec = code.by_latent(acts, grad_out)  # [d_sae, d_in]
         return None, grad_acts, grad_W_dec

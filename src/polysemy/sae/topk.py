@@ -21,6 +21,7 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from polysemy.sae.base import SAEOutput, SparseAutoencoder
+from polysemy.sae.row_topk import row_topk
 from polysemy.sae.sparse_decode import SparseCode, selected_preacts, sparse_decode
 
 
@@ -35,14 +36,14 @@ class TopKSAE(SparseAutoencoder):
         return self.config.k
 
     def activation(self, pre: Float[Tensor, "batch d_sae"]) -> Float[Tensor, "batch d_sae"]:
-        vals, idx = pre.topk(self.k, dim=1, sorted=False)
+        vals, idx = row_topk(pre, self.k)
         return torch.zeros_like(pre).scatter_(1, idx, F.relu(vals))
 
     def select(
         self, pre: Float[Tensor, "batch d_sae"]
     ) -> tuple[Int[Tensor, "batch k"], Float[Tensor, "batch k"]]:
         """Indices (ascending within each row) and pre-activations of the top k."""
-        vals, idx = pre.topk(self.k, dim=1, sorted=False)
+        vals, idx = row_topk(pre, self.k)
         idx, order = idx.sort(dim=1)  # the sparse path wants sorted pairs per row
         return idx, vals.gather(1, order)
 
@@ -59,10 +60,13 @@ class TopKSAE(SparseAutoencoder):
     def _encode_pairs(self, x: Tensor) -> tuple[Tensor, SparseCode, Tensor, Tensor]:
         """Pre-activations, the TopK code and its (autograd-attached) activations."""
         if self.config.sparse_decode:
-            with torch.no_grad():
-                pre = self.pre_activations(x)  # [batch, d_sae]
+            # [batch, d_sae], reused next step; maybe in a lower precision (selection_dtype)
+            dtype = self.selection_dtype if self.training else None
+            pre = self.scratch_pre_activations(x, dtype)
             idx, vals = self.select(pre)
             code = SparseCode.from_topk(idx, self.d_sae)
+            if vals.dtype != x.dtype:
+                vals = self.exact_preacts(code, x)
             acts = F.relu(
                 selected_preacts(code, vals.reshape(-1), x, self.b_dec, self.W_enc, self.b_enc)
             )
@@ -109,6 +113,8 @@ class TopKSAE(SparseAutoencoder):
             vals = vals.gather(1, order)
         code = SparseCode.from_topk(idx, self.d_sae)
         if self.config.sparse_decode:
+            if vals.dtype != x.dtype:
+                vals = self.exact_preacts(code, x)
             acts = F.relu(
                 selected_preacts(code, vals.reshape(-1), x, self.b_dec, self.W_enc, self.b_enc)
             )

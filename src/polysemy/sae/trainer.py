@@ -471,6 +471,7 @@ def train_sae(
 
     sae = build_sae(config, generator=generator).to(dev)
     sae.train()
+    sae.selection_dtype = train.resolved_selection_dtype(dev)
     opt = _make_optimizer(sae, train)
     counters = _Counters.zeros(config.d_sae, dev)
     start_step, history = 0, list[dict[str, float]]()
@@ -612,7 +613,9 @@ def train_sae(
     seconds = time.perf_counter() - t0
     trained_steps = max(0, steps - start_step)
 
+    sae.release_scratch_()
     final = copy.deepcopy(sae).eval()
+    final.selection_dtype = None
     if isinstance(opt, ScheduleFreeSignum):
         with torch.no_grad():  # evaluate the schedule-free average, not the interpolation
             for p_final, p in zip(final.parameters(), sae.parameters(), strict=True):
