@@ -75,13 +75,21 @@ class Run(NamedTuple):
 # ---- the contenders ---------------------------------------------------------------------------
 
 
-def run_polysemy(x: Tensor, args: argparse.Namespace, optimizer: str) -> Run:
+def run_polysemy(
+    x: Tensor, args: argparse.Namespace, optimizer: str, tokens: int | None = None
+) -> Run:
+    """`tokens` beyond x's rows start another epoch over them (equal wall-clock runs)."""
     from polysemy.sae import SAEConfig, TrainConfig, train_sae
 
     lr = args.lr if optimizer == "adam" else args.signum_lr
     config = SAEConfig(arch="topk", d_in=x.shape[1], d_sae=args.d_sae, k=args.k)
     train = TrainConfig(
-        tokens=args.tokens, batch_size=args.batch_size, lr=lr, optimizer=optimizer, seed=0
+        tokens=tokens or args.tokens,
+        batch_size=args.batch_size,
+        lr=lr,
+        optimizer=optimizer,
+        seed=0,
+        selection_dtype=args.selection_dtype,
     )
     start = time.perf_counter()
     result = train_sae(x, config, train, evaluate_heldout=False)
@@ -314,6 +322,19 @@ def main(argv: list[str] | None = None) -> int:
         "--repeats", type=int, default=1, help="rounds (alternating order); best tok/s is kept"
     )
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    p.add_argument(
+        "--selection-dtype",
+        default="auto",
+        choices=("auto", "float32", "bfloat16"),
+        help="polysemy's TopK selection matmul precision (auto: bfloat16 on AMX CPUs)",
+    )
+    p.add_argument(
+        "--equal-wall-clock",
+        default=None,
+        metavar="PEER",
+        help="afterwards, train each polysemy contender for the tokens that fit in PEER's "
+        "median training time (e.g. sparsify) and compare held-out FVU and dead latents",
+    )
     p.add_argument("--json-out", default=None, help="also write the results as JSON here")
     args = p.parse_args(argv)
     if args.signum_lr is None:
@@ -424,13 +445,75 @@ def main(argv: list[str] | None = None) -> int:
             if peer in ours and mine in ours:
                 ratio = ours[mine]["tokens_per_s"] / ours[peer]["tokens_per_s"]
                 print(f"{mine} / {peer}: {ratio:.2f}x tokens/s")
+    matched = equal_wall_clock(x, heldout, args, wanted, by_name)
     if args.json_out:
         Path(args.json_out).write_text(
             json.dumps(
-                {"bound_tokens_per_s": bound, "gflops": gflops, "results": results}, indent=2
+                {
+                    "bound_tokens_per_s": bound,
+                    "gflops": gflops,
+                    "results": results,
+                    "equal_wall_clock": matched,
+                },
+                indent=2,
             )
         )
     return 0
+
+
+def equal_wall_clock(
+    x: Tensor,
+    heldout: Tensor,
+    args: argparse.Namespace,
+    wanted: list[str],
+    by_name: dict[str, dict[str, Any]],
+) -> list[dict[str, Any]]:
+    """Give each polysemy contender the training time the peer took; score both."""
+    peer = args.equal_wall_clock
+    if peer is None:
+        return []
+    if peer not in by_name:
+        raise SystemExit(f"--equal-wall-clock {peer!r} must be one of the contenders run")
+    ref = by_name[peer]
+    ref_seconds = ref["tokens"] / ref["median_tokens_per_s"]
+    optimizers = {"polysemy": "adam", "polysemy-signum": "signum"}
+    optimizers["polysemy-sf-signum"] = "schedule-free-signum"
+    rows = [
+        {
+            "name": ref["name"],
+            "tokens": ref["tokens"],
+            "seconds": ref_seconds,
+            "heldout_fvu": ref["heldout_fvu"],
+            "dead_fraction": ref["dead_fraction"],
+        }
+    ]
+    for name in wanted:
+        if name not in optimizers or name not in by_name:
+            continue
+        rate = by_name[name]["median_tokens_per_s"]
+        tokens = max(1, int(rate * ref_seconds) // args.batch_size) * args.batch_size
+        log.warning("equal wall clock: %s for %d tokens", name, tokens)
+        run = run_polysemy(x, args, optimizers[name], tokens=tokens)
+        metrics = evaluate(to_sae(run.weights), heldout, batch_size=4096)
+        rows.append(
+            {
+                "name": run.name,
+                "tokens": run.tokens,
+                "seconds": run.seconds,
+                "heldout_fvu": metrics.fvu,
+                "dead_fraction": metrics.dead_fraction,
+            }
+        )
+    print()
+    print(f"Equal wall clock ({ref['name']}'s median training time, {ref_seconds:.1f} s):")
+    print("| trainer | tokens | seconds | held-out FVU | dead |")
+    print("|---|---:|---:|---:|---:|")
+    for r in rows:
+        print(
+            f"| {r['name']} | {r['tokens']:,} | {r['seconds']:.1f} | {r['heldout_fvu']:.4f} | "
+            f"{r['dead_fraction']:.1%} |"
+        )
+    return rows
 
 
 if __name__ == "__main__":
