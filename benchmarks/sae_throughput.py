@@ -490,7 +490,7 @@ def equal_wall_clock(
     for name in wanted:
         if name not in optimizers or name not in by_name:
             continue
-        rate = by_name[name]["median_tokens_per_s"]
+        rate = min(by_name[name]["tokens_per_s_runs"])  # its slowest round: conservative
         tokens = max(1, int(rate * ref_seconds) // args.batch_size) * args.batch_size
         log.warning("equal wall clock: %s for %d tokens", name, tokens)
         run = run_polysemy(x, args, optimizers[name], tokens=tokens)
