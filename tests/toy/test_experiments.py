@@ -140,11 +140,15 @@ def test_sparsity_sweep_fast() -> None:
     n = r.numbers
     assert r.linear is not None and r.relu is not None
     assert r.linear.W.shape == (7, 5, 20)
-    assert _check(r, "linear: ||W||_F^2").passed
-    assert _check(r, "linear: exact expected loss").passed
-    # the sparsest level (S=0.999: half an active sample per feature per batch) needs the
-    # full 10k x 1024 run; every other level already keeps exactly features 0-4
-    assert all(s == [0, 1, 2, 3, 4] for s in n["linear_represented"][:-1])
+    # Every linear check passes, S = 0.999 included (the fast linear run uses batch 2048).
+    for name in (
+        "linear: ||W||_F^2",
+        "linear: exact expected loss",
+        "linear: represents",
+        "linear: no superposition",
+    ):
+        assert _check(r, name).passed, name
+    assert all(s == [0, 1, 2, 3, 4] for s in n["linear_represented"])
     assert _check(r, "ReLU, S=0: represents exactly").passed
     assert _check(r, "ReLU, S=0: ignored features' biases").passed
     for s in (0.7, 0.9, 0.99):
@@ -216,9 +220,12 @@ def test_computation_fast() -> None:
 # ---- full size (make test-slow) -------------------------------------------------------------
 
 
-# Computation in superposition is not reproduced at the sparse end yet (benchmarks/RESULTS.md):
-# strict, so the day it passes the marker must go.
-_OPEN = pytest.mark.xfail(strict=True, reason="abs model: sparse checks not reproduced yet")
+# Computation in superposition is not reproduced at the sparse end (benchmarks/RESULTS.md): the
+# lowest losses found keep monosemantic neurons and compute at most 36 features at density
+# 0.01 / 0.003. Strict, so the day it passes the marker must go.
+_OPEN = pytest.mark.xfail(
+    strict=True, reason="abs model: sparse checks not reproduced (low-loss models differ)"
+)
 
 
 @pytest.mark.slow

@@ -297,8 +297,19 @@ def sparsity_sweep(
     sparsity = SWEEP_SPARSITY
     importance = [0.7**i for i in range(n)]
     budget = _budget(fast, _Budget(10_000, 1024), _Budget(5_000, 512), steps)
+    # The fast linear run needs the bigger batch: at S = 0.999 a batch of 512 holds each
+    # feature about once, and after 5k such steps a sixth feature was still half-represented.
+    lin_budget = _budget(fast, _Budget(10_000, 1024), _Budget(5_000, 2048), steps)
     lin = _train(
-        "linear", n, m, sparsity, importance, budget, seed=seed, device=device, progress=progress
+        "linear",
+        n,
+        m,
+        sparsity,
+        importance,
+        lin_budget,
+        seed=seed,
+        device=device,
+        progress=progress,
     )
     relu = _train(
         "relu-output",
@@ -412,6 +423,7 @@ def sparsity_sweep(
         "relu_superposed_negative_bias_share": _r(neg_share),
         "steps": budget.steps,
         "batch_size": budget.batch_size,
+        "linear_batch_size": lin_budget.batch_size,
         "best_of": best_of,
     }
     return SparsitySweepResult(
