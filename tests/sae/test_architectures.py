@@ -192,6 +192,35 @@ def test_jumprelu_threshold_gets_the_straight_through_gradient() -> None:
     assert sae.W_enc.grad is None or sae.W_enc.grad.abs().sum() == 0
 
 
+def test_jumprelu_fused_gradients_match_the_straight_through_formulas() -> None:
+    from polysemy.sae.jumprelu import _JumpReLUWithL0
+
+    g = torch.Generator().manual_seed(3)
+    batch, d_sae, eps = 64, 12, 0.05
+    threshold = (torch.rand(d_sae, generator=g, dtype=torch.float64) * 0.2).requires_grad_()
+    # Half the pre-activations sit inside the kernel window around their threshold.
+    near = (
+        threshold.detach()
+        + (torch.rand(batch, d_sae, generator=g, dtype=torch.float64) - 0.5) * eps
+    )
+    far = torch.randn(batch, d_sae, generator=g, dtype=torch.float64)
+    pre = torch.where(torch.rand(batch, d_sae, generator=g) < 0.5, near, far).requires_grad_()
+    z, l0 = _JumpReLUWithL0.apply(pre, threshold, eps)
+    active = pre.detach() > threshold.detach()
+    torch.testing.assert_close(z, pre.detach() * active)
+    torch.testing.assert_close(l0, active.sum(-1).double().mean())
+    grad_z = torch.randn(batch, d_sae, generator=g, dtype=torch.float64)
+    grad_l0 = torch.tensor(0.7, dtype=torch.float64)
+    torch.autograd.backward((z, l0), (grad_z, grad_l0))
+    window = ((pre.detach() - threshold.detach()) / eps).abs() < 0.5
+    assert window.any() and (~window).any()
+    expected_threshold = -(threshold.detach() / eps) * (window * grad_z).sum(0) - (
+        0.7 / batch / eps
+    ) * window.sum(0)
+    torch.testing.assert_close(pre.grad, grad_z * active)
+    torch.testing.assert_close(threshold.grad, expected_threshold)
+
+
 def test_relu_l1_is_weighted_by_decoder_norms() -> None:
     sae = make("relu").train()
     x = data()

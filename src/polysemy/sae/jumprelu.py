@@ -22,40 +22,42 @@ from polysemy.sae.base import SAEOutput, SparseAutoencoder, fire_counts_dense
 from polysemy.sae.config import SAEConfig
 
 
-def _rectangle(u: Tensor) -> Tensor:
-    return (u.abs() < 0.5).to(u.dtype)
+class _JumpReLUWithL0(torch.autograd.Function):
+    """z = pre * H(pre - threshold) and the mean row L0, with both straight-through gradients.
 
+    One function for both, so the [batch, d_sae] masks are built once and the backward runs
+    in place: on a [4096, 3072] batch the elementwise work (each op a 50 MB pass) was most of
+    the step when written as separate autograd ops.
+    """
 
-class _JumpReLU(torch.autograd.Function):
     @staticmethod
-    def forward(ctx: Any, pre: Tensor, threshold: Tensor, bandwidth: float) -> Tensor:  # type: ignore[override]
-        ctx.save_for_backward(pre, threshold)
+    def forward(
+        ctx: Any, pre: Tensor, threshold: Tensor, bandwidth: float
+    ) -> tuple[Tensor, Tensor]:  # type: ignore[override]
+        active = pre > threshold  # [batch, d_sae] bool
+        ctx.save_for_backward(pre, threshold, active)
         ctx.bandwidth = bandwidth
-        return pre * (pre > threshold)
+        z = torch.where(active, pre, 0.0)
+        l0 = active.sum(dim=-1, dtype=pre.dtype).mean()
+        return z, l0
 
     @staticmethod
-    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, Tensor, None]:  # type: ignore[override]
-        pre, threshold = ctx.saved_tensors
+    def backward(ctx: Any, grad_z: Tensor | None, grad_l0: Tensor | None) -> tuple[Any, ...]:  # type: ignore[override]
+        pre, threshold, active = ctx.saved_tensors
         eps = ctx.bandwidth
-        grad_pre = grad * (pre > threshold)
-        # [d_sae]: pseudo-derivative summed over the batch.
-        grad_threshold = (-(threshold / eps) * _rectangle((pre - threshold) / eps) * grad).sum(0)
+        # The rectangle kernel K((pre - threshold) / eps), K(u) = 1[|u| < 1/2]: [batch, d_sae].
+        window = (pre - threshold).abs_() < eps / 2
+        grad_threshold = torch.zeros_like(threshold)
+        grad_pre = None
+        if grad_z is not None:
+            # d/dtheta (pre * H(pre - theta)) = -(theta / eps) K(.)
+            grad_threshold -= (threshold / eps) * torch.where(window, grad_z, 0.0).sum(0)
+            grad_pre = grad_z.mul(active)
+        if grad_l0 is not None:
+            # l0 = mean_rows sum_latents H(pre - theta); d/dtheta H = -(1 / eps) K(.)
+            per_row = grad_l0 / pre.shape[0]
+            grad_threshold -= (per_row / eps) * window.sum(0, dtype=pre.dtype)
         return grad_pre, grad_threshold, None
-
-
-class _Step(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx: Any, pre: Tensor, threshold: Tensor, bandwidth: float) -> Tensor:  # type: ignore[override]
-        ctx.save_for_backward(pre, threshold)
-        ctx.bandwidth = bandwidth
-        return (pre > threshold).to(pre.dtype)
-
-    @staticmethod
-    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, Tensor, None]:  # type: ignore[override]
-        pre, threshold = ctx.saved_tensors
-        eps = ctx.bandwidth
-        grad_threshold = (-(1.0 / eps) * _rectangle((pre - threshold) / eps) * grad).sum(0)
-        return torch.zeros_like(pre), grad_threshold, None
 
 
 class JumpReLUSAE(SparseAutoencoder):
@@ -82,12 +84,11 @@ class JumpReLUSAE(SparseAutoencoder):
     def _forward(self, x: Tensor, *, dead_mask: Tensor | None, sparsity_scale: float) -> SAEOutput:
         pre = self.pre_activations(x)  # [batch, d_sae]
         eps = self.config.jumprelu_bandwidth
-        z = _JumpReLU.apply(pre, self.threshold, eps)
+        z, l0 = _JumpReLUWithL0.apply(pre, self.threshold, eps)
         x_hat = self.decode(z)
         losses = {"fvu": (x_hat - x).pow(2).sum(-1).mean() / self.reconstruction_denominator}
         coefficient = self.config.effective_sparsity_coefficient * sparsity_scale
         if coefficient > 0:
-            l0 = _Step.apply(pre, self.threshold, eps).sum(-1).mean()
             target = self.config.target_l0
             penalty = l0 if target is None else (l0 / target - 1.0).pow(2)
             losses["l0"] = coefficient * penalty
