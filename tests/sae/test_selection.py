@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from polysemy.sae import SAEConfig, TrainConfig, build_sae, train_sae
-from polysemy.sae.row_topk import GROUP, row_topk
+from polysemy.sae.fast_topk import GROUP, flat_topk, row_topk
 from polysemy.sae.sparse_decode import SparseCode
 
 
@@ -43,6 +43,38 @@ def test_row_topk_with_ties_at_the_kth_value() -> None:
 def test_row_topk_rejects_a_bad_k() -> None:
     with pytest.raises(ValueError, match=r"k must be in \[1, 8\]; got 9"):
         row_topk(torch.zeros(2, 8), 9)
+
+
+@pytest.mark.parametrize("row_length", [3072, 31 * 64, 1000])
+def test_flat_topk_has_the_values_of_torch_topk(row_length: int) -> None:
+    g = torch.Generator().manual_seed(row_length)
+    # Strong per-column offsets: a sample that missed columns would misjudge the threshold.
+    rows = torch.randn(600, row_length, generator=g) + 3 * torch.randn(row_length, generator=g)
+    flat = torch.relu(rows).reshape(-1)
+    n_keep = 32 * 600
+    values, idx = flat_topk(flat, n_keep, row_length=row_length)
+    assert values.shape == idx.shape == (n_keep,)
+    assert torch.equal(flat[idx], values)
+    assert idx.unique().numel() == n_keep
+    assert torch.equal(values.sort().values, flat.topk(n_keep).values.sort().values)
+
+
+def test_flat_topk_with_ties_and_with_too_few_positive_values() -> None:
+    g = torch.Generator().manual_seed(5)
+    ties = torch.randint(0, 4, (400 * 256,), generator=g).float()
+    values, idx = flat_topk(ties, 5000, row_length=256)
+    assert torch.equal(values.sort().values, ties.topk(5000).values.sort().values)
+    assert torch.equal(ties[idx], values)
+    # Adversarial: exactly the sampled positions (stride 31) hold the large values, so the
+    # sample puts the threshold above all other values and too few candidates pass; the
+    # fallback still returns the exact top n.
+    skewed = torch.rand(400 * 256, generator=g)
+    skewed[::31] += 10.0
+    values, idx = flat_topk(skewed, 5000, row_length=256)
+    assert torch.equal(values.sort().values, skewed.topk(5000).values.sort().values)
+    assert torch.equal(skewed[idx], values)
+    with pytest.raises(ValueError, match=r"n_keep must be in \[1, 8\] for a 1-D tensor; got 9"):
+        flat_topk(torch.zeros(8), 9)
 
 
 def _sae_and_data(dtype: torch.dtype | None):

@@ -21,6 +21,7 @@ from torch import Tensor
 
 from polysemy.sae.base import SAEOutput, fire_counts_dense
 from polysemy.sae.config import SAEConfig
+from polysemy.sae.fast_topk import flat_topk
 from polysemy.sae.sparse_decode import SparseCode, selected_preacts
 from polysemy.sae.topk import TopKSAE
 
@@ -60,7 +61,7 @@ class BatchTopKSAE(TopKSAE):
             pre = self.scratch_pre_activations(x, self.selection_dtype)
             flat = F.relu(pre).reshape(-1)
             n_keep = min(self.k * batch, flat.numel())
-            _, flat_idx = flat.topk(n_keep, sorted=False)
+            _, flat_idx = flat_topk(flat, n_keep, row_length=self.d_sae)
             flat_idx, _ = flat_idx.sort()  # row-major order: pairs sorted by row
             vals = pre.reshape(-1)[flat_idx]
         code = SparseCode.from_flat(flat_idx, batch, self.d_sae)

@@ -21,7 +21,7 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from polysemy.sae.base import SAEOutput, SparseAutoencoder
-from polysemy.sae.row_topk import row_topk
+from polysemy.sae.fast_topk import row_topk
 from polysemy.sae.sparse_decode import SparseCode, selected_preacts, sparse_decode
 
 
