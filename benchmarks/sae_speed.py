@@ -6,8 +6,10 @@ width, k and batch, in one run:
     bound          the encoder matmul alone ([batch, d_in] x [d_in, d_sae]): no TopK SAE
                    trains faster than its encoder forward
     polysemy       `train_sae` with the sparse gather path (the default)
+    polysemy fp32 selection  the same with `selection_dtype="float32"` (no bfloat16 matmul)
     polysemy dense `train_sae` with `sparse_decode=False` (dense decoder, autograd encoder)
     plain          a TopK loop written the common way (dense decoder, autograd, Adam)
+    batchtopk, jumprelu, relu   the other architectures' `train_sae` at the same width
 
 Every rate is also printed as a ratio to the plain loop measured in the same run, because the
 shared 2-core machine makes absolute figures swing.
@@ -75,11 +77,22 @@ def main() -> int:
     tokens = args.steps * args.batch_size
     rates = {"bound (encoder matmul)": matmul_bound(args.d_in, args.d_sae, args.batch_size)}
     rates["plain"] = plain_loop(x, args.d_sae, args.k, args.batch_size, args.steps)
-    for name, sparse in (("polysemy", True), ("polysemy dense", False)):
-        cfg = SAEConfig(
-            arch="topk", d_in=args.d_in, d_sae=args.d_sae, k=args.k, sparse_decode=sparse
+    variants: dict[str, tuple[dict[str, object], dict[str, object]]] = {
+        "polysemy": ({"arch": "topk", "k": args.k}, {}),
+        "polysemy fp32 selection": ({"arch": "topk", "k": args.k}, {"selection_dtype": "float32"}),
+        "polysemy dense": ({"arch": "topk", "k": args.k, "sparse_decode": False}, {}),
+        "batchtopk": ({"arch": "batchtopk", "k": args.k}, {}),
+        "jumprelu": ({"arch": "jumprelu"}, {}),
+        "relu": ({"arch": "relu"}, {}),
+    }
+    for name, (sae_kw, train_kw) in variants.items():
+        cfg = SAEConfig(d_in=args.d_in, d_sae=args.d_sae, **sae_kw)  # type: ignore[arg-type]
+        train = TrainConfig(
+            tokens=tokens,
+            batch_size=args.batch_size,
+            init_sample_rows=4096,
+            **train_kw,  # type: ignore[arg-type]
         )
-        train = TrainConfig(tokens=tokens, batch_size=args.batch_size, init_sample_rows=4096)
         rates[name] = train_sae(x, cfg, train).tokens_per_s
     print(
         f"# d_in {args.d_in}, d_sae {args.d_sae}, k {args.k}, batch {args.batch_size}, "
