@@ -150,6 +150,33 @@ def test_state_without_resume_is_refused_and_resume_checks_config(tmp_path: Path
         train_sae(x, other, train, out=tmp_path / "s", resume=True)
 
 
+def test_resume_keeps_the_precision_the_state_chose(tmp_path: Path) -> None:
+    # `auto` resolves per machine; a resumed run must keep the state's choice, not re-resolve.
+    x = torch.randn(4096, 8, generator=torch.Generator().manual_seed(0))
+    cfg = SAEConfig(arch="topk", d_in=8, d_sae=64, k=2)
+    out = tmp_path / "s"
+    first = train_sae(x, cfg, TrainConfig(tokens=2048, batch_size=512), out=out)
+    auto = TrainConfig().resolved_selection_dtype(torch.device("cpu"))
+    assert first.selection_dtype == str(auto).removeprefix("torch.")
+    state_json = out / "state" / "state.json"
+    state = json.loads(state_json.read_text())
+    assert state["selection_dtype_resolved"] == first.selection_dtype
+    # As if the state came from a machine where auto chose the other precision.
+    other = "float32" if first.selection_dtype == "bfloat16" else "bfloat16"
+    state["selection_dtype_resolved"] = other
+    state_json.write_text(json.dumps(state))
+    # Resuming the finished run trains nothing, reports its logged figures and keeps both
+    # the weights and the state's precision.
+    same = TrainConfig(tokens=2048, batch_size=512)
+    resumed = train_sae(x, cfg, same, out=out, resume=True)
+    assert resumed.resumed_from_step == 4 and resumed.selection_dtype == other
+    assert resumed.summary()["selection_dtype"] == other
+    assert resumed.fvu == first.fvu and resumed.l0 == first.l0
+    torch.testing.assert_close(resumed.sae.W_dec, first.sae.W_dec, rtol=0, atol=0)
+    dense = train_sae(x, SAEConfig(arch="relu", d_in=8, d_sae=16), same)
+    assert dense.selection_dtype is None  # only the TopK family chooses latents
+
+
 def _cli(out: Path, acts: Path, *extra: str) -> list[str]:
     return [
         sys.executable,

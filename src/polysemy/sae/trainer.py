@@ -88,6 +88,8 @@ class TrainResult:
     """Held-out reconstruction metrics (`polysemy.analysis.reconstruction`), when available."""
     history: list[dict[str, float]] = field(default_factory=list)
     """Logged metrics: step, tokens, lr, fvu, l0, dead_fraction."""
+    selection_dtype: str | None = None
+    """TopK family: precision the latents were chosen in (`float32` / `bfloat16`); else None."""
 
     def summary(self) -> dict[str, Any]:
         """A JSON-ready dict of the figures (no tensors)."""
@@ -110,6 +112,7 @@ class TrainResult:
             "world_size": self.world_size,
             "resumed_from_step": self.resumed_from_step,
             "heldout": self.heldout,
+            "selection_dtype": self.selection_dtype,
         }
 
 
@@ -512,6 +515,8 @@ def train_sae(
     active = torch.zeros((), dtype=torch.float64, device=dev)
     window_steps = 0
     last = {"fvu": float("nan"), "l0": float("nan"), "dead_fraction": 0.0}
+    if history:  # a resumed run reports the last logged window until it logs its own
+        last = {key: float(history[-1][key]) for key in last}
     bar = progress_bar(
         steps * global_batch,
         desc=f"sae train {config.arch}",
@@ -607,12 +612,13 @@ def train_sae(
                 # Replace the state folder atomically: a kill leaves the previous checkpoint.
                 with runfolder.atomic_folder(state_dir) as tmp:
                     _write_state_files(
-                        tmp, sae, opt, counters, data, config, train, done, scale, variance, history
+                        tmp, sae, opt, counters, data, train, done, scale, variance, history
                     )
                 logger.info("checkpoint at step %d in %s", done, state_dir)
     seconds = time.perf_counter() - t0
     trained_steps = max(0, steps - start_step)
 
+    selection = _dtype_name(sae.selection_dtype) if config.arch in TOPK_FAMILY else None
     sae.release_scratch_()
     final = copy.deepcopy(sae).eval()
     final.selection_dtype = None
@@ -649,6 +655,7 @@ def train_sae(
         resumed_from_step=start_step,
         heldout=heldout,
         history=history,
+        selection_dtype=selection,
     )
     if out_path is not None and info.is_main:
         training = {
@@ -678,7 +685,6 @@ def train_sae(
                 opt,
                 counters,
                 data,
-                config,
                 train,
                 steps,
                 scale,
@@ -716,9 +722,14 @@ def _evaluate_heldout(
 # ---- resumable state --------------------------------------------------------------------
 
 
+def _dtype_name(dtype: torch.dtype | None) -> str:
+    """`torch.bfloat16` -> "bfloat16" (None: float32, the input's dtype)."""
+    return str(dtype or torch.float32).removeprefix("torch.")
+
+
 def _state_json(
     data: _Data,
-    config: SAEConfig,
+    sae: SparseAutoencoder,
     train: TrainConfig,
     step: int,
     scale: float,
@@ -734,8 +745,10 @@ def _state_json(
         "variance": variance,
         "world_size": data.info.world_size,
         "acts": data.name,
-        "sae": _config_dict(config),
+        "sae": _config_dict(sae.config),
         "train": _train_dict(train),
+        # What `selection_dtype` resolved to, so a resume on another CPU keeps it.
+        "selection_dtype_resolved": _dtype_name(sae.selection_dtype),
         "history": history,
     }
 
@@ -746,7 +759,6 @@ def _write_state_files(
     opt: torch.optim.Optimizer,
     counters: _Counters,
     data: _Data,
-    config: SAEConfig,
     train: TrainConfig,
     step: int,
     scale: float,
@@ -759,7 +771,7 @@ def _write_state_files(
     tensors.update(counters.tensors())
     runfolder.atomic_save_safetensors(folder / STATE_TENSORS, tensors)
     runfolder.atomic_write_json(
-        folder / STATE_JSON, _state_json(data, config, train, step, scale, variance, history)
+        folder / STATE_JSON, _state_json(data, sae, train, step, scale, variance, history)
     )
 
 
@@ -812,6 +824,9 @@ def _load_state(
     for f in dataclasses.fields(counters):
         getattr(counters, f.name).copy_(getattr(loaded, f.name))
     data.skip_to(int(state["epoch"]), int(state["index"]))
+    resolved = state.get("selection_dtype_resolved")
+    if resolved in ("float32", "bfloat16"):
+        sae.selection_dtype = getattr(torch, resolved)
     logger.info("resuming from step %d", state["step"])
     with contextlib.suppress(KeyError, TypeError):
         return (
