@@ -11,7 +11,7 @@ SHELL := /bin/bash
 .SHELLFLAGS := -o pipefail -c
 QUIET := { grep -v '^WARNING: Location' || true; }
 
-.PHONY: demo test test-slow lint format bench clean
+.PHONY: demo test test-slow format clean
 
 demo: $(VENV)/.installed-run
 	$(BIN)/polysemy demo
