@@ -43,6 +43,9 @@ def test_synth_options_and_determinism(tmp_path, capsys):
         (["--active", "64"], "active must be in"),
         (["--correlation", "2"], "--correlation"),
         (["--dtype", "int8"], "--dtype"),
+        (["--noise", "-0.1"], "--noise: expected a number >= 0, got '-0.1'"),
+        (["--noise", "nan"], "--noise: expected a finite number, got 'nan'"),
+        (["--frequency-decay", "x"], "--frequency-decay: expected a number, got 'x'"),
     ],
 )
 def test_synth_bad_input_one_line_exit_2(tmp_path, capsys, args, match):

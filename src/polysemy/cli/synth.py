@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import math
 
 from polysemy import runfolder
 from polysemy.activations.store import DEFAULT_SHARD_ROWS, DTYPES
@@ -11,22 +10,13 @@ from polysemy.cli._common import (
     add_json_flag,
     add_out_flags,
     emit,
+    nonnegative_float,
     nonnegative_int,
     positive_float,
     positive_int,
     unit_float,
 )
 from polysemy.synth.planted import MAGNITUDES, SynthConfig, write_synth_store
-
-
-def _nonnegative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not math.isfinite(value) or value < 0:
-        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text!r}")
-    return value
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -49,7 +39,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=nonnegative_int, default=0, help="random seed")
     p.add_argument(
         "--frequency-decay",
-        type=_nonnegative_float,
+        type=nonnegative_float,
         default=0.0,
         help="Zipf exponent of feature frequencies (0: all features equally frequent)",
     )
@@ -72,7 +62,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="coefficient of an active feature: U(0,1], |N(0,1)|, Exp(1) or 1",
     )
     p.add_argument(
-        "--noise", type=_nonnegative_float, default=0.0, help="std of added Gaussian noise"
+        "--noise", type=nonnegative_float, default=0.0, help="std of added Gaussian noise"
     )
     p.add_argument("--dtype", choices=sorted(DTYPES), default="float32", help="stored dtype")
     p.add_argument(
