@@ -648,17 +648,21 @@ class ActivationStore:
     @property
     def tokens(self) -> Int[Tensor, " rows"] | None:
         """Token id of every row (int32), or None when the store is not traced."""
-        return self.read_trace(0, self.rows).tokens if self.traced else None
+        return self._whole_column("tokens")
 
     @property
     def doc(self) -> Int[Tensor, " rows"] | None:
         """Document index of every row (int64), or None when the store is not traced."""
-        return self.read_trace(0, self.rows).doc if self.traced else None
+        return self._whole_column("doc")
 
     @property
     def pos(self) -> Int[Tensor, " rows"] | None:
         """Position of every row within its document (int32), or None when not traced."""
-        return self.read_trace(0, self.rows).pos if self.traced else None
+        return self._whole_column("pos")
+
+    def _whole_column(self, name: str) -> Tensor | None:
+        # One column only: read_trace would read all three and drop two.
+        return torch.from_numpy(self._read_column(name, 0, self.rows)) if self.traced else None
 
     # -- batch stream --
     def batches(
