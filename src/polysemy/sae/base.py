@@ -293,7 +293,8 @@ class SparseAutoencoder(nn.Module):
 
 
 def fvu_loss(x: Tensor, x_hat: Tensor, denominator: Tensor | float) -> Tensor:
-    """Mean over rows of ||x - x_hat||^2, divided by `denominator` (a fixed variance)."""
+    """Mean over rows of ||x - x_hat||^2, divided by `denominator` (a fixed variance: the
+    architecture's `reconstruction_denominator`)."""
     return (x_hat - x).pow(2).sum(-1).mean() / denominator
 
 

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from jaxtyping import Float
 from torch import Tensor
 
-from polysemy.sae.base import SAEOutput, fire_counts_dense
+from polysemy.sae.base import SAEOutput, fire_counts_dense, fvu_loss
 from polysemy.sae.config import SAEConfig
 from polysemy.sae.fast_topk import flat_topk
 from polysemy.sae.sparse_decode import SparseCode, selected_preacts
@@ -53,7 +53,7 @@ class BatchTopKSAE(TopKSAE):
         if not self.training:
             z = self.activation(self.pre_activations(x))
             x_hat = self.decode(z)
-            losses = {"fvu": (x_hat - x).pow(2).sum(-1).mean() / self.reconstruction_denominator}
+            losses = {"fvu": fvu_loss(x, x_hat, self.reconstruction_denominator)}
             return SAEOutput(x_hat, None, None, losses, fire_counts_dense(z.detach()), {})
         batch = x.shape[0]
         with torch.no_grad():
@@ -73,7 +73,7 @@ class BatchTopKSAE(TopKSAE):
             pre = self.pre_activations(x)
             acts = F.relu(pre.reshape(-1)[flat_idx])
         x_hat = self._decode_pairs(code, acts) + self.b_dec
-        losses = {"fvu": (x_hat - x).pow(2).sum(-1).mean() / self.reconstruction_denominator}
+        losses = {"fvu": fvu_loss(x, x_hat, self.reconstruction_denominator)}
         if dead_mask is not None and self.config.aux_coefficient > 0:
             aux = self._auxk_loss(x, x_hat, pre, dead_mask)
             if aux is not None:

@@ -18,7 +18,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor, nn
 
-from polysemy.sae.base import SAEOutput, SparseAutoencoder, fire_counts_dense
+from polysemy.sae.base import SAEOutput, SparseAutoencoder, fire_counts_dense, fvu_loss
 from polysemy.sae.config import SAEConfig
 
 
@@ -86,7 +86,7 @@ class JumpReLUSAE(SparseAutoencoder):
         eps = self.config.jumprelu_bandwidth
         z, l0 = _JumpReLUWithL0.apply(pre, self.threshold, eps)
         x_hat = self.decode(z)
-        losses = {"fvu": (x_hat - x).pow(2).sum(-1).mean() / self.reconstruction_denominator}
+        losses = {"fvu": fvu_loss(x, x_hat, self.reconstruction_denominator)}
         coefficient = self.config.effective_sparsity_coefficient * sparsity_scale
         if coefficient > 0:
             target = self.config.target_l0

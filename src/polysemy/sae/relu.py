@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from jaxtyping import Float
 from torch import Tensor
 
-from polysemy.sae.base import SAEOutput, SparseAutoencoder, fire_counts_dense
+from polysemy.sae.base import SAEOutput, SparseAutoencoder, fire_counts_dense, fvu_loss
 
 
 class ReLUSAE(SparseAutoencoder):
@@ -32,7 +32,7 @@ class ReLUSAE(SparseAutoencoder):
     def _forward(self, x: Tensor, *, dead_mask: Tensor | None, sparsity_scale: float) -> SAEOutput:
         z = F.relu(self.pre_activations(x))  # [batch, d_sae]
         x_hat = self.decode(z)
-        losses = {"mse": (x_hat - x).pow(2).sum(-1).mean() / self.reconstruction_denominator}
+        losses = {"mse": fvu_loss(x, x_hat, self.reconstruction_denominator)}
         coefficient = self.config.effective_sparsity_coefficient * sparsity_scale
         if coefficient > 0:
             # z @ ||W_dec[i]||: [batch], the norm-weighted L1 of each row.

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from jaxtyping import Float, Int
 from torch import Tensor
 
-from polysemy.sae.base import SAEOutput, SparseAutoencoder
+from polysemy.sae.base import SAEOutput, SparseAutoencoder, fvu_loss
 from polysemy.sae.fast_topk import row_topk
 from polysemy.sae.sparse_decode import SparseCode, selected_preacts, sparse_decode
 
@@ -89,7 +89,7 @@ class TopKSAE(SparseAutoencoder):
     def _forward(self, x: Tensor, *, dead_mask: Tensor | None, sparsity_scale: float) -> SAEOutput:
         pre, code, acts, idx = self._encode_pairs(x)
         x_hat = self._decode_pairs(code, acts) + self.b_dec
-        losses = {"fvu": (x_hat - x).pow(2).sum(-1).mean() / self.reconstruction_denominator}
+        losses = {"fvu": fvu_loss(x, x_hat, self.reconstruction_denominator)}
         if dead_mask is not None and self.training and self.config.aux_coefficient > 0:
             aux = self._auxk_loss(x, x_hat, pre, dead_mask)
             if aux is not None:
