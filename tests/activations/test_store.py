@@ -240,6 +240,11 @@ def test_trace_columns(tmp_path):
     assert torch.equal(trace.tokens, torch.arange(20, 40, dtype=torch.int32) * 3)
     assert torch.equal(trace.doc, torch.arange(20, 40) // 10)
     assert store.tokens is not None and store.tokens.shape == (50,)
+    whole = store.read_trace(0, 50)
+    for name in ("tokens", "doc", "pos"):
+        column = getattr(store, name)
+        assert column.dtype == getattr(whole, name).dtype
+        assert torch.equal(column, getattr(whole, name))
     untraced = tmp_path / "u"
     make_store(untraced, rows=10)
     assert ActivationStore(untraced).tokens is None
