@@ -22,7 +22,7 @@ from torch import Tensor
 from polysemy.sae.base import SAEOutput, fire_counts_dense, fvu_loss
 from polysemy.sae.config import SAEConfig
 from polysemy.sae.fast_topk import flat_topk
-from polysemy.sae.sparse_decode import SparseCode, selected_preacts
+from polysemy.sae.sparse_decode import SparseCode
 from polysemy.sae.topk import TopKSAE
 
 
@@ -65,21 +65,12 @@ class BatchTopKSAE(TopKSAE):
             flat_idx, _ = flat_idx.sort()  # row-major order: pairs sorted by row
             vals = pre.reshape(-1)[flat_idx]
         code = SparseCode.from_flat(flat_idx, batch, self.d_sae)
-        if vals.dtype != x.dtype:
-            vals = self.exact_preacts(code, x)
         if self.config.sparse_decode:
-            acts = F.relu(selected_preacts(code, vals, x, self.b_dec, self.W_enc, self.b_enc))
+            acts = self._attached_acts(code, vals, x)
         else:
             pre = self.pre_activations(x)
             acts = F.relu(pre.reshape(-1)[flat_idx])
-        x_hat = self._decode_pairs(code, acts) + self.b_dec
-        losses = {"fvu": fvu_loss(x, x_hat, self.reconstruction_denominator)}
-        if dead_mask is not None and self.config.aux_coefficient > 0:
-            aux = self._auxk_loss(x, x_hat, pre, dead_mask)
-            if aux is not None:
-                losses["aux"] = aux
-        fire = torch.zeros(self.d_sae, dtype=torch.long, device=x.device)
-        fire.index_add_(0, code.cols, (acts.detach() > 0).long())
+        x_hat, losses, fire = self._reconstruct(x, pre, code, acts, dead_mask)
         with torch.no_grad():
             positive = acts.detach()[acts.detach() > 0]
             min_positive = positive.min() if positive.numel() else acts.new_zeros(())

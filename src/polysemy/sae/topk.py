@@ -65,11 +65,7 @@ class TopKSAE(SparseAutoencoder):
             pre = self.scratch_pre_activations(x, dtype)
             idx, vals = self.select(pre)
             code = SparseCode.from_topk(idx, self.d_sae)
-            if vals.dtype != x.dtype:
-                vals = self.exact_preacts(code, x)
-            acts = F.relu(
-                selected_preacts(code, vals.reshape(-1), x, self.b_dec, self.W_enc, self.b_enc)
-            )
+            acts = self._attached_acts(code, vals, x)
         else:
             pre = self.pre_activations(x)
             with torch.no_grad():
@@ -77,6 +73,18 @@ class TopKSAE(SparseAutoencoder):
             code = SparseCode.from_topk(idx, self.d_sae)
             acts = F.relu(pre.gather(1, idx)).reshape(-1)
         return pre, code, acts, idx
+
+    def _attached_acts(self, code: SparseCode, vals: Tensor, x: Tensor) -> Tensor:
+        """ReLU of the pre-activations at the pairs of `code`, `[nnz]`, with the sparse backward.
+
+        `vals` are their values as the selection computed them, recomputed exactly first when
+        the selection ran in a lower precision (`selection_dtype`).
+        """
+        if vals.dtype != x.dtype:
+            vals = self.exact_preacts(code, x)
+        return F.relu(
+            selected_preacts(code, vals.reshape(-1), x, self.b_dec, self.W_enc, self.b_enc)
+        )
 
     def _decode_pairs(self, code: SparseCode, acts: Tensor) -> Tensor:
         """`sparse(acts) @ W_dec` by the sparse or the dense path."""
@@ -88,6 +96,14 @@ class TopKSAE(SparseAutoencoder):
 
     def _forward(self, x: Tensor, *, dead_mask: Tensor | None, sparsity_scale: float) -> SAEOutput:
         pre, code, acts, idx = self._encode_pairs(x)
+        x_hat, losses, fire = self._reconstruct(x, pre, code, acts, dead_mask)
+        values = acts.detach().view(idx.shape)
+        return SAEOutput(x_hat, idx, values, losses, fire, {})
+
+    def _reconstruct(
+        self, x: Tensor, pre: Tensor, code: SparseCode, acts: Tensor, dead_mask: Tensor | None
+    ) -> tuple[Tensor, dict[str, Tensor], Tensor]:
+        """`x_hat`, the losses (FVU, and AuxK while training) and the fire counts of a code."""
         x_hat = self._decode_pairs(code, acts) + self.b_dec
         losses = {"fvu": fvu_loss(x, x_hat, self.reconstruction_denominator)}
         if dead_mask is not None and self.training and self.config.aux_coefficient > 0:
@@ -96,8 +112,7 @@ class TopKSAE(SparseAutoencoder):
                 losses["aux"] = aux
         fire = torch.zeros(self.d_sae, dtype=torch.long, device=x.device)
         fire.index_add_(0, code.cols, (acts.detach() > 0).long())
-        values = acts.detach().view(idx.shape)
-        return SAEOutput(x_hat, idx, values, losses, fire, {})
+        return x_hat, losses, fire
 
     def _auxk_loss(self, x: Tensor, x_hat: Tensor, pre: Tensor, dead_mask: Tensor) -> Tensor | None:
         """AuxK: reconstruct the residual from the top `k_aux` dead latents."""
@@ -113,11 +128,7 @@ class TopKSAE(SparseAutoencoder):
             vals = vals.gather(1, order)
         code = SparseCode.from_topk(idx, self.d_sae)
         if self.config.sparse_decode:
-            if vals.dtype != x.dtype:
-                vals = self.exact_preacts(code, x)
-            acts = F.relu(
-                selected_preacts(code, vals.reshape(-1), x, self.b_dec, self.W_enc, self.b_enc)
-            )
+            acts = self._attached_acts(code, vals, x)
         else:
             acts = F.relu(pre.gather(1, idx)).reshape(-1)
         residual = (x - x_hat).detach()
