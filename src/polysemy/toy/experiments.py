@@ -212,45 +212,57 @@ class _Budget:
     batch_size: int
 
 
-def _budget(fast: bool, full: _Budget, quick: _Budget, steps: int | None) -> _Budget:
-    b = quick if fast else full
-    return _Budget(steps if steps is not None else b.steps, b.batch_size)
+@dataclass(frozen=True)
+class _Trainer:
+    """The caller's options that every experiment passes to `train_toy` unchanged, so that
+    each call site shows only what the experiment chooses: model, sizes, levels, importance,
+    budget and seeds."""
 
+    fast: bool
+    steps: int | None
+    seed: int
+    device: torch.device | str
+    progress: bool
 
-def _train(
-    model: ModelKind,
-    n_features: int,
-    n_hidden: int,
-    sparsity: Sequence[float],
-    importance: Sequence[Sequence[float]] | Sequence[float],
-    budget: _Budget,
-    *,
-    best_of: int = 1,
-    seed: int = 0,
-    feature_kind: FeatureKind = "independent",
-    device: torch.device | str = "cpu",
-    progress: bool = False,
-    init_std: float | None = None,
-) -> ToyRun:
-    rows: tuple[tuple[float, ...], ...]
-    if importance and isinstance(importance[0], int | float):
-        rows = tuple(tuple(float(v) for v in importance) for _ in sparsity)  # type: ignore[union-attr,arg-type]
-    else:
-        rows = tuple(tuple(float(v) for v in row) for row in importance)  # type: ignore[union-attr,arg-type]
-    config = ToyConfig(
-        model=model,
-        n_features=n_features,
-        n_hidden=n_hidden,
-        sparsity=tuple(float(s) for s in sparsity),
-        importance=rows,
-        feature_kind=feature_kind,
-        steps=budget.steps,
-        batch_size=budget.batch_size,
-        best_of=best_of,
-        seed=seed,
-        init_std=init_std,
-    )
-    return train_toy(config, device=device, progress=progress)
+    def budget(self, full: _Budget, quick: _Budget) -> _Budget:
+        """`quick` when fast, else `full`; the caller's `steps`, when given, replaces either's."""
+        b = quick if self.fast else full
+        return _Budget(self.steps if self.steps is not None else b.steps, b.batch_size)
+
+    def train(
+        self,
+        model: ModelKind,
+        n_features: int,
+        n_hidden: int,
+        sparsity: Sequence[float],
+        importance: Sequence[Sequence[float]] | Sequence[float],
+        budget: _Budget,
+        *,
+        best_of: int = 1,
+        feature_kind: FeatureKind = "independent",
+        init_std: float | None = None,
+    ) -> ToyRun:
+        """Train one batched sweep, an instance per sparsity level; `importance` is one row
+        for every level or a row per level."""
+        rows: tuple[tuple[float, ...], ...]
+        if importance and isinstance(importance[0], int | float):
+            rows = tuple(tuple(float(v) for v in importance) for _ in sparsity)  # type: ignore[union-attr,arg-type]
+        else:
+            rows = tuple(tuple(float(v) for v in row) for row in importance)  # type: ignore[union-attr,arg-type]
+        config = ToyConfig(
+            model=model,
+            n_features=n_features,
+            n_hidden=n_hidden,
+            sparsity=tuple(float(s) for s in sparsity),
+            importance=rows,
+            feature_kind=feature_kind,
+            steps=budget.steps,
+            batch_size=budget.batch_size,
+            best_of=best_of,
+            seed=self.seed,
+            init_std=init_std,
+        )
+        return train_toy(config, device=self.device, progress=self.progress)
 
 
 def _fmt_list(values: Sequence[float] | Tensor, digits: int = 3) -> str:
@@ -296,33 +308,13 @@ def sparsity_sweep(
     n, m = 20, 5
     sparsity = SWEEP_SPARSITY
     importance = [0.7**i for i in range(n)]
-    budget = _budget(fast, _Budget(10_000, 1024), _Budget(5_000, 512), steps)
+    trainer = _Trainer(fast=fast, steps=steps, seed=seed, device=device, progress=progress)
+    budget = trainer.budget(_Budget(10_000, 1024), _Budget(5_000, 512))
     # The fast linear run needs the bigger batch: at S = 0.999 a batch of 512 holds each
     # feature about once, and after 5k such steps a sixth feature was still half-represented.
-    lin_budget = _budget(fast, _Budget(10_000, 1024), _Budget(5_000, 2048), steps)
-    lin = _train(
-        "linear",
-        n,
-        m,
-        sparsity,
-        importance,
-        lin_budget,
-        seed=seed,
-        device=device,
-        progress=progress,
-    )
-    relu = _train(
-        "relu-output",
-        n,
-        m,
-        sparsity,
-        importance,
-        budget,
-        best_of=best_of,
-        seed=seed,
-        device=device,
-        progress=progress,
-    )
+    lin_budget = trainer.budget(_Budget(10_000, 1024), _Budget(5_000, 2048))
+    lin = trainer.train("linear", n, m, sparsity, importance, lin_budget)
+    relu = trainer.train("relu-output", n, m, sparsity, importance, budget, best_of=best_of)
 
     # linear
     frob = (_f64(lin.W) ** 2).sum(dim=(1, 2))  # (I,)
@@ -464,19 +456,9 @@ def pentagon(
     density = tuple(float(x) for x in np.geomspace(1.0, 0.02, 8))
     sparsity = tuple(1 - p for p in density)
     importance = [0.9**i for i in range(n)]
-    budget = _budget(fast, _Budget(10_000, 1024), _Budget(6_000, 512), steps)
-    run = _train(
-        "relu-output",
-        n,
-        m,
-        sparsity,
-        importance,
-        budget,
-        best_of=best_of,
-        seed=seed,
-        device=device,
-        progress=progress,
-    )
+    trainer = _Trainer(fast=fast, steps=steps, seed=seed, device=device, progress=progress)
+    budget = trainer.budget(_Budget(10_000, 1024), _Budget(6_000, 512))
+    run = trainer.train("relu-output", n, m, sparsity, importance, budget, best_of=best_of)
     norms = _norms(run.W)
     sets = [sorted(torch.nonzero(r >= REPRESENTED).ravel().tolist()) for r in norms]
     W0 = _f64(run.W[0])
@@ -568,19 +550,9 @@ def feature_geometry(
     levels = 8 if fast else 20
     inv = tuple(float(x) for x in np.geomspace(1.0, 20.0, levels))
     sparsity = tuple(1 - 1 / x for x in inv)
-    budget = _budget(fast, _Budget(10_000, 1024), _Budget(1_500, 256), steps)
-    run = _train(
-        "relu-output",
-        n,
-        m,
-        sparsity,
-        [1.0] * n,
-        budget,
-        best_of=best_of,
-        seed=seed,
-        device=device,
-        progress=progress,
-    )
+    trainer = _Trainer(fast=fast, steps=steps, seed=seed, device=device, progress=progress)
+    budget = trainer.budget(_Budget(10_000, 1024), _Budget(1_500, 256))
+    run = trainer.train("relu-output", n, m, sparsity, [1.0] * n, budget, best_of=best_of)
     frob = (_f64(run.W) ** 2).sum(dim=(1, 2))
     dstar = (m / frob.clamp_min(1e-12)).tolist()
     D = _dimensionality(run.W)
@@ -678,21 +650,14 @@ def phase(
     diagram = theory.phase_diagram(n_features, n_hidden, r.tolist(), p.tolist())
     sparsity = [1 - float(pi) for pi in p for _ in r]  # instance = i_p * n_r + i_r
     importance = [[1.0] * (n_features - 1) + [float(ri)] for _ in p for ri in r]
-    budget = _budget(fast, _Budget(5_000, 512), _Budget(2_000, 512), steps)
+    trainer = _Trainer(fast=fast, steps=steps, seed=seed, device=device, progress=progress)
+    budget = trainer.budget(_Budget(5_000, 512), _Budget(2_000, 512))
     # Seeds are separate instances (seed-major) so that we pick the best one per cell by its
     # EXACT expected loss: at p = 0.01 two features are co-active in ~1e-4 of the samples, so
     # a sampled evaluation loss cannot tell the candidate solutions apart.
     n_cells = len(sparsity)
-    trained = _train(
-        "relu-output",
-        n_features,
-        n_hidden,
-        sparsity * best_of,
-        importance * best_of,
-        budget,
-        seed=seed,
-        device=device,
-        progress=progress,
+    trained = trainer.train(
+        "relu-output", n_features, n_hidden, sparsity * best_of, importance * best_of, budget
     )
     exact = torch.tensor(
         [
@@ -783,19 +748,9 @@ def privileged_basis(
     density = (0.75, 0.4, 0.2, 0.1, 0.06, 0.03)
     sparsity = tuple(1 - p for p in density)
     importance = [0.75**i for i in range(n)]
-    budget = _budget(fast, _Budget(10_000, 1024), _Budget(6_000, 512), steps)
-    run = _train(
-        "relu-hidden",
-        n,
-        m,
-        sparsity,
-        importance,
-        budget,
-        best_of=best_of,
-        seed=seed,
-        device=device,
-        progress=progress,
-    )
+    trainer = _Trainer(fast=fast, steps=steps, seed=seed, device=device, progress=progress)
+    budget = trainer.budget(_Budget(10_000, 1024), _Budget(6_000, 512))
+    run = trainer.train("relu-hidden", n, m, sparsity, importance, budget, best_of=best_of)
     mono = _monosemantic(run.W)  # (I, m)
     top = _top_feature(run.W)
     n_mono = mono.sum(dim=1).tolist()
@@ -904,19 +859,10 @@ def computation(
     density = (1.0, 0.3, 0.1, 0.03, 0.01, 0.003)
     sparsity = tuple(1 - p for p in density)
     importance = [0.8**i for i in range(n)]
-    budget = _budget(fast, _Budget(10_000, 1024), _Budget(2_000, 512), steps)
-    run = _train(
-        "abs",
-        n,
-        m,
-        sparsity,
-        importance,
-        budget,
-        best_of=best_of,
-        seed=seed,
-        device=device,
-        progress=progress,
-        init_std=abs_init_std(n, m),
+    trainer = _Trainer(fast=fast, steps=steps, seed=seed, device=device, progress=progress)
+    budget = trainer.budget(_Budget(10_000, 1024), _Budget(2_000, 512))
+    run = trainer.train(
+        "abs", n, m, sparsity, importance, budget, best_of=best_of, init_std=abs_init_std(n, m)
     )
     mono = _monosemantic(run.W)
     alive = _f64(run.W).norm(dim=-1) >= 0.1
@@ -1000,22 +946,13 @@ def correlation(
     (|cos| < 0.2), anti-correlated pairs antipodal (cos < -0.9)."""
     n, m = 4, 2
     sparsity = (0.9,)
-    budget = _budget(fast, _Budget(10_000, 1024), _Budget(3_000, 512), steps)
+    trainer = _Trainer(fast=fast, steps=steps, seed=seed, device=device, progress=progress)
+    budget = trainer.budget(_Budget(10_000, 1024), _Budget(3_000, 512))
     runs: dict[str, ToyRun] = {}
     kinds: tuple[FeatureKind, ...] = ("independent", "correlated", "anticorrelated")
     for kind in kinds:
-        runs[kind] = _train(
-            "relu-output",
-            n,
-            m,
-            sparsity,
-            [1.0] * n,
-            budget,
-            best_of=best_of,
-            seed=seed,
-            feature_kind=kind,
-            device=device,
-            progress=progress,
+        runs[kind] = trainer.train(
+            "relu-output", n, m, sparsity, [1.0] * n, budget, best_of=best_of, feature_kind=kind
         )
     cos = {kind: _pair_cosines(run.W[0]) for kind, run in runs.items()}
     corr = [c for c in cos["correlated"] if c is not None]
