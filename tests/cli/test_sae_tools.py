@@ -66,20 +66,12 @@ def run_json(capsys: pytest.CaptureFixture[str], argv: list[str]) -> dict:
     return json.loads(out[0])
 
 
+def eval_argv(planted: dict[str, Path], *extra: str) -> list[str]:
+    return ["sae", "eval", "--sae", str(planted["sae"]), "--acts", str(planted["store"]), *extra]
+
+
 def test_eval_json_matches_library_on_heldout(planted, capsys) -> None:  # type: ignore[no-untyped-def]
-    got = run_json(
-        capsys,
-        [
-            "sae",
-            "eval",
-            "--sae",
-            str(planted["sae"]),
-            "--acts",
-            str(planted["store"]),
-            "--batch-size",
-            "7",
-        ],
-    )
+    got = run_json(capsys, eval_argv(planted, "--batch-size", "7"))
     assert set(got) >= METRICS and got["split"] == "heldout"
     store = ActivationStore(planted["store"])
     assert got["rows"] == store.split_rows("heldout") > 0
@@ -91,23 +83,9 @@ def test_eval_json_matches_library_on_heldout(planted, capsys) -> None:  # type:
 
 
 def test_eval_other_split_and_text_output(planted, capsys) -> None:  # type: ignore[no-untyped-def]
-    got = run_json(
-        capsys,
-        [
-            "sae",
-            "eval",
-            "--sae",
-            str(planted["sae"]),
-            "--acts",
-            str(planted["store"]),
-            "--split",
-            "all",
-            "--max-rows",
-            "100",
-        ],
-    )
+    got = run_json(capsys, eval_argv(planted, "--split", "all", "--max-rows", "100"))
     assert got["rows"] == 100
-    assert main(["sae", "eval", "--sae", str(planted["sae"]), "--acts", str(planted["store"])]) == 0
+    assert main(eval_argv(planted)) == 0
     assert "fvu" in capsys.readouterr().out
 
 
