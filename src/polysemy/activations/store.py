@@ -549,7 +549,8 @@ class ActivationStore:
                 return b
             width *= 4
 
-    def _split_range(self, split: str) -> tuple[int, int]:
+    def split_range(self, split: Split | str) -> tuple[int, int]:
+        """`(start, stop)` of `split` (`train`, `heldout` or `all`) in store row order."""
         if split == "train":
             return 0, self._boundary
         if split == "heldout":
@@ -560,12 +561,8 @@ class ActivationStore:
 
     def split_rows(self, split: Split | str) -> int:
         """Number of rows in `split` (`train`, `heldout` or `all`)."""
-        lo, hi = self._split_range(split)
+        lo, hi = self.split_range(split)
         return hi - lo
-
-    def split_range(self, split: Split | str) -> tuple[int, int]:
-        """`(start, stop)` of `split` in store row order."""
-        return self._split_range(split)
 
     # -- raw reads --
     def _arrays(self, i: int) -> dict[str, np.ndarray]:
@@ -610,7 +607,7 @@ class ActivationStore:
         return to_tensor(arr, self.dtype_name, dtype, device)
 
     def _check_range(self, start: int, stop: int, split: str) -> tuple[int, int]:
-        lo, hi = self._split_range(split)
+        lo, hi = self.split_range(split)
         n = hi - lo
         for name, v in (("start", start), ("stop", stop)):
             if isinstance(v, bool) or not isinstance(v, int | np.integer):
@@ -707,7 +704,7 @@ class ActivationStore:
             shuffle_window = max(4 * batch_size, SHUFFLE_BYTES // row_bytes)
         if rank >= world_size:
             raise ValueError(f"rank must be in [0, {world_size}); got {rank}")
-        lo, hi = self._split_range(split)
+        lo, hi = self.split_range(split)
         n = hi - lo
         start, stop = lo + n * rank // world_size, lo + n * (rank + 1) // world_size
         smallest = n // world_size
@@ -766,7 +763,7 @@ class ActivationStore:
     ) -> Iterator[tuple[int, np.ndarray]]:
         """`(first_row, rows)` numpy blocks of `split` in order (bfloat16 as uint16); for
         scans that must not load the whole store."""
-        lo, hi = self._split_range(split)
+        lo, hi = self.split_range(split)
         for a in range(lo, hi, chunk_rows):
             yield a, self._read_column("activations", a, min(a + chunk_rows, hi))
 
