@@ -15,6 +15,7 @@ from safetensors.torch import save_file
 
 from polysemy.activations.store import ActivationStore, StoreWriter
 from polysemy.analysis.reconstruction import evaluate
+from polysemy.analysis.recovery import load_truth, recovery_scores
 from polysemy.cli import main
 from polysemy.sae import load_sae, sae_from_weights, save_sae
 
@@ -105,7 +106,8 @@ def test_recover_json(planted, capsys) -> None:  # type: ignore[no-untyped-def]
     assert got["mean_max_cosine"] == pytest.approx(1.0)
     assert got["fraction_recovered"] == 1.0
     assert got["n_features"] == 16 and got["d_sae"] == D_SAE
-    assert got["duplicate_latents"] >= 0
+    truth = load_truth(planted["store"] / "truth.safetensors")
+    assert got == recovery_scores(load_sae(planted["sae"]).W_dec, truth).metrics()
 
 
 def test_export_then_import_round_trip(planted, capsys) -> None:  # type: ignore[no-untyped-def]
