@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterable, Iterator
-from typing import Any, TypeVar
+from typing import Any
 
 from tqdm.auto import tqdm
-
-T = TypeVar("T")
 
 
 def progress_bar(
@@ -34,13 +31,3 @@ def progress_bar(
         disable=not enabled,
         **kwargs,
     )
-
-
-def track(
-    items: Iterable[T], *, total: int | None = None, desc: str = "", enabled: bool = True
-) -> Iterator[T]:
-    """Iterate over `items` with a progress bar (see `progress_bar`)."""
-    with progress_bar(total, desc=desc, enabled=enabled) as bar:
-        for item in items:
-            yield item
-            bar.update(1)
