@@ -6,7 +6,8 @@ SAE checkpoint. Each kind is recognised by one marker file holding a `"format"` 
 `config.json` -> `polysemy.sae/1`). Files are written to a temporary sibling and renamed
 into place, so a killed process leaves either the old file or the new one.
 
->>> with atomic_folder("runs/x", kind=TOY) as tmp:   # doctest: +SKIP
+>>> out = check_out("runs/x", TOY)                # doctest: +SKIP
+>>> with atomic_folder(out) as tmp:                # doctest: +SKIP
 ...     (tmp / "result.json").write_text("{}")
 """
 
