@@ -498,17 +498,6 @@ def concept_sentence(
     )
 
 
-def iter_concepts(
-    *, seed: int = 0, split: Split = "train", start: int = 0, twins: bool = True
-) -> Iterator[ConceptSentence]:
-    """The endless (`seed`, `split`) stream from sentence `start` on."""
-    _check_split(split)
-    index = start
-    while True:
-        yield concept_sentence(index, seed=seed, split=split, twins=twins)
-        index += 1
-
-
 def generate_concepts(
     n: int, *, seed: int = 0, split: Split = "train", start: int = 0, twins: bool = True
 ) -> list[ConceptSentence]:
