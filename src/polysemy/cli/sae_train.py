@@ -21,7 +21,7 @@ from polysemy.cli._common import (
     positive_float,
     positive_int,
 )
-from polysemy.sae.config import ARCH_NAMES
+from polysemy.sae.config import ARCH_NAMES, OPTIMIZERS, SELECTION_DTYPES
 
 logger = logging.getLogger(__name__)
 
@@ -83,13 +83,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--optimizer",
-        choices=("adam", "signum", "schedule-free-signum"),
+        choices=OPTIMIZERS,
         default="adam",
         help="default adam; schedule-free-signum reaches a lower FVU on short budgets",
     )
     p.add_argument(
         "--selection-dtype",
-        choices=("auto", "float32", "bfloat16"),
+        choices=SELECTION_DTYPES,
         default="auto",
         help="TopK family: precision of the matmul that only chooses the active latents "
         "(values and gradients stay float32); auto = bfloat16 on CPUs with AMX",

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
 
 import torch
 
@@ -148,10 +148,10 @@ LONG_RUN_STEPS = 2000
 """Runs with at least this many steps decay the learning rate by default (see TrainConfig)."""
 
 SelectionDtype = Literal["auto", "float32", "bfloat16"]
-SELECTION_DTYPES: tuple[str, ...] = ("auto", "float32", "bfloat16")
+SELECTION_DTYPES: tuple[str, ...] = get_args(SelectionDtype)
 
 OptimizerName = Literal["adam", "signum", "schedule-free-signum"]
-OPTIMIZERS: tuple[str, ...] = ("adam", "signum", "schedule-free-signum")
+OPTIMIZERS: tuple[str, ...] = get_args(OptimizerName)
 
 
 def default_lr(optimizer: str, d_sae: int) -> float:
