@@ -26,6 +26,7 @@ import time
 import torch
 
 from polysemy.sae import SAEConfig, TrainConfig, train_sae
+from sae_throughput import matmul_bound  # this folder: the peer benchmark's bound, measured alike
 
 
 def plain_loop(x: torch.Tensor, d_sae: int, k: int, batch: int, steps: int) -> float:
@@ -49,15 +50,6 @@ def plain_loop(x: torch.Tensor, d_sae: int, k: int, batch: int, steps: int) -> f
     return steps * batch / (time.perf_counter() - t0)
 
 
-def matmul_bound(d_in: int, d_sae: int, batch: int, reps: int = 10) -> float:
-    a, b = torch.randn(batch, d_in), torch.randn(d_in, d_sae)
-    a @ b
-    t0 = time.perf_counter()
-    for _ in range(reps):
-        a @ b
-    return reps * batch / (time.perf_counter() - t0)
-
-
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--d-in", type=int, default=384)
@@ -75,7 +67,8 @@ def main() -> int:
         4 * args.d_in, args.d_in, generator=g
     )
     tokens = args.steps * args.batch_size
-    rates = {"bound (encoder matmul)": matmul_bound(args.d_in, args.d_sae, args.batch_size)}
+    _, bound = matmul_bound(args.d_in, args.d_sae, args.batch_size)
+    rates = {"bound (encoder matmul)": bound}
     rates["plain"] = plain_loop(x, args.d_sae, args.k, args.batch_size, args.steps)
     variants: dict[str, tuple[dict[str, object], dict[str, object]]] = {
         "polysemy": ({"arch": "topk", "k": args.k}, {}),
