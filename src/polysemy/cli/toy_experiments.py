@@ -162,8 +162,8 @@ def _save_run(run: Any, folder: Path) -> None:
 
 
 def run_phase(args: argparse.Namespace) -> int:
-    from polysemy.report import toy_figures
-    from polysemy.toy import experiments, theory
+    from polysemy.report.toy_report import draw_phase
+    from polysemy.toy import experiments
 
     if (args.n_features, args.n_hidden) not in ((2, 1), (3, 2)):
         raise ValueError(
@@ -197,28 +197,13 @@ def run_phase(args: argparse.Namespace) -> int:
             device=device,
             progress=True,
         )
-    assert result.run is not None and result.diagram is not None
-    d = result.diagram
+    assert result.run is not None
     with runfolder.atomic_folder(out) as tmp:
         # save_toy_run writes its own atomic folder at the path, so it goes first.
         _save_run(result.run, tmp)
-        boundary = None
-        if (d.n_features, d.n_hidden) == (2, 1):
-            rr = np.geomspace(min(r), max(r), 200)
-            boundary = (rr, theory.phase_boundary_2_1(rr))
-        toy_figures.plot_phase_diagram(
-            d.relative_importance,
-            d.density,
-            d.labels,
-            result.empirical,
-            d.near_boundary,
-            theory.PHASES,
-            tmp / "phase.png",
-            title=f"n={d.n_features} features, m={d.n_hidden} hidden",
-            boundary=boundary,
-        )
-        runfolder.atomic_write_json(tmp / "phase.json", {"format": "polysemy.toy-phase/1",
-                                                          **result.summary()})  # fmt: skip
+        draw_phase(result, tmp / "phase.png")
+        phase_json = {"format": "polysemy.toy-phase/1", **result.summary()}
+        runfolder.atomic_write_json(tmp / "phase.json", phase_json)
     n = result.numbers
     obj = {
         "out": str(out),

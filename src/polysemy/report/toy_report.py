@@ -17,7 +17,7 @@ from polysemy.report.html import Section, write_page
 from polysemy.toy import experiments as ex
 from polysemy.toy import theory
 
-__all__ = ["draw_experiment", "experiment_section", "write_toy_report"]
+__all__ = ["draw_experiment", "draw_phase", "experiment_section", "write_toy_report"]
 
 _TEXT = {
     "sparsity-sweep": (
@@ -121,21 +121,7 @@ def draw_experiment(result: ex.ExperimentResult, folder: str | os.PathLike[str])
         )
     elif isinstance(result, ex.PhaseResult) and result.diagram is not None:
         d = result.diagram
-        boundary = None
-        if (d.n_features, d.n_hidden) == (2, 1):
-            rr = np.geomspace(d.relative_importance.min(), d.relative_importance.max(), 200)
-            boundary = (rr, theory.phase_boundary_2_1(rr))
-        toy_figures.plot_phase_diagram(
-            d.relative_importance,
-            d.density,
-            d.labels,
-            result.empirical,
-            d.near_boundary,
-            theory.PHASES,
-            save(f"phase_{d.n_features}_{d.n_hidden}.png"),
-            title=f"n={d.n_features} features, m={d.n_hidden} hidden",
-            boundary=boundary,
-        )
+        draw_phase(result, save(f"phase_{d.n_features}_{d.n_hidden}.png"))
     elif isinstance(result, ex.PrivilegedBasisResult) and result.run is not None:
         toy_figures.plot_neuron_loadings(
             result.run.W,
@@ -159,6 +145,31 @@ def draw_experiment(result: ex.ExperimentResult, folder: str | os.PathLike[str])
             title="n=4 (pairs (0,1), (2,3)), m=2, S=0.9",
         )
     return files
+
+
+def draw_phase(result: ex.PhaseResult, path: str | os.PathLike[str]) -> Path:
+    """Draw a phase reproduction's theory and trained grids side by side (with the closed-form
+    boundary for n=2, m=1) into `path`."""
+    d = result.diagram
+    if d is None:
+        raise ValueError(
+            f"draw_phase needs a result with its theory diagram; {result.name!r} has none"
+        )
+    boundary = None
+    if (d.n_features, d.n_hidden) == (2, 1):
+        rr = np.geomspace(d.relative_importance.min(), d.relative_importance.max(), 200)
+        boundary = (rr, theory.phase_boundary_2_1(rr))
+    return toy_figures.plot_phase_diagram(
+        d.relative_importance,
+        d.density,
+        d.labels,
+        result.empirical,
+        d.near_boundary,
+        theory.PHASES,
+        path,
+        title=f"n={d.n_features} features, m={d.n_hidden} hidden",
+        boundary=boundary,
+    )
 
 
 def experiment_section(result: ex.ExperimentResult, figures: Sequence[str]) -> Section:
