@@ -45,6 +45,7 @@ import torch
 from jaxtyping import Bool, Int
 from torch import Tensor
 
+from polysemy.activations.shards import DTYPES
 from polysemy.activations.store import DEFAULT_SHARD_ROWS, StoreWriter
 from polysemy.models.loading import LoadedModel
 from polysemy.models.sites import Site, get_site, read_sites
@@ -53,7 +54,6 @@ from polysemy.progress import progress_bar
 logger = logging.getLogger(__name__)
 
 StoreDtype = Literal["float32", "float16", "bfloat16"]
-_STORE_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 _TOKENIZE_DOCS = 256  # documents per bulk call of the fast tokenizer
 _MAX_PAD = 0.1  # most padding a chunk may get, as a share of its batch's width
 _MIN_FILL = 0.5  # share of the token budget a batch fills before _MAX_PAD may close it
@@ -96,8 +96,8 @@ class HarvestConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be an int >= 1; got {value!r}")
-        if self.dtype not in _STORE_DTYPES:
-            raise ValueError(f"dtype must be one of {sorted(_STORE_DTYPES)}; got {self.dtype!r}")
+        if self.dtype not in DTYPES:
+            raise ValueError(f"dtype must be one of {sorted(DTYPES)}; got {self.dtype!r}")
 
 
 class HarvestBatch(NamedTuple):
@@ -335,7 +335,7 @@ def harvest(
 
     model = loaded.model
     device = next(iter(model.parameters())).device
-    store_dtype = _STORE_DTYPES[config.dtype]
+    store_dtype = DTYPES[config.dtype]
     batches = iter_batches(
         loaded.tokenizer,
         documents,
