@@ -313,7 +313,10 @@ def generate_chunks(
     config: SynthConfig, *, features: Float[Tensor, "n_features d_in"] | None = None
 ) -> Iterator[SynthChunk]:
     """The rows of `config`, `CHUNK_ROWS` at a time (the last chunk may be shorter)."""
-    plan = _plan(config, features)
+    yield from _chunks(config, _plan(config, features))
+
+
+def _chunks(config: SynthConfig, plan: _Plan) -> Iterator[SynthChunk]:
     for index, start in enumerate(range(0, config.tokens, CHUNK_ROWS)):
         yield _chunk(config, plan, index, min(CHUNK_ROWS, config.tokens - start))
 
@@ -365,12 +368,10 @@ def write_synth_store(
             ) as writer,
             progress_bar(config.tokens, desc="synth", unit="row", enabled=progress) as bar,
         ):
-            for index, start in enumerate(range(0, config.tokens, CHUNK_ROWS)):
-                rows = min(CHUNK_ROWS, config.tokens - start)
-                chunk = _chunk(config, plan, index, rows)
+            for chunk in _chunks(config, plan):
                 count += torch.bincount(chunk.features, minlength=config.n_features)
                 writer.append(chunk.activations)
-                bar.update(rows)
+                bar.update(len(chunk.activations))
         atomic_save_safetensors(
             tmp / TRUTH,
             {"features": plan.features, "frequency": plan.p, "count": count, "group": plan.group},
