@@ -51,7 +51,12 @@ def test_phase_json_and_files(tmp_path: Path, capsys: pytest.CaptureFixture[str]
         (["--relative-importance=-1,2"], "--relative-importance values must be > 0"),
         (["--density", "a,b"], "expected a number"),
         (["--grid", "0"], "expected an int >= 1"),
-        (["--device", "cuda:0"], "--device"),
+        (["--device", "nonsense"], "--device must be a torch device like cpu or cuda"),
+        pytest.param(
+            ["--device", "cuda:0"],
+            "asked for CUDA, but no CUDA device is available",
+            marks=pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is available"),
+        ),
     ],
 )
 def test_phase_bad_input(

@@ -4,6 +4,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from polysemy.cli import main
 from polysemy.toy.result import load_toy_run
@@ -97,7 +98,12 @@ def test_explicit_importance_and_human_output(tmp_path, capsys):
         (["--steps", "ten"], "--steps"),
         (["--lr", "0"], "--lr"),
         (["--model", "tanh"], "--model"),
-        (["--device", "cuda:7"], "--device"),
+        (["--device", "nonsense"], "--device must be a torch device like cpu or cuda"),
+        pytest.param(
+            ["--device", "cuda:7"],
+            "asked for CUDA, but no CUDA device is available",
+            marks=pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is available"),
+        ),
         (["--threads", "0"], "--threads"),
     ],
 )

@@ -130,7 +130,9 @@ def _add_training_flags(p: argparse.ArgumentParser, *, best_of: int | None) -> N
     )
 
 
-def _device(text: str) -> torch.device:
+def parse_device(text: str) -> torch.device:
+    """The torch device `--device` names (shared by the toy commands); ValueError naming the
+    flag when it is not a device, or asks for CUDA where there is none."""
     try:
         device = torch.device(text)
     except (RuntimeError, ValueError):
@@ -178,7 +180,7 @@ def run_phase(args: argparse.Namespace) -> int:
             raise ValueError(f"{name} values must be > 0; got {values}")
     if args.density is not None and any(v > 1 for v in args.density):
         raise ValueError(f"--density values must be in (0, 1]; got {args.density}")
-    device = _device(args.device)
+    device = parse_device(args.device)
     out = runfolder.check_out(args.out, runfolder.TOY, force=args.force)
     cells = args.grid or (6 if args.fast else 11)
     r = args.relative_importance or np.geomspace(0.1, 10, cells).tolist()
@@ -371,7 +373,7 @@ def run_reproduce(args: argparse.Namespace) -> int:
     if args.out is None:
         raise ValueError("--out is required (the folder for figures, index.html, summary.json)")
     names = _selected(args.only)
-    device = _device(args.device)
+    device = parse_device(args.device)
     out = runfolder.check_out(args.out, runfolder.TOY_REPORT, force=args.force)
     summary = reproduce_to(
         out,

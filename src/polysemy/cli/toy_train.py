@@ -135,22 +135,14 @@ def build_config(args: argparse.Namespace) -> ToyConfig:
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-
+    from polysemy.cli.toy_experiments import parse_device
     from polysemy.toy.result import save_toy_run, summarize
     from polysemy.toy.train import train_toy
 
     config = build_config(args)
     out = runfolder.check_out(args.out, runfolder.TOY, force=args.force)
-    if args.device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"--device {args.device!r} is not available on this machine")
-    try:
-        torch.device(args.device)
-    except RuntimeError:
-        raise ValueError(
-            f"--device must be a torch device such as cpu or cuda; got {args.device!r}"
-        ) from None
-    result = train_toy(config, device=args.device, progress=True, num_threads=args.threads)
+    device = parse_device(args.device)
+    result = train_toy(config, device=device, progress=True, num_threads=args.threads)
     save_toy_run(result, out, force=args.force)
     instances = summarize(result)
     obj: dict[str, Any] = {
