@@ -32,7 +32,7 @@ import difflib
 import logging
 import weakref
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 import torch
@@ -68,15 +68,7 @@ class Site:
     """Class name of the module, e.g. `BertLayer`, `GELUActivation`."""
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "module": self.module,
-            "direction": self.direction,
-            "width": self.width,
-            "per_token": self.per_token,
-            "index": self.index,
-            "module_type": self.module_type,
-        }
+        return asdict(self)
 
 
 ModelLike = nn.Module | LoadedModel
