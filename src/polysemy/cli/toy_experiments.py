@@ -25,6 +25,7 @@ from polysemy.cli._common import (
     add_json_flag,
     add_out_flags,
     emit,
+    float_list,
     nonnegative_int,
     positive_int,
 )
@@ -32,12 +33,6 @@ from polysemy.cli._common import (
 log = logging.getLogger(__name__)
 
 REPORT_FORMAT = runfolder.TOY_REPORT.format
-
-
-def _float_list(text: str) -> list[float]:
-    from polysemy.cli._common import float_list
-
-    return float_list(text)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -59,13 +54,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--relative-importance",
-        type=_float_list,
+        type=float_list,
         default=None,
         help="comma list of r values (default: --grid values log-spaced in [0.1, 10])",
     )
     p.add_argument(
         "--density",
-        type=_float_list,
+        type=float_list,
         default=None,
         help="comma list of densities p in (0, 1] (default: log-spaced in [0.01, 1])",
     )
@@ -172,11 +167,11 @@ def run_phase(args: argparse.Namespace) -> int:
             "--n-features/--n-hidden must be 2/1 or 3/2 (the cases with a phase theory); "
             f"got {args.n_features}/{args.n_hidden}"
         )
-    for name, values, low in (
-        ("--relative-importance", args.relative_importance, 0.0),
-        ("--density", args.density, 0.0),
+    for name, values in (
+        ("--relative-importance", args.relative_importance),
+        ("--density", args.density),
     ):
-        if values is not None and any(v <= low for v in values):
+        if values is not None and any(v <= 0 for v in values):
             raise ValueError(f"{name} values must be > 0; got {values}")
     if args.density is not None and any(v > 1 for v in args.density):
         raise ValueError(f"--density values must be in (0, 1]; got {args.density}")
