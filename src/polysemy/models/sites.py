@@ -128,10 +128,15 @@ def _first_tensor(value: Any) -> Tensor | None:
     return None
 
 
+# Keyword names under which a module may take its input tensor, in the order they are tried:
+# the dry run reads an `.input` site from the same key that patch_site later replaces.
+_INPUT_KWARGS = ("hidden_states", "input", "x", "inputs_embeds")
+
+
 def _input_tensor(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Tensor | None:
     if args and isinstance(args[0], Tensor):
         return args[0]
-    for key in ("hidden_states", "input", "x", "inputs_embeds"):
+    for key in _INPUT_KWARGS:
         if isinstance(kwargs.get(key), Tensor):
             return kwargs[key]
     return None
@@ -351,7 +356,7 @@ def patch_site(
     def in_hook(mod: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         if args and isinstance(args[0], Tensor):
             return (replace(args[0]), *args[1:]), kwargs
-        for key in ("hidden_states", "input", "x", "inputs_embeds"):
+        for key in _INPUT_KWARGS:
             if isinstance(kwargs.get(key), Tensor):
                 return args, {**kwargs, key: replace(kwargs[key])}
         return None
