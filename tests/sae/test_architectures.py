@@ -253,6 +253,18 @@ def test_bad_input_width_is_refused() -> None:
         sae.encode(torch.zeros(3, 5))
 
 
+def test_bad_arguments_of_the_base_class_are_refused() -> None:
+    from polysemy.sae.base import geometric_median
+    from polysemy.sae.topk import TopKSAE
+
+    with pytest.raises(ValueError, match=r"config.arch must be 'topk' for TopKSAE; got 'relu'"):
+        TopKSAE(SAEConfig(arch="relu", d_in=D_IN, d_sae=D_SAE))
+    with pytest.raises(ValueError, match=r"scale must be > 0; got 0.0"):
+        make("topk").fold_input_scale_(0.0)
+    with pytest.raises(ValueError, match=r"non-empty 2-D tensor; got shape \(0, 3\)"):
+        geometric_median(torch.zeros(0, 3))
+
+
 def test_auxk_loss_matches_its_definition() -> None:
     sae = make("topk").train()
     x = data()

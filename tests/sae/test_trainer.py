@@ -112,6 +112,44 @@ def test_nonfinite_rows_are_named(tmp_path: Path) -> None:
     assert not (tmp_path / "s").exists()
 
 
+@pytest.mark.parametrize(
+    ("acts", "error", "match"),
+    [
+        (torch.zeros(2048, 8), ValueError, "are all zero; nothing to learn"),
+        (torch.randn(300, 8), ValueError, "batch_size 512 is larger than the 300 rows given"),
+        (
+            torch.randn(4, 512, 8),
+            ValueError,
+            r"must be 2-D \[rows, d_in\]; got shape \[4, 512, 8\]",
+        ),
+        (
+            torch.ones(2048, 8, dtype=torch.long),
+            TypeError,
+            "must be floating point; got torch.int64",
+        ),
+    ],
+)
+def test_unusable_activations_are_refused(acts: torch.Tensor, error: type, match: str) -> None:
+    with pytest.raises(error, match=match):
+        train_sae(
+            acts,
+            SAEConfig(arch="relu", d_in=8, d_sae=16),
+            TrainConfig(tokens=1024, batch_size=512),
+        )
+
+
+def test_configs_of_the_wrong_type_are_refused() -> None:
+    x, config, train = torch.randn(2048, 8), SAEConfig(arch="relu", d_in=8, d_sae=16), TrainConfig()
+    with pytest.raises(TypeError, match="config must be an SAEConfig; got dict"):
+        train_sae(x, {"arch": "relu"}, train)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="train must be a TrainConfig; got dict"):
+        train_sae(x, config, {"tokens": 1024})  # type: ignore[arg-type]
+    from polysemy.sae.trainer import ScheduleFreeSignum
+
+    with pytest.raises(ValueError, match=r"momentum must be in \(0, 1\); got 1.0"):
+        ScheduleFreeSignum([torch.nn.Parameter(torch.zeros(2))], lr=0.1, momentum=1.0)
+
+
 def test_d_in_mismatch_and_busy_out(tmp_path: Path) -> None:
     x = torch.randn(2048, 8)
     with pytest.raises(ValueError, match=r"d_in mismatch: the SAE has d_in=6 .* width 8"):
