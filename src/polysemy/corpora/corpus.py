@@ -13,6 +13,7 @@ same spec on the same machine must always yield the same documents in the same o
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -40,14 +41,7 @@ class Corpus:
         """The first `n` documents (fewer when the corpus is shorter)."""
         if isinstance(n, bool) or not isinstance(n, int) or n < 0:
             raise ValueError(f"n must be an int >= 0; got {n!r}")
-        out: list[str] = []
-        if n == 0:
-            return out
-        for doc in self:
-            out.append(doc)
-            if len(out) >= n:
-                break
-        return out
+        return list(itertools.islice(self, n))
 
 
 def open_corpus(spec: str, *, seed: int = 0, text_field: str = "text") -> Corpus:
