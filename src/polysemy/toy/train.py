@@ -475,7 +475,7 @@ def train_toy(
     tests check 1 and 2 threads give identical weights). `num_threads` sets torch's CPU
     threads for the duration of the call (restored after). None means 1: measured on a
     2-core machine, a second thread never made these batched small matmuls faster (16.9 vs
-    18.2 ms per n=200 step with the machine otherwise idle) and made steps 4-20x slower as
+    18.2 ms per n=200 step with the machine otherwise idle) and made steps 15-40x slower as
     soon as other processes competed for the cores (OpenMP threads spin-waiting on a
     preempted sibling). To use several cores, train independent sweeps in separate processes.
     """
