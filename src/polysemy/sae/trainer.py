@@ -695,13 +695,9 @@ def train_sae(
     return result_obj
 
 
-def _evaluate_heldout(
-    sae: SparseAutoencoder, store: Any, device: torch.device
-) -> dict[str, float] | None:
-    try:
-        from polysemy.analysis.reconstruction import evaluate
-    except ImportError:  # the analysis package is optional for training
-        return None
+def _evaluate_heldout(sae: SparseAutoencoder, store: Any, device: torch.device) -> dict[str, float]:
+    from polysemy.analysis.reconstruction import evaluate
+
     r = evaluate(sae, store, split="heldout", device=device)
     return {
         key: float(getattr(r, key))
@@ -715,7 +711,6 @@ def _evaluate_heldout(
             "dense_fraction",
             "l2_ratio",
         )
-        if hasattr(r, key)
     }
 
 
