@@ -23,6 +23,7 @@ import time
 
 import torch
 
+from polysemy.toy import theory
 from polysemy.toy.data import FeatureSampler
 from polysemy.toy.model import ToyConfig, ToyParams, init_params
 from polysemy.toy.train import _Engine, evaluate_loss, lr_at, train_toy
@@ -113,30 +114,20 @@ def measure(cfg: ToyConfig, total_steps: int, slices: int) -> dict[str, float]:
 
 
 def closed_form_linear(cfg: ToyConfig) -> list[float]:
-    """Optimal linear loss: the n_hidden most important features exact, the rest at their
-    mean (the bias), costing I_i * Var(x_i) = I_i (p/3 - p^2/4) each."""
-    out = []
-    for s, imp in zip(cfg.sparsity, cfg.importance, strict=True):
-        p = 1.0 - s
-        ignored = sorted(imp, reverse=True)[cfg.n_hidden :]
-        out.append(sum(i * (p / 3 - p * p / 4) for i in ignored) / cfg.n_features)
-    return out
+    """Optimal linear loss per instance (`theory.linear_optimal_loss`)."""
+    return [
+        theory.linear_optimal_loss(imp, cfg.n_hidden, 1.0 - s)
+        for s, imp in zip(cfg.sparsity, cfg.importance, strict=True)
+    ]
 
 
 def exact_linear_loss(cfg: ToyConfig, params: ToyParams) -> list[float]:
-    """Expected loss of trained linear models, computed exactly (no sampling noise): with
-    E = W^T W - 1, mean mu = p/2 and variance s2 = p/3 - p^2/4 per independent feature,
-    E[e_f^2] = ((E mu)_f + b_f)^2 + s2 sum_g E_fg^2."""
-    out = []
-    for i, (s, imp) in enumerate(zip(cfg.sparsity, cfg.importance, strict=True)):
-        p = 1.0 - s
-        W = params.W[i].double()
-        E = W.T @ W - torch.eye(cfg.n_features, dtype=torch.float64)
-        mean_err = E @ torch.full((cfg.n_features,), p / 2, dtype=torch.float64)
-        mean_err = mean_err + params.b_final[i].double()
-        per_feature = mean_err**2 + (p / 3 - p * p / 4) * (E**2).sum(dim=1)
-        out.append(float((torch.tensor(imp, dtype=torch.float64) * per_feature).mean()))
-    return out
+    """Expected loss of trained linear models, computed exactly, no sampling noise
+    (`theory.linear_expected_loss`)."""
+    return [
+        theory.linear_expected_loss(params.W[i], params.b_final[i], imp, 1.0 - s)
+        for i, (s, imp) in enumerate(zip(cfg.sparsity, cfg.importance, strict=True))
+    ]
 
 
 def agreement(steps: int) -> list[str]:

@@ -4,6 +4,7 @@ import math
 import pytest
 import torch
 
+from polysemy.toy import theory
 from polysemy.toy.data import FeatureSampler, sample_features
 from polysemy.toy.model import MODEL_KINDS, ToyConfig, ToyParams, init_params, toy_loss
 from polysemy.toy.train import (
@@ -101,18 +102,6 @@ def test_lr_schedules():
     assert lr_at(warm, 10) == pytest.approx(1.0) and lr_at(warm, 55) == pytest.approx(0.5)
 
 
-def _closed_form_linear(cfg):
-    """Optimal linear model: the n_hidden most important features exactly, the rest replaced
-    by their mean (the bias), costing importance * Var(x_i) = p/3 - p^2/4 each."""
-    out = []
-    for s, imp in zip(cfg.sparsity, cfg.importance, strict=True):
-        p = 1 - s
-        var = p / 3 - p * p / 4
-        ignored = sorted(imp, reverse=True)[cfg.n_hidden :]
-        out.append(sum(i * var for i in ignored) / cfg.n_features)
-    return torch.tensor(out)
-
-
 def test_linear_model_reaches_the_closed_form_loss():
     cfg = ToyConfig.sweep(
         "linear",
@@ -127,7 +116,12 @@ def test_linear_model_reaches_the_closed_form_loss():
         eval_samples=16384,
     )
     run = train_toy(cfg)
-    expected = _closed_form_linear(cfg)
+    expected = torch.tensor(
+        [
+            theory.linear_optimal_loss(imp, cfg.n_hidden, 1 - s)
+            for s, imp in zip(cfg.sparsity, cfg.importance, strict=True)
+        ]
+    )
     assert torch.allclose(run.loss, expected, rtol=0.05), (run.loss, expected)
     fro = (run.W.double() ** 2).sum(dim=(1, 2))
     assert torch.allclose(fro, torch.full((3,), 3.0, dtype=torch.float64), atol=0.1)
