@@ -3,8 +3,8 @@
 All variants run in this one process on the same text (the first documents of a corpus,
 `--tokens` text tokens), cut into the same chunks (`[CLS] up to seq_len-2 tokens [SEP]`),
 storing the same rows (text tokens only). The machine is shared, so only ratios measured in
-the same run mean anything; each variant runs `--repeats` times, interleaved, and the best
-run of each is reported (the least disturbed by other load).
+the same run mean anything; the work is cut into `--slices` slices run in rotation (slice i
+of every variant in turn), `--repeats` times, and each rate is total rows over total time.
 
   plain            full forward (torch.no_grad) + forward hook on the site's module, chunks in
                    corpus order, 64 per batch padded to the batch's longest: what one would
