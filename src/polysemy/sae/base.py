@@ -141,8 +141,9 @@ class SparseAutoencoder(nn.Module):
 
         The result is overwritten by the next call: use it within one forward. A fresh
         [4096, 3072] float32 result is 50 MB, which the allocator maps anew each step; its
-        first touch (page faults) cost a quarter of the matmul's time on CPU. In bfloat16 the
-        matmul runs on the CPU's matrix units where it has them (8x float32 on AMX).
+        first touch (page faults) made the matmul about 20% slower on CPU. In bfloat16 the
+        matmul runs on the CPU's matrix units where it has them (5-8x float32 on AMX;
+        both figures from `benchmarks/sae_selection.py`).
         """
         dtype = x.dtype if dtype is None else dtype
         shape = (x.shape[0], self.d_sae)

@@ -213,9 +213,10 @@ class TrainConfig:
     selection_dtype: SelectionDtype = "auto"
     """TopK family: precision of the encoder matmul that only *chooses* the k active latents
     (their values, the losses and every gradient stay float32). `bfloat16` runs that matmul
-    on the CPU's matrix units (AMX: 8x float32 at d_sae 3072); near-ties at the k-th value can
-    then pick a different latent (about 1% of picks on random data). `auto`: bfloat16 on a
-    CPU with AMX, else float32. Inference (`encode`) is always exact."""
+    on the CPU's matrix units (AMX: 5-8x float32); near-ties at the k-th value can then pick
+    a different latent (about 1% of picks on random data; both figures from
+    `benchmarks/sae_selection.py`). `auto`: bfloat16 on a CPU with AMX, else float32.
+    Inference (`encode`) is always exact."""
 
     def __post_init__(self) -> None:
         _check_positive_int("tokens", self.tokens)
