@@ -68,6 +68,11 @@ def test_concepts_export_round_trips(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert main([*args, "--out", str(tmp_path / "c.json")]) == 2
     assert "--out must end in .jsonl" in capsys.readouterr().err
     assert not (tmp_path / "c.json").exists()
+    folder = tmp_path / "d.jsonl"
+    folder.mkdir()
+    assert main([*args, "--out", str(folder), "--force"]) == 2
+    assert "is a folder; expected a .jsonl file" in capsys.readouterr().err
+    assert list(folder.iterdir()) == []
 
 
 @pytest.mark.parametrize(
