@@ -178,6 +178,23 @@ def test_append_validates(tmp_path):
     w.append(torch.zeros(4, 3))
     with pytest.raises(ValueError, match="has no trace columns"):
         w.append(torch.zeros(4, 3), tokens=torch.zeros(4), doc=torch.zeros(4), pos=torch.zeros(4))
+    w.close()
+    with pytest.raises(ValueError, match="cannot append to a closed StoreWriter"):
+        w.append(torch.zeros(4, 3))
+
+
+@pytest.mark.parametrize(
+    ("column", "error", "match"),
+    [
+        (torch.zeros(4), TypeError, "doc must be integer; got torch.float32"),
+        (torch.zeros(5, dtype=torch.int64), ValueError, r"doc must have shape \[4\]; got \[5\]"),
+    ],
+)
+def test_append_validates_trace_columns(tmp_path, column, error, match):
+    w = StoreWriter(tmp_path / "s", d_in=3, dtype="float32", source={})
+    ids = torch.zeros(4, dtype=torch.int64)
+    with pytest.raises(error, match=match):
+        w.append(torch.zeros(4, 3), tokens=ids, doc=column, pos=ids)
 
 
 def test_copy_tokenizer(tmp_path):
