@@ -58,6 +58,14 @@ def test_check_out_refuses_unwritable(tmp_path):
         check_out(locked / "run", TOY)
 
 
+def test_check_out_names_the_unwritable_ancestor(tmp_path, monkeypatch):
+    # Runs as root too (where the real permission test above is skipped).
+    (tmp_path / "a").mkdir()
+    monkeypatch.setattr(os, "access", lambda path, mode: False)
+    with pytest.raises(PermissionError, match=r"not writable \(no write access to '.*[/\\]a'\)"):
+        check_out(tmp_path / "a" / "new" / "run", TOY)
+
+
 def test_atomic_folder_replaces_on_success_and_keeps_old_on_failure(tmp_path):
     out = tmp_path / "run"
     with atomic_folder(out) as tmp:
