@@ -24,7 +24,8 @@ Python version, a fingerprint of the installed distributions and the version of 
 A pass that reads the whole corpus saves it in a cache file (`cache_dir()`, e.g.
 `~/.cache/polysemy/pydocs-<key>.jsonl`, a JSON line per document); later passes read that
 file, some 300x faster than parsing (benchmarks/RESULTS.md, "Corpora"). The key covers the
-corpus name and the interpreter's paths, so a new package or Python gets a new file. `POLYSEMY_CACHE=off` turns the cache off.
+corpus name and the interpreter's paths, so a new package or Python gets a new file.
+`POLYSEMY_CACHE=off` turns the cache off.
 """
 
 from __future__ import annotations
