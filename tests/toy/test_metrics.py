@@ -114,6 +114,8 @@ def test_represented_count_threshold():
     W = _cols([0.4, 0.0], [0.0, 0.6], [0.9, 0.0])
     assert int(metrics.represented_count(W)) == 2
     assert int(metrics.represented_count(W, threshold=0.1)) == 3
+    # A norm exactly at the threshold counts, as the experiments' checks count it.
+    assert int(metrics.represented_count(_cols([0.5, 0.0]))) == 1
     with pytest.raises(ValueError, match="threshold"):
         metrics.represented_count(W, threshold=-1)
 

@@ -61,8 +61,8 @@ __all__ = [
     "sparsity_sweep",
 ]
 
-REPRESENTED = 0.5
-"""A feature counts as represented when ||W_i|| >= this (the paper's figures use ~0.5)."""
+REPRESENTED = metrics.REPRESENTED_NORM
+"""A feature counts as represented when ||W_i|| >= this (`metrics.represented_count`)."""
 
 
 # ---- small metrics (float64) ---------------------------------------------------------------

@@ -97,13 +97,17 @@ def dimensions_per_feature(
     return torch.where(frob > 0, W64.shape[-2] / safe, torch.inf).to(_out_dtype(W))
 
 
+REPRESENTED_NORM = 0.5
+"""A feature counts as represented when ||W_i|| >= this (the paper's figures use ~0.5)."""
+
+
 def represented_count(
-    W: Float[Tensor, "... n_hidden n_features"], threshold: float = 0.5
+    W: Float[Tensor, "... n_hidden n_features"], threshold: float = REPRESENTED_NORM
 ) -> Int[Tensor, ...]:
-    """Number of represented features: #{i : ||W_i|| > threshold}."""
+    """Number of represented features: #{i : ||W_i|| >= threshold}."""
     if not threshold >= 0:
         raise ValueError(f"threshold must be a number >= 0; got {threshold!r}")
-    return (_as64(W).norm(dim=-2) > threshold).sum(dim=-1)
+    return (_as64(W).norm(dim=-2) >= threshold).sum(dim=-1)
 
 
 def neuron_polysemanticity(
