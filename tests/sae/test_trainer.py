@@ -215,6 +215,42 @@ def test_resume_keeps_the_precision_the_state_chose(tmp_path: Path) -> None:
     assert dense.selection_dtype is None  # only the TopK family chooses latents
 
 
+@pytest.mark.parametrize(
+    ("damage", "match"),
+    [
+        ("json", "is not valid JSON"),
+        ("list", "must hold format 'polysemy.sae-state/1'; got 'list'"),
+        ("format", "must hold format 'polysemy.sae-state/1'; got 'other/9'"),
+        ("keys", "lacks step$"),
+        ("tensors", "does not fit this SAE"),
+    ],
+)
+def test_resume_refuses_a_damaged_state(tmp_path: Path, damage: str, match: str) -> None:
+    from safetensors.torch import save_file
+
+    x = torch.randn(2048, 8, generator=torch.Generator().manual_seed(0))
+    cfg = SAEConfig(arch="topk", d_in=8, d_sae=16, k=2)
+    train = TrainConfig(tokens=2048, batch_size=512)
+    out = tmp_path / "s"
+    train_sae(x, cfg, train, out=out)
+    state_json = out / "state" / "state.json"
+    state = json.loads(state_json.read_text())
+    if damage == "json":
+        state_json.write_text("{not json")
+    elif damage == "list":
+        state_json.write_text("[1, 2]")
+    elif damage == "format":
+        state_json.write_text(json.dumps({**state, "format": "other/9"}))
+    elif damage == "keys":
+        state_json.write_text(json.dumps({k: v for k, v in state.items() if k != "step"}))
+    else:  # tensors of another width under the right names
+        other = build_sae(SAEConfig(arch="topk", d_in=8, d_sae=32, k=2))
+        tensors = {f"model.{k}": v.contiguous() for k, v in other.state_dict().items()}
+        save_file(tensors, str(out / "state" / "state.safetensors"))
+    with pytest.raises(ValueError, match=match):
+        train_sae(x, cfg, train, out=out, resume=True)
+
+
 def _cli(out: Path, acts: Path, *extra: str) -> list[str]:
     return [
         sys.executable,

@@ -22,7 +22,6 @@ in one flat buffer, and rank 0 writes.
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import dataclasses
 import json
@@ -770,6 +769,10 @@ def _write_state_files(
     )
 
 
+_STATE_KEYS = ("step", "epoch", "index", "input_scale", "variance", "history")
+"""Keys a resumable state.json must hold besides its format and configurations."""
+
+
 def _load_state(
     state_dir: Path,
     sae: SparseAutoencoder,
@@ -784,10 +787,12 @@ def _load_state(
         state = json.loads((state_dir / STATE_JSON).read_text())
     except ValueError as exc:
         raise ValueError(f"{str(state_dir / STATE_JSON)!r} is not valid JSON: {exc}") from None
-    if state.get("format") != STATE_FORMAT:
-        raise ValueError(
-            f"{str(state_dir)!r} must hold format {STATE_FORMAT!r}; got {state.get('format')!r}"
-        )
+    if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
+        got = state.get("format") if isinstance(state, dict) else type(state).__name__
+        raise ValueError(f"{str(state_dir)!r} must hold format {STATE_FORMAT!r}; got {got!r}")
+    missing = [k for k in _STATE_KEYS if k not in state]
+    if missing:
+        raise ValueError(f"{str(state_dir / STATE_JSON)!r} lacks {'/'.join(missing)}")
     if state.get("sae") != _config_dict(config):
         raise ValueError(
             f"cannot resume {str(state_dir)!r}: it was trained with SAE config {state.get('sae')}, "
@@ -823,11 +828,9 @@ def _load_state(
     if resolved in ("float32", "bfloat16"):
         sae.selection_dtype = getattr(torch, resolved)
     logger.info("resuming from step %d", state["step"])
-    with contextlib.suppress(KeyError, TypeError):
-        return (
-            int(state["step"]),
-            float(state["input_scale"]),
-            float(state["variance"]),
-            list(state["history"]),
-        )
-    raise ValueError(f"{str(state_dir / STATE_JSON)!r} lacks step/input_scale/variance")
+    return (
+        int(state["step"]),
+        float(state["input_scale"]),
+        float(state["variance"]),
+        list(state["history"]),
+    )
