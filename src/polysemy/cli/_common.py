@@ -6,7 +6,10 @@ import argparse
 import json
 import math
 import sys
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
+
+if TYPE_CHECKING:
+    import torch
 
 # Exceptions that mean "the user asked for something we cannot do": one line, exit 2.
 USER_ERRORS: tuple[type[BaseException], ...] = (
@@ -123,3 +126,19 @@ def unit_float_list(text: str) -> list[float]:
         if not 0.0 <= v <= 1.0:
             raise argparse.ArgumentTypeError(f"expected numbers in [0, 1], got {v!r} in {text!r}")
     return values
+
+
+def parse_device(text: str) -> torch.device:
+    """The torch device `--device` names; ValueError naming the flag when it is not a device,
+    or asks for CUDA where there is none."""
+    import torch  # lazily: `polysemy --help` should not pay for importing torch
+
+    try:
+        device = torch.device(text)
+    except (RuntimeError, ValueError):
+        raise ValueError(
+            f"--device must be a torch device like cpu or cuda; got {text!r}"
+        ) from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {text!r} asked for CUDA, but no CUDA device is available")
+    return device

@@ -27,6 +27,7 @@ from polysemy.cli._common import (
     emit,
     float_list,
     nonnegative_int,
+    parse_device,
     positive_int,
 )
 
@@ -123,20 +124,6 @@ def _add_training_flags(p: argparse.ArgumentParser, *, best_of: int | None) -> N
         help="torch intra-op threads per process (default 1: toy models are too small to "
         "gain from more, and oversubscribed threads slow a shared machine down many-fold)",
     )
-
-
-def parse_device(text: str) -> torch.device:
-    """The torch device `--device` names (shared by the toy commands); ValueError naming the
-    flag when it is not a device, or asks for CUDA where there is none."""
-    try:
-        device = torch.device(text)
-    except (RuntimeError, ValueError):
-        raise ValueError(
-            f"--device must be a torch device like cpu or cuda; got {text!r}"
-        ) from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"--device {text!r} asked for CUDA, but no CUDA device is available")
-    return device
 
 
 @contextlib.contextmanager

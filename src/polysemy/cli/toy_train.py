@@ -135,7 +135,7 @@ def build_config(args: argparse.Namespace) -> ToyConfig:
 
 
 def run(args: argparse.Namespace) -> int:
-    from polysemy.cli.toy_experiments import parse_device
+    from polysemy.cli._common import parse_device
     from polysemy.toy.result import save_toy_run, summarize
     from polysemy.toy.train import train_toy
 

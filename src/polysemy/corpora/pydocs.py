@@ -17,8 +17,8 @@ How documents are made:
 
 Order is deterministic on a given machine: the standard library first in sorted path order
 (test packages skipped), then installed distributions in sorted name order, each with its
-description and then its modules in sorted path order. Documents stream lazily, so the first
-million tokens arrive after parsing only a few hundred files. The corpus name records the
+description and then its modules in sorted path order. Documents stream lazily: a harvest
+parses only the files its token budget needs. The corpus name records the
 Python version, a fingerprint of the installed distributions and the version of these rules.
 
 A pass that reads the whole corpus saves it in a cache file (`cache_dir()`, e.g.
