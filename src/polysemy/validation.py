@@ -33,11 +33,11 @@ def _describe_range(kind: str, least: float | None, most: float | None, *, open_
     low = ">" if open_low else ">="
     if least is not None and most is not None:
         left = "(" if open_low else "["
-        return f"{kind} in {left}{least}, {most}]"
+        return f"{kind} in {left}{least:g}, {most:g}]"
     if least is not None:
-        return f"{kind} {low} {least}"
+        return f"{kind} {low} {least:g}"
     if most is not None:
-        return f"{kind} <= {most}"
+        return f"{kind} <= {most:g}"
     return kind
 
 
@@ -62,11 +62,12 @@ def check_float(
 ) -> float:
     """`value` as a finite float with `least <= value <= most` and `value > above`.
 
-    Ints are accepted (`lr=1` is a fine learning rate); NaN, infinities and bools are not.
+    Ints are accepted (`lr=1` is a fine learning rate); NaN, infinities and bools are not
+    (the message's "a number" means a finite one).
     """
     open_low = above is not None
     low = above if open_low else least
-    expected = _describe_range("a finite number", low, most, open_low=open_low)
+    expected = _describe_range("a number", low, most, open_low=open_low)
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ParameterError(name, expected, value)
     if not math.isfinite(value):

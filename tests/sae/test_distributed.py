@@ -90,7 +90,7 @@ def test_torchrun_with_uneven_shards_finishes(tmp_path: Path) -> None:
     acts = tmp_path / "acts"
     # 5 shards over 2 ranks: rank 0 owns more rows; the job must neither hang nor crash.
     write_synth_store(
-        acts, SynthConfig(n_features=32, d_in=8, active=2, tokens=5000, seed=1), shard_rows=1000
+        acts, SynthConfig(n_features=32, d_in=8, active=2, tokens=5000, seed=1, shard_rows=1000)
     )
     cmd = [
         sys.executable,

@@ -1,3 +1,5 @@
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -112,7 +114,7 @@ def test_noise_adds_isotropic_gaussian():
 
 
 def test_write_synth_store(tmp_path):
-    result = write_synth_store(tmp_path / "s", SMALL, dtype="float16", shard_rows=2000)
+    result = write_synth_store(tmp_path / "s", replace(SMALL, dtype="float16", shard_rows=2000))
     assert (result.rows, result.shards) == (5000, 3)
     assert result.mean_active == pytest.approx(4.0, rel=0.1)
     store = ActivationStore(tmp_path / "s")
@@ -148,7 +150,7 @@ def test_write_failure_leaves_nothing(tmp_path, monkeypatch):
 
     monkeypatch.setattr(planted, "_chunk", fail_on_second_chunk)
     with pytest.raises(KeyboardInterrupt):
-        write_synth_store(tmp_path / "s", SMALL, shard_rows=100)
+        write_synth_store(tmp_path / "s", replace(SMALL, shard_rows=100))
     assert list(tmp_path.iterdir()) == []
 
 
@@ -156,14 +158,16 @@ def test_write_failure_leaves_nothing(tmp_path, monkeypatch):
     ("change", "match"),
     [
         ({"n_features": 0}, "n_features must be an int >= 1"),
-        ({"active": 0.0}, "active must be > 0"),
-        ({"active": 100.0}, r"active must be in \[0.0, 64.0\]"),
+        ({"active": 0.0}, r"active must be a number in \(0, 64\]; got 0.0"),
+        ({"active": 100.0}, r"active must be a number in \(0, 64\]; got 100.0"),
         ({"tokens": 0}, "tokens must be an int >= 1"),
-        ({"correlation": 1.5}, r"correlation must be in \[0.0, 1.0\]; got 1.5"),
-        ({"noise": -1.0}, "noise must be in"),
-        ({"group_size": 65}, "group_size must be <= n_features"),
+        ({"correlation": 1.5}, r"correlation must be a number in \[0, 1\]; got 1.5"),
+        ({"noise": -1.0}, "noise must be a number >= 0; got -1.0"),
+        ({"group_size": 65}, r"group_size must be an int in \[1, 64\]; got 65"),
+        ({"dtype": "int8"}, "dtype must be one of float32, float16, bfloat16; got 'int8'"),
+        ({"shard_rows": 0}, "shard_rows must be an int >= 1; got 0"),
         ({"magnitude": "gamma"}, "magnitude must be one of"),
-        ({"frequency_decay": float("nan")}, "frequency_decay must be a finite number"),
+        ({"frequency_decay": float("nan")}, "frequency_decay must be a number in"),
     ],
 )
 def test_config_validates(change, match):

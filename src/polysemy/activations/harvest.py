@@ -39,13 +39,13 @@ import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 from jaxtyping import Bool, Int
 from torch import Tensor
 
-from polysemy.activations.shards import DTYPES
+from polysemy.activations.shards import DTYPES, StoreDtype
 from polysemy.activations.store import DEFAULT_SHARD_ROWS, StoreWriter
 from polysemy.models.loading import LoadedModel
 from polysemy.models.sites import Site, get_site, read_sites
@@ -53,7 +53,6 @@ from polysemy.progress import progress_bar
 
 logger = logging.getLogger(__name__)
 
-StoreDtype = Literal["float32", "float16", "bfloat16"]
 _TOKENIZE_DOCS = 256  # documents per bulk call of the fast tokenizer
 _MAX_PAD = 0.1  # most padding a chunk may get, as a share of its batch's width
 _MIN_FILL = 0.5  # share of the token budget a batch fills before _MAX_PAD may close it

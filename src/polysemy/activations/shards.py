@@ -14,7 +14,7 @@ import math
 import re
 import struct
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple, get_args
 
 import numpy as np
 import torch
@@ -34,11 +34,14 @@ TRACE_COLUMNS: tuple[str, ...] = ("tokens", "doc", "pos")
 """Per-row columns that trace a harvested row back to its text."""
 
 # Store dtypes (the manifest's names) and their torch types.
+StoreDtype = Literal["float32", "float16", "bfloat16"]
+"""The dtypes a store may hold."""
 DTYPES: dict[str, torch.dtype] = {
     "float32": torch.float32,
     "float16": torch.float16,
     "bfloat16": torch.bfloat16,
 }
+assert tuple(DTYPES) == get_args(StoreDtype)
 TRACE_DTYPES: dict[str, torch.dtype] = {
     "tokens": torch.int32,
     "doc": torch.int64,

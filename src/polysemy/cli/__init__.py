@@ -3,7 +3,10 @@
 Conventions every command follows:
 - `--help` everywhere; `--json` prints exactly one JSON object on stdout, logs go to stderr;
 - user mistakes print one line `error: ...` naming the option, what was expected and what
-  was got, and exit with code 2 (no traceback; set POLYSEMY_DEBUG=1 to see one);
+  was got, and exit with code 2 (no traceback; set POLYSEMY_DEBUG=1 to see one); the library
+  names parameters (`batch_size`, `resume=True`) and `main` words them as flags;
+- flags are generated from the library's frozen configs (`_flags.add_config_flags`), and
+  `--device`, `--threads`, `--seed` are declared and applied once (`_common.add_command`);
 - output folders are written atomically, so a failed command leaves nothing half-written.
 
 Each command group lives in its own module with a `register(subparsers)` function.
@@ -17,7 +20,8 @@ import sys
 from collections.abc import Sequence
 
 from polysemy.cli import corpus, demo, harvest, sae, synth, toy
-from polysemy.cli._common import USER_ERRORS, ArgumentParser
+from polysemy.cli._common import USER_ERRORS, ArgumentParser, applied_runtime
+from polysemy.cli._flags import FLAGS_KEY, flag_message
 
 _GROUPS = (toy, harvest, synth, sae, corpus, demo)
 
@@ -46,11 +50,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         stream=sys.stderr,
     )
     try:
-        code = args.handler(args)
+        with applied_runtime(args):
+            code = args.handler(args)
     except USER_ERRORS as exc:
         if os.environ.get("POLYSEMY_DEBUG"):
             raise
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        # The library names parameters; the user typed flags. One mapping, here.
+        flags = getattr(args, FLAGS_KEY, {})
+        message = flag_message(message, flags, getattr(exc, "parameter", None))
         print(f"error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

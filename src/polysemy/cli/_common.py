@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import sys
-from typing import TYPE_CHECKING, Any, NoReturn
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal, NoReturn
+
+from polysemy.cli._flags import FLAGS_KEY, add_config_flags
 
 if TYPE_CHECKING:
     import torch
@@ -29,6 +34,66 @@ class ArgumentParser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"error: {self.prog}: {message}\n")
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """Options every command that computes takes the same way, handled once in `main`."""
+
+    device: str = "cpu"
+    """Torch device, e.g. cpu, cuda or cuda:1 (under torchrun each rank takes its own GPU)."""
+    threads: int | None = None
+    """Torch CPU threads while the command runs (default: torch's own number), restored after."""
+    seed: int = 0
+    """Seed of every random choice the command makes."""
+
+
+RuntimeOption = Literal["device", "threads", "seed"]
+
+
+def add_command(
+    subparsers: argparse._SubParsersAction,
+    name: str,
+    *,
+    help: str,
+    description: str,
+    handler: Callable[[argparse.Namespace], int],
+    runtime: Sequence[RuntimeOption] = (),
+    json: bool = True,
+) -> ArgumentParser:
+    """A subcommand with the runtime flags it uses (`--device`, `--threads`, `--seed`, in
+    that order, from `Runtime`) and `--json`; `main` applies the runtime flags around
+    `handler` (device parsed, threads set and restored)."""
+    parser: ArgumentParser = subparsers.add_parser(name, help=help, description=description)
+    if runtime:
+        add_config_flags(parser, Runtime, only=tuple(runtime))
+    if json:
+        add_json_flag(parser)
+    parser.set_defaults(handler=handler)
+    return parser
+
+
+@contextlib.contextmanager
+def applied_runtime(args: argparse.Namespace) -> Iterator[None]:
+    """Apply the runtime flags a command was given: `--device` becomes a checked
+    `torch.device`, `--threads` sets torch's CPU threads until the command returns."""
+    flags = getattr(args, FLAGS_KEY, {})
+    if "device" in flags:
+        args.device = parse_device(args.device)
+    threads = getattr(args, "threads", None) if "threads" in flags else None
+    if threads is None:
+        yield
+        return
+    import torch
+
+    if threads < 1:
+        raise ValueError(f"--threads must be an int >= 1; got {threads}")
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def add_json_flag(parser: argparse.ArgumentParser) -> None:

@@ -24,28 +24,28 @@ config, never on shard size or thread count, and streams in constant memory.
 from __future__ import annotations
 
 import logging
-import math
 import os
 import time
 import warnings
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Literal, NamedTuple
+from typing import Literal, NamedTuple, get_args
 
 import numpy as np
 import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
+from polysemy.activations.shards import StoreDtype
 from polysemy.activations.store import (
     DEFAULT_SHARD_ROWS,
     TRUTH,
     StoreWriter,
-    dtype_name,
 )
 from polysemy.progress import progress_bar
 from polysemy.runfolder import atomic_folder, atomic_save_safetensors
+from polysemy.validation import check_choice, check_float, check_int
 
 logger = logging.getLogger(__name__)
 
@@ -53,21 +53,7 @@ CHUNK_ROWS = 4096
 """Rows generated at a time; part of the definition of the data (one generator per chunk)."""
 
 Magnitude = Literal["uniform", "halfnormal", "exponential", "constant"]
-MAGNITUDES: tuple[str, ...] = ("uniform", "halfnormal", "exponential", "constant")
-
-
-def _int(name: str, value: object, least: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < least:
-        raise ValueError(f"{name} must be an int >= {least}; got {value!r}")
-
-
-def _finite(name: str, value: object, lo: float, hi: float, *, hi_open: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite number; got {value!r}")
-    if not lo <= value <= hi or (hi_open and value == hi):
-        bracket = ")" if hi_open else "]"
-        raise ValueError(f"{name} must be in [{lo}, {hi}{bracket}; got {value!r}")
-    return float(value)
+MAGNITUDES: tuple[str, ...] = get_args(Magnitude)
 
 
 @dataclass(frozen=True)
@@ -94,25 +80,24 @@ class SynthConfig:
     """Coefficient of an active feature: U(0, 1], |N(0, 1)|, Exp(1) or exactly 1."""
     noise: float = 0.0
     """Standard deviation of isotropic Gaussian noise added to every coordinate."""
+    dtype: StoreDtype = "float32"
+    """Dtype of the stored activations (generated in float32, then rounded to this)."""
+    shard_rows: int = DEFAULT_SHARD_ROWS
+    """Rows per shard file (the data never depends on it)."""
 
     def __post_init__(self) -> None:
-        _int("n_features", self.n_features, 1)
-        _int("d_in", self.d_in, 1)
-        _int("tokens", self.tokens, 1)
-        _int("seed", self.seed, 0)
-        _int("group_size", self.group_size, 1)
-        _finite("active", self.active, 0.0, float(self.n_features))
-        if self.active <= 0:
-            raise ValueError(f"active must be > 0; got {self.active!r}")
-        _finite("frequency_decay", self.frequency_decay, 0.0, 10.0)
-        _finite("correlation", self.correlation, 0.0, 1.0)
-        _finite("noise", self.noise, 0.0, math.inf, hi_open=True)
-        if self.group_size > self.n_features:
-            raise ValueError(
-                f"group_size must be <= n_features ({self.n_features}); got {self.group_size}"
-            )
-        if self.magnitude not in MAGNITUDES:
-            raise ValueError(f"magnitude must be one of {list(MAGNITUDES)}; got {self.magnitude!r}")
+        check_int("n_features", self.n_features, least=1)
+        check_int("d_in", self.d_in, least=1)
+        check_int("tokens", self.tokens, least=1)
+        check_int("seed", self.seed, least=0)
+        check_int("group_size", self.group_size, least=1, most=self.n_features)
+        check_float("active", self.active, above=0.0, most=float(self.n_features))
+        check_float("frequency_decay", self.frequency_decay, least=0.0, most=10.0)
+        check_float("correlation", self.correlation, least=0.0, most=1.0)
+        check_float("noise", self.noise, least=0.0)
+        check_choice("magnitude", self.magnitude, MAGNITUDES)
+        check_choice("dtype", self.dtype, get_args(StoreDtype))
+        check_int("shard_rows", self.shard_rows, least=1)
 
 
 class SynthResult(NamedTuple):
@@ -152,8 +137,8 @@ def plant_dictionary(
     n_features: int, d_in: int, *, seed: int = 0, dtype: torch.dtype = torch.float32
 ) -> Float[Tensor, "n_features d_in"]:
     """`n_features` random unit directions (rows), uniform on the sphere, seeded."""
-    _int("n_features", n_features, 1)
-    _int("d_in", d_in, 1)
+    check_int("n_features", n_features, least=1)
+    check_int("d_in", d_in, least=1)
     g = _generator(seed, 0)
     w = torch.randn(n_features, d_in, generator=g, dtype=torch.float64)
     return (w / w.norm(dim=1, keepdim=True)).to(dtype)
@@ -341,8 +326,6 @@ def write_synth_store(
     out: str | os.PathLike[str],
     config: SynthConfig,
     *,
-    dtype: str | torch.dtype = "float32",
-    shard_rows: int = DEFAULT_SHARD_ROWS,
     progress: bool = False,
 ) -> SynthResult:
     """Generate `config` into a new store at `out`, atomically (temp folder, then rename).
@@ -362,9 +345,9 @@ def write_synth_store(
             StoreWriter(
                 tmp,
                 d_in=config.d_in,
-                dtype=dtype,
+                dtype=config.dtype,
                 source=synth_source(config),
-                shard_rows=shard_rows,
+                shard_rows=config.shard_rows,
             ) as writer,
             progress_bar(config.tokens, desc="synth", unit="row", enabled=progress) as bar,
         ):
@@ -386,6 +369,6 @@ def write_synth_store(
         mean_active,
         shards,
         seconds,
-        dtype_name(dtype),
+        config.dtype,
     )
     return SynthResult(Path(out), config.tokens, shards, mean_active, seconds)
