@@ -34,7 +34,7 @@ def test_check_out_accepts_missing_empty_and_same_kind(tmp_path):
 def test_check_out_refuses_other_kind_unless_forced(tmp_path, existing):
     _make_run(tmp_path / "run", existing)
     with pytest.raises(
-        ValueError, match=r"--out .* already holds a polysemy\..* run, not a polysemy.toy/1"
+        ValueError, match=r"out .* already holds a polysemy\..* run, not a polysemy.toy/1"
     ):
         check_out(tmp_path / "run", TOY)
     check_out(tmp_path / "run", TOY, force=True)

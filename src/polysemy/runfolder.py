@@ -69,19 +69,19 @@ def check_out(out: str | os.PathLike[str], kind: RunKind, *, force: bool = False
     """
     path = Path(out)
     if path.exists() and not path.is_dir():
-        raise ValueError(f"--out must be a folder; got the existing file {str(path)!r}")
+        raise ValueError(f"out must be a folder; got the existing file {str(path)!r}")
     if path.is_dir() and any(path.iterdir()) and not force:
         found = detect_kind(path)
         if found is None or found.split("/", 1)[0] != kind.family:
             what = f"a {found} run" if found else "files that are not a polysemy run"
             raise ValueError(
-                f"--out {str(path)!r} already holds {what}, not a {kind.format} run; "
-                "choose another folder or pass --force to replace it"
+                f"out {str(path)!r} already holds {what}, not a {kind.format} run; "
+                "choose another folder or pass force=True to replace it"
             )
     parent = _existing_ancestor(path.parent if not path.exists() else path)
     if not os.access(parent, os.W_OK | os.X_OK):
         raise PermissionError(
-            f"--out {str(path)!r} is not writable (no write access to {str(parent)!r})"
+            f"out {str(path)!r} is not writable (no write access to {str(parent)!r})"
         )
     return path
 

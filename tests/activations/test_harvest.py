@@ -207,6 +207,11 @@ def test_bad_requests_write_nothing(
     assert not out.exists()
 
 
+def test_config_takes_a_list_of_sites() -> None:
+    config = HarvestConfig(sites=[SITE, "encoder.layer.1.output"], tokens=5)
+    assert config.sites == (SITE, "encoder.layer.1.output")
+
+
 @pytest.mark.parametrize(
     ("kwargs", "error", "match"),
     [
@@ -214,8 +219,9 @@ def test_bad_requests_write_nothing(
         ({"sites": (SITE,), "tokens": 5, "batch_size": 0}, ValueError, "batch_size must be"),
         ({"sites": (SITE,), "tokens": 5, "dtype": "int8"}, ValueError, "dtype must be one of"),
         ({"sites": (), "tokens": 5}, ValueError, "at least one site"),
-        ({"sites": (SITE, SITE), "tokens": 5}, ValueError, "must not repeat"),
-        ({"sites": SITE, "tokens": 5}, TypeError, "tuple of site names"),
+        ({"sites": (SITE, SITE), "tokens": 5}, ValueError, "names that do not repeat"),
+        ({"sites": SITE, "tokens": 5}, TypeError, "a sequence of site names; got 'encoder"),
+        ({"sites": None, "tokens": 5}, TypeError, "a sequence of site names; got None"),
     ],
 )
 def test_config_validation(kwargs, error: type[Exception], match: str) -> None:

@@ -95,8 +95,9 @@ def empty_corpus(tmp_path: Path) -> Path:
         ),
         ({"--model": "nobody/no-such-model"}, r"unknown model 'nobody/no-such-model'"),
         ({"--corpus": "EMPTY"}, r"empty"),
-        ({"--tokens": "0"}, r"--tokens: expected an int >= 1, got '0'"),
-        ({"--seq-len": "4096"}, r"seq_len must be <= 512"),
+        ({"--tokens": "0"}, r"^error: --tokens must be an int >= 1; got 0$"),
+        ({"--tokens": "x"}, r"--tokens: expected an int, got 'x'"),
+        ({"--seq-len": "4096"}, r"^error: --seq-len must be <= 512 for model"),
         ({"--site": "pooler.output"}, r"one vector per sequence"),
     ],
 )
@@ -127,7 +128,7 @@ def test_out_that_is_a_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
 def test_repeated_site(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     args = ["harvest", "--site", SITE, "--site", SITE, "--corpus", "pydocs", "--tokens", "5"]
     code, _, err = run_cli([*args, "--out", str(tmp_path / "x")], capsys)
-    assert code == 2 and "must not repeat" in error_line(err)
+    assert code == 2 and "--site must be names that do not repeat" in error_line(err)
 
 
 def test_kill_9_then_resume_gives_identical_shards(

@@ -35,6 +35,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import shutil
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -50,6 +51,8 @@ from polysemy.activations.store import DEFAULT_SHARD_ROWS, StoreWriter
 from polysemy.models.loading import LoadedModel
 from polysemy.models.sites import Site, get_site, read_sites
 from polysemy.progress import progress_bar
+from polysemy.runfolder import ACTIVATIONS, check_out, detect_kind
+from polysemy.validation import ParameterError, check_choice, check_int
 
 logger = logging.getLogger(__name__)
 
@@ -85,18 +88,18 @@ class HarvestConfig:
     """Stop each forward pass after the last requested site."""
 
     def __post_init__(self) -> None:
-        if isinstance(self.sites, str) or not isinstance(self.sites, tuple):
-            raise TypeError(f"sites must be a tuple of site names; got {self.sites!r}")
+        # A list (or any sequence) of names is as good as a tuple; one bare name is a mistake
+        # that would otherwise be read letter by letter.
+        if isinstance(self.sites, str) or not isinstance(self.sites, Sequence):
+            raise ParameterError("sites", "a sequence of site names", self.sites)
+        object.__setattr__(self, "sites", tuple(self.sites))
         if not self.sites or not all(isinstance(s, str) and s for s in self.sites):
-            raise ValueError(f"sites must name at least one site; got {self.sites!r}")
+            raise ParameterError("sites", "at least one site name", self.sites)
         if len(set(self.sites)) != len(self.sites):
-            raise ValueError(f"sites must not repeat; got {list(self.sites)}")
+            raise ParameterError("sites", "names that do not repeat", list(self.sites))
         for name in ("tokens", "seq_len", "batch_size", "shard_rows", "window_batches"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be an int >= 1; got {value!r}")
-        if self.dtype not in DTYPES:
-            raise ValueError(f"dtype must be one of {sorted(DTYPES)}; got {self.dtype!r}")
+            check_int(name, getattr(self, name), least=1)
+        check_choice("dtype", self.dtype, DTYPES)
 
 
 class HarvestBatch(NamedTuple):
@@ -285,26 +288,67 @@ def store_paths(out: str | os.PathLike[str], sites: Sequence[str]) -> dict[str, 
     return {site: out / site for site in sites}
 
 
+def check_outs(paths: Mapping[str, Path], *, resume: bool, force: bool) -> None:
+    """Refuse, before any work, store folders that cannot be written: a file, a folder holding
+    another kind of run (unless `force`), or an existing store without `resume` or `force`."""
+    parents = {path.parent for path in paths.values()} if len(paths) > 1 else set()
+    for parent in parents:
+        if parent.exists() and not parent.is_dir():
+            raise ValueError(f"out must be a folder; got the existing file {str(parent)!r}")
+        found = detect_kind(parent) if parent.is_dir() else None
+        if found is not None and not force:
+            raise ValueError(
+                f"out {str(parent)!r} holds a {found} run; with several sites it must be a "
+                "folder of one store per site: choose another folder or pass force=True"
+            )
+    for path in paths.values():
+        check_out(path, ACTIVATIONS, force=force)
+        holds_store = path.is_dir() and detect_kind(path) == ACTIVATIONS.format
+        if holds_store and not resume and not force:
+            raise ValueError(
+                f"out {str(path)!r} already holds an activation store; pass resume=True to "
+                "continue it or force=True to replace it"
+            )
+
+
+def _clear_foreign(paths: Mapping[str, Path]) -> None:
+    """With force: remove what the out folders hold when it is not a store (a store is
+    replaced by `StoreWriter` itself)."""
+    folders = set(paths.values()) | (
+        {p.parent for p in paths.values()} if len(paths) > 1 else set()
+    )
+    for path in folders:
+        kind = detect_kind(path) if path.is_dir() else None
+        if kind is not None and kind != ACTIVATIONS.format:
+            shutil.rmtree(path)
+
+
 def harvest(
     loaded: LoadedModel,
     documents: Iterable[str],
     config: HarvestConfig,
     *,
     out: str | os.PathLike[str] | Mapping[str, str | os.PathLike[str]],
-    corpus: str,
+    corpus: str | None = None,
     resume: bool = False,
+    force: bool = False,
     progress: bool = False,
 ) -> HarvestResult:
     """Run `documents` through `loaded.model` and store every site of `config.sites`.
 
     `out` is a folder (one site: the store itself; several: `out/<site>/` each) or a mapping
-    site -> folder. `corpus` is the corpus description recorded in each manifest. Each store
-    gets `tokenizer/`. With `resume`, stores left by a killed harvest with the same settings
-    are continued to the same result as an uninterrupted run.
+    site -> folder. `corpus` is the corpus description recorded in each manifest (default:
+    the `name` of a `Corpus`). Each store gets `tokenizer/`. With `resume`, stores left by a
+    killed harvest with the same settings are continued to the same result as an
+    uninterrupted run; an existing store is otherwise refused unless `force` (which replaces
+    whatever `out` holds, once the model, sites and corpus are known good).
 
     Raises ValueError for an unknown or non-per-token site, a `seq_len` beyond the model's
-    positions, or a corpus without a single token (in which case nothing is written).
+    positions, an `out` holding something else, or a corpus without a single token (in which
+    case nothing is written).
     """
+    if corpus is None:
+        corpus = str(getattr(documents, "name", "documents"))
     if loaded.tokenizer is None:
         raise ValueError(f"model {loaded.name!r} has no tokenizer; harvesting needs one")
     sites = [get_site(loaded, s) for s in config.sites]
@@ -328,9 +372,7 @@ def harvest(
         raise ValueError(
             f"out must map exactly the sites {list(config.sites)}; got {sorted(paths)}"
         )
-    for path in paths.values():
-        if path.exists() and not path.is_dir():
-            raise ValueError(f"out must be a folder; got the existing file {str(path)!r}")
+    check_outs(paths, resume=resume, force=force)
 
     model = loaded.model
     device = next(iter(model.parameters())).device
@@ -346,6 +388,8 @@ def harvest(
     first = next(batches, None)
     if first is None or first.rows == 0:
         raise ValueError(f"corpus {corpus!r} holds no text tokens; nothing to harvest")
+    if force:
+        _clear_foreign(paths)
 
     def source(site: Site) -> dict[str, Any]:
         return {

@@ -166,13 +166,13 @@ def load_truth(path: str) -> Tensor:
         p = p / "truth.safetensors"
     if not p.is_file():
         raise FileNotFoundError(
-            f"--truth {str(path)!r}: expected a truth.safetensors file or a synthetic store "
+            f"truth {str(path)!r}: expected a truth.safetensors file or a synthetic store "
             "folder holding one; found nothing there"
         )
     try:
         tensors = load_file(str(p))
     except (SafetensorError, OSError, ValueError) as exc:
-        raise ValueError(f"--truth {str(p)!r} is not a readable safetensors file: {exc}") from None
+        raise ValueError(f"truth {str(p)!r} is not a readable safetensors file: {exc}") from None
     if "features" not in tensors:
-        raise ValueError(f"--truth {str(p)!r} has no 'features' tensor (found {sorted(tensors)})")
+        raise ValueError(f"truth {str(p)!r} has no 'features' tensor (found {sorted(tensors)})")
     return tensors["features"]

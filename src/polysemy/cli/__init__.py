@@ -14,6 +14,7 @@ Each command group lives in its own module with a `register(subparsers)` functio
 
 from __future__ import annotations
 
+import argparse
 import logging
 import os
 import sys
@@ -21,7 +22,7 @@ from collections.abc import Sequence
 
 from polysemy.cli import corpus, demo, harvest, sae, synth, toy
 from polysemy.cli._common import USER_ERRORS, ArgumentParser, applied_runtime
-from polysemy.cli._flags import FLAGS_KEY, flag_message
+from polysemy.cli._flags import flag_message
 
 _GROUPS = (toy, harvest, synth, sae, corpus, demo)
 
@@ -57,7 +58,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         # The library names parameters; the user typed flags. One mapping, here.
-        flags = getattr(args, FLAGS_KEY, {})
+        flags = _flags_of(parser, args.handler)
         message = flag_message(message, flags, getattr(exc, "parameter", None))
         print(f"error: {message}", file=sys.stderr)
         return 2
@@ -65,3 +66,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("error: interrupted", file=sys.stderr)
         return 130
     return int(code or 0)
+
+
+def _flags_of(parser: argparse.ArgumentParser, handler: object) -> dict[str, str]:
+    """Parameter name -> flag of the (sub)command whose handler is `handler`: each option's
+    destination and its long flag (`batch_size` -> `--batch-size`, `fmt` -> `--from`)."""
+    if parser.get_default("handler") is handler:
+        return {
+            action.dest: max(action.option_strings, key=len)
+            for action in parser._actions
+            if action.option_strings
+        }
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                found = _flags_of(sub, handler)
+                if found:
+                    return found
+    return {}

@@ -237,11 +237,16 @@ def config_from_args(config: type, args: argparse.Namespace, **given: Any) -> An
 
 
 _HINT = re.compile(r"\b([a-z][a-z0-9_]*)=True\b")
+_LEADING = re.compile(r"^([a-z][a-z0-9_]*)(?= )")
 
 
 def flag_message(message: str, flags: Mapping[str, str], parameter: str | None = None) -> str:
-    """A library error in command-line words: the failed parameter and every `name=True`
-    hint ("pass resume=True") become their flags ("pass --resume")."""
+    """A library error in command-line words. Library messages start with the parameter they
+    are about ("batch_size must be ...", "out 'x' holds ...") and hint at others as
+    `name=True` ("pass resume=True"); those that are flags of the command become the flags
+    ("--batch-size must be ...", "pass --resume")."""
     if parameter is not None and parameter in flags and message.startswith(parameter):
         message = flags[parameter] + message[len(parameter) :]
-    return _HINT.sub(lambda m: flags.get(m.group(1), flag_name(m.group(1))), message)
+    else:
+        message = _LEADING.sub(lambda m: flags.get(m.group(1), m.group(1)), message)
+    return _HINT.sub(lambda m: flags.get(m.group(1), m.group(0)), message)
