@@ -157,13 +157,14 @@ def test_metrics_dict_has_the_contract_keys() -> None:
     ("kwargs", "match"),
     [
         ({"batch_size": 0}, "batch_size must be an int >= 1"),
-        ({"dense_threshold": 1.5}, r"dense_threshold must be in \[0, 1\]"),
-        ({"max_rows": 0}, "max_rows must be >= 1"),
-        ({"split": "test"}, "split must be one of train, heldout, all"),
+        ({"dense_threshold": 1.5}, r"dense_threshold must be a number in \[0, 1\]; got 1.5"),
+        ({"max_rows": 0}, "max_rows must be an int >= 1; got 0"),
+        ({"split": "test"}, "split must be one of train, heldout, all; got 'test'"),
+        ({"splt": "test"}, "unexpected keyword argument 'splt'"),
     ],
 )
 def test_bad_arguments(kwargs: dict, match: str) -> None:
-    with pytest.raises(ValueError, match=match):
+    with pytest.raises((ValueError, TypeError), match=match):
         evaluate(golden_sae(), GOLDEN_X, **kwargs)
 
 

@@ -188,7 +188,7 @@ def test_bad_input_is_one_line_exit_2(planted, capsys) -> None:  # type: ignore[
     one_line_error(
         capsys,
         ["sae", "eval", "--sae", sae, "--acts", store, "--batch-size", "0"],
-        "expected an int >= 1",
+        "--batch-size must be an int >= 1; got 0",
     )
     wide = tmp / "wide.npy"
     import numpy as np

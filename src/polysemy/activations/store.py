@@ -35,7 +35,7 @@ import tempfile
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal, NamedTuple, get_args
 
 import numpy as np
 import torch
@@ -63,6 +63,7 @@ from polysemy.activations.shards import (
     validate_shards,
 )
 from polysemy.runfolder import atomic_save_safetensors, atomic_write_json, replace_folder
+from polysemy.validation import ParameterError
 
 logger = logging.getLogger(__name__)
 
@@ -80,7 +81,8 @@ SCAN_ROWS = 65_536
 """Rows per block of sequential scans (`iter_chunks`, `find_nonfinite_rows`)."""
 
 Split = Literal["train", "heldout", "all"]
-SPLITS: tuple[str, ...] = ("train", "heldout", "all")
+"""Rows of a store: the training split, the held-out split (its last rows), or all of them."""
+SPLITS: tuple[str, ...] = get_args(Split)
 
 # ---- writing --------------------------------------------------------------------------------
 
@@ -552,7 +554,7 @@ class ActivationStore:
             return self._boundary, self.rows
         if split == "all":
             return 0, self.rows
-        raise ValueError(f"split must be one of {list(SPLITS)}; got {split!r}")
+        raise ParameterError("split", f"one of {', '.join(SPLITS)}", split)
 
     def split_rows(self, split: Split | str) -> int:
         """Number of rows in `split` (`train`, `heldout` or `all`)."""

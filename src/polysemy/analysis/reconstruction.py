@@ -23,24 +23,45 @@ With rows x_i and reconstructions x̂_i = decode(encode(x_i)), i = 1..n, latents
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from collections.abc import Iterable, Iterator
-from typing import Any, Literal, NamedTuple, Protocol
+from dataclasses import dataclass
+from typing import Any, NamedTuple, Protocol
 
 import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from polysemy.activations.store import SPLITS, Split
 from polysemy.progress import progress_bar
+from polysemy.validation import check_choice, check_float, check_int, check_optional_int
 
 logger = logging.getLogger(__name__)
 
-Split = Literal["train", "heldout", "all"]
-SPLITS: tuple[str, ...] = ("train", "heldout", "all")
-
 DEFAULT_DENSE_THRESHOLD = 0.1
 """A latent is *dense* when it is active on more than this fraction of the evaluated rows."""
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """Which rows `evaluate` reads and how it counts dense latents."""
+
+    split: Split = "heldout"
+    """Rows of a store to evaluate: heldout (never trained on), train or all."""
+    batch_size: int = 4096
+    """Rows per batch (the figures do not depend on it beyond float32 rounding)."""
+    max_rows: int | None = None
+    """Evaluate at most this many rows, the first ones in store order (None: all)."""
+    dense_threshold: float = DEFAULT_DENSE_THRESHOLD
+    """A latent active on more than this fraction of the rows counts as dense."""
+
+    def __post_init__(self) -> None:
+        check_choice("split", self.split, SPLITS)
+        check_int("batch_size", self.batch_size, least=1)
+        check_optional_int("max_rows", self.max_rows, least=1)
+        check_float("dense_threshold", self.dense_threshold, least=0.0, most=1.0)
 
 
 class Autoencoder(Protocol):
@@ -127,11 +148,6 @@ class _Moments:
         return float(self.m2.sum())
 
 
-def _check_split(split: str) -> None:
-    if split not in SPLITS:
-        raise ValueError(f"split must be one of {', '.join(SPLITS)}; got {split!r}")
-
-
 def open_rows(
     acts: Any,
     *,
@@ -145,7 +161,7 @@ def open_rows(
     and its `split` rows are read in order. A Tensor `[rows, d_in]` is taken whole: it has no
     held-out split of its own, so `split` does not apply to it.
     """
-    _check_split(split)
+    check_choice("split", split, SPLITS)
     if isinstance(acts, Tensor):
         if acts.ndim != 2:
             raise ValueError(
@@ -176,27 +192,23 @@ def open_rows(
 def evaluate(
     sae: Any,
     acts: Any,
+    config: EvalConfig | None = None,
     *,
-    split: str = "heldout",
-    batch_size: int = 4096,
-    dense_threshold: float = DEFAULT_DENSE_THRESHOLD,
-    max_rows: int | None = None,
     device: str | torch.device = "cpu",
     progress: bool = False,
+    **options: Any,
 ) -> ReconstructionResult:
     """Evaluate `sae` on `acts` (Tensor, `ActivationStore` or path) in one streaming pass.
 
-    `split` picks a store's rows ("heldout" by default: rows the trainer never saw);
-    `max_rows` stops after that many rows (the first ones, in store order). Sums are kept in
-    float64, so the result is the same for any `batch_size` up to float32 rounding of the
-    SAE's own forward pass. Refuses non-finite activations, naming the first bad rows.
+    `config` (or its fields as keyword `options`, e.g. `split="train"`) picks the rows: a
+    store's held-out split by default, the rows the trainer never saw; `max_rows` stops after
+    that many rows. Sums are kept in float64, so the result is the same for any `batch_size`
+    up to float32 rounding of the SAE's own forward pass. Refuses non-finite activations,
+    naming the first bad rows.
     """
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be an int >= 1; got {batch_size!r}")
-    if not 0.0 <= dense_threshold <= 1.0:
-        raise ValueError(f"dense_threshold must be in [0, 1]; got {dense_threshold!r}")
-    if max_rows is not None and max_rows < 1:
-        raise ValueError(f"max_rows must be >= 1 or None; got {max_rows!r}")
+    config = EvalConfig(**options) if config is None else dataclasses.replace(config, **options)
+    split, batch_size = config.split, config.batch_size
+    max_rows, dense_threshold = config.max_rows, config.dense_threshold
     d_in, batches, rows = open_rows(acts, split=split, batch_size=batch_size, device=device)
     sae_d_in = _sae_width(sae, "d_in")
     if sae_d_in is not None and sae_d_in != d_in:

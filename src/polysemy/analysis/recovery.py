@@ -20,16 +20,32 @@ a time, so memory stays O(chunk_size × max(n_features, d_sae)).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-from typing import NamedTuple
+from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from polysemy.validation import check_float, check_int
+
 logger = logging.getLogger(__name__)
 
-DEFAULT_THRESHOLD = 0.9
+
+@dataclass(frozen=True)
+class RecoveryConfig:
+    """How `recovery_scores` counts a planted feature as recovered."""
+
+    threshold: float = 0.9
+    """Cosine above which a true feature counts as recovered (and two latents as duplicates)."""
+    chunk_size: int = 1024
+    """True features compared at a time (memory, not results)."""
+
+    def __post_init__(self) -> None:
+        check_float("threshold", self.threshold, least=-1.0, most=1.0)
+        check_int("chunk_size", self.chunk_size, least=1)
 
 
 class RecoveryResult(NamedTuple):
@@ -90,11 +106,13 @@ def _check_matrix(name: str, w: object) -> Tensor:
 def recovery_scores(
     W_dec: Float[Tensor, "d_sae d_in"],
     truth: Float[Tensor, "n_features d_in"],
-    *,
-    threshold: float = DEFAULT_THRESHOLD,
-    chunk_size: int = 1024,
+    config: RecoveryConfig | None = None,
+    **options: Any,
 ) -> RecoveryResult:
-    """Score how well the rows of `W_dec` recover the rows of `truth` (see module docstring)."""
+    """Score how well the rows of `W_dec` recover the rows of `truth` (see module docstring);
+    `config` or its fields as keywords (`threshold=0.8`) set the counting."""
+    config = RecoveryConfig(**options) if config is None else dataclasses.replace(config, **options)
+    threshold, chunk_size = config.threshold, config.chunk_size
     W_dec = _check_matrix("W_dec", W_dec)
     truth = _check_matrix("truth", truth)
     if W_dec.shape[1] != truth.shape[1]:
@@ -102,10 +120,6 @@ def recovery_scores(
             f"W_dec rows have d_in={W_dec.shape[1]} but truth features have "
             f"d_in={truth.shape[1]}; they must live in the same space"
         )
-    if not -1.0 <= threshold <= 1.0:
-        raise ValueError(f"threshold must be a cosine in [-1, 1]; got {threshold!r}")
-    if not isinstance(chunk_size, int) or chunk_size < 1:
-        raise ValueError(f"chunk_size must be an int >= 1; got {chunk_size!r}")
     dec = _unit_rows(W_dec)  # [d_sae, d_in]
     true = _unit_rows(truth)  # [n_features, d_in]
     n_features, d_sae = true.shape[0], dec.shape[0]

@@ -12,51 +12,41 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from polysemy.cli._common import (
-    add_json_flag,
-    add_out_flags,
-    emit,
-    positive_int,
-    unit_float,
-)
+from polysemy.cli._common import add_command, add_json_flag, add_out_flags, emit
+from polysemy.cli._flags import add_config_flags, config_from_args
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add `eval`, `recover`, `import` and `export` to the `sae` command group."""
-    from polysemy.analysis.reconstruction import DEFAULT_DENSE_THRESHOLD, SPLITS
+    from polysemy.analysis.reconstruction import EvalConfig
+    from polysemy.analysis.recovery import RecoveryConfig
     from polysemy.sae.interop import EXPORT_FORMATS, IMPORT_FORMATS
 
-    p = subparsers.add_parser(
+    p = add_command(
+        subparsers,
         "eval",
         help="reconstruction metrics of an SAE on activations (held-out rows by default)",
         description="Print fvu, mse, explained_variance, cosine, l0, dead_fraction, "
         "dense_fraction and l2_ratio of an SAE on a split of an activation store, computed "
         "in one streaming float64 pass (independent of --batch-size). Formulas: "
         "docs/sae-evaluation.md.",
+        handler=run_eval,
+        runtime=("device",),
     )
     p.add_argument("--sae", required=True, help="SAE checkpoint folder")
     p.add_argument(
         "--acts", required=True, help="activation store folder, or a 2-D .npy/.safetensors file"
     )
-    p.add_argument("--split", choices=SPLITS, default="heldout", help="rows to evaluate")
-    p.add_argument("--batch-size", type=positive_int, default=4096, help="rows per batch")
-    p.add_argument("--max-rows", type=positive_int, default=None, help="evaluate at most N rows")
-    p.add_argument(
-        "--dense-threshold",
-        type=unit_float,
-        default=DEFAULT_DENSE_THRESHOLD,
-        help="a latent active on more than this fraction of rows counts as dense (default 0.1)",
-    )
-    p.add_argument("--device", default="cpu", help="torch device (default cpu)")
-    add_json_flag(p)
-    p.set_defaults(handler=run_eval)
+    add_config_flags(p, EvalConfig)
 
-    p = subparsers.add_parser(
+    p = add_command(
+        subparsers,
         "recover",
         help="how well an SAE's decoder recovers planted features (synthetic stores)",
         description="Mean max cosine between true features and decoder rows (both "
         "directions), fraction of true features recovered above --threshold, and duplicate "
         "latents (decoder rows above --threshold with an earlier one).",
+        handler=run_recover,
     )
     p.add_argument("--sae", required=True, help="SAE checkpoint folder")
     p.add_argument(
@@ -64,12 +54,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         required=True,
         help="truth.safetensors (key 'features' [n_features, d_in]) or the synthetic store",
     )
-    p.add_argument(
-        "--threshold", type=float, default=0.9, help="cosine counted as recovered (default 0.9)"
-    )
-    p.add_argument("--chunk-size", type=positive_int, default=1024, help="rows per chunk")
-    add_json_flag(p)
-    p.set_defaults(handler=run_recover)
+    add_config_flags(p, RecoveryConfig)
 
     p = subparsers.add_parser(
         "import",
@@ -99,34 +84,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=run_export)
 
 
-def _load(path: str, device: str = "cpu") -> Any:
+def _load(path: str, device: Any = "cpu") -> Any:
     from polysemy.sae import load_sae
 
     if not Path(path).exists():
-        raise FileNotFoundError(f"--sae {path!r} does not exist")
+        raise FileNotFoundError(f"sae {path!r} does not exist")
     return load_sae(path, device=device)
 
 
 def run_eval(args: argparse.Namespace) -> int:
     from polysemy.activations.store import ActivationStore
-    from polysemy.analysis.reconstruction import evaluate
+    from polysemy.analysis.reconstruction import EvalConfig, evaluate
 
     sae = _load(args.sae, args.device)
     store = ActivationStore(args.acts)
     if store.d_in != sae.d_in:
-        raise ValueError(
-            f"--acts has d_in={store.d_in} but --sae {args.sae!r} expects d_in={sae.d_in}"
-        )
-    result = evaluate(
-        sae,
-        store,
-        split=args.split,
-        batch_size=args.batch_size,
-        dense_threshold=args.dense_threshold,
-        max_rows=args.max_rows,
-        device=args.device,
-        progress=True,
-    )
+        raise ValueError(f"acts has d_in={store.d_in} but sae {args.sae!r} expects d_in={sae.d_in}")
+    config = config_from_args(EvalConfig, args)
+    result = evaluate(sae, store, config, device=args.device, progress=True)
     metrics = {**result.metrics(), "split": args.split}
     text = "\n".join(
         f"{name:>18}  {value:.6g}" if isinstance(value, float) else f"{name:>18}  {value}"
@@ -137,16 +112,15 @@ def run_eval(args: argparse.Namespace) -> int:
 
 
 def run_recover(args: argparse.Namespace) -> int:
-    from polysemy.analysis.recovery import load_truth, recovery_scores
+    from polysemy.analysis.recovery import RecoveryConfig, load_truth, recovery_scores
 
     sae = _load(args.sae)
     truth = load_truth(args.truth)
     if truth.shape[1] != sae.d_in:
         raise ValueError(
-            f"--truth features have d_in={truth.shape[1]} but --sae {args.sae!r} "
-            f"has d_in={sae.d_in}"
+            f"truth features have d_in={truth.shape[1]} but sae {args.sae!r} has d_in={sae.d_in}"
         )
-    result = recovery_scores(sae.W_dec, truth, threshold=args.threshold, chunk_size=args.chunk_size)
+    result = recovery_scores(sae.W_dec, truth, config_from_args(RecoveryConfig, args))
     metrics = result.metrics()
     text = (
         f"mean max cosine (true -> latent) {result.mean_max_cosine:.4f}, "
