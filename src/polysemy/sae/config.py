@@ -14,6 +14,8 @@ from typing import Literal, get_args
 
 import torch
 
+from polysemy.validation import ParameterError, check_float, check_int
+
 ARCH_NAMES: tuple[str, ...] = ("relu", "topk", "batchtopk", "jumprelu")
 """Every architecture `build_sae` knows, in the order the docs list them."""
 
@@ -300,3 +302,23 @@ class TrainConfig:
         """Factor on the sparsity coefficient at `step`: linear ramp from 0 to 1."""
         ramp = int(self.steps * self.sparsity_warmup_fraction)
         return 1.0 if ramp == 0 else min(1.0, (step + 1) / ramp)
+
+
+DEFAULT_EXPANSION = 8.0
+"""`d_sae = expansion x d_in` when neither the dictionary size nor the expansion is given."""
+
+
+def resolve_d_sae(d_in: int, *, expansion: float | None = None, d_sae: int | None = None) -> int:
+    """The dictionary size: `d_sae` if given, else `round(expansion x d_in)` (expansion
+    `DEFAULT_EXPANSION` when None). Giving both is refused: they would disagree."""
+    if d_sae is not None:
+        if expansion is not None:
+            raise ParameterError("expansion", "left out when d_sae is given", expansion)
+        return check_int("d_sae", d_sae, least=1)
+    factor = (
+        DEFAULT_EXPANSION if expansion is None else check_float("expansion", expansion, above=0)
+    )
+    size = round(factor * d_in)
+    if size < 1:
+        raise ParameterError("expansion", f"large enough that d_sae >= 1 (d_in={d_in})", factor)
+    return size
