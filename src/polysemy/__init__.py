@@ -32,14 +32,15 @@ _EXPORTS: dict[str, str] = {
     "open_corpus": "polysemy.corpora.corpus",
     "harvest": "polysemy.api",
     "ActivationStore": "polysemy.activations.store",
-    "synth": "polysemy.api",
     "train_sae": "polysemy.api",
     "load_sae": "polysemy.sae.io",
     "evaluate": "polysemy.analysis.reconstruction",
     "SAEConfig": "polysemy.sae.config",
     "TrainConfig": "polysemy.sae.config",
 }
-_SUBMODULES = ("toy",)
+# `synth` is the subpackage, made callable (see polysemy/synth/__init__.py): a function of the
+# same name would be replaced by the subpackage the first time anything imports it.
+_SUBMODULES = ("toy", "synth")
 
 __all__ = [
     "ActivationStore",

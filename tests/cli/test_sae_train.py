@@ -86,7 +86,7 @@ def test_other_architectures_and_their_options(
         (["--arch", "relu", "--k", "3"], "--k applies to topk, batchtopk; got --arch relu"),
         (["--arch", "topk", "--target-l0", "3"], "apply to jumprelu"),
         (["--l1-coefficient", "1"], "--l1-coefficient applies to relu; got --arch topk"),
-        (["--batch-size", "4000", "--tokens", "8000"], "batch_size 4000 is larger than"),
+        (["--batch-size", "4000", "--tokens", "8000"], "--batch-size 4000 is larger than"),
     ],
 )
 def test_bad_options_are_one_line_errors(

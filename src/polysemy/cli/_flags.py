@@ -38,6 +38,8 @@ from typing import Any, Literal, get_args, get_origin
 
 FLAGS_KEY = "_config_flags"
 """Namespace attribute mapping each generated flag's field name to its flag string."""
+CONFIGS_KEY = "_configs"
+"""Namespace attribute listing the config classes a command's flags were generated from."""
 
 
 @functools.cache
@@ -220,7 +222,8 @@ def add_config_flags(
         names[field.name] = flag
     if overrides:
         raise TypeError(f"flags given for fields {sorted(overrides)} that {config!r} lacks")
-    parser.set_defaults(**{FLAGS_KEY: names})
+    configs = (*(parser.get_default(CONFIGS_KEY) or ()), config)
+    parser.set_defaults(**{FLAGS_KEY: names, CONFIGS_KEY: configs})
 
 
 def config_from_args(config: type, args: argparse.Namespace, **given: Any) -> Any:
