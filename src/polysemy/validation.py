@@ -14,9 +14,12 @@ polysemy.validation.ParameterError: k must be an int >= 1; got 0
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, TypeVar
+
+C = TypeVar("C")
 
 
 class ParameterError(ValueError, TypeError):
@@ -108,3 +111,18 @@ def check_optional_float(
     if value is None:
         return None
     return check_float(name, value, least=least, most=most, above=above)
+
+
+def configured(config_type: type[C], config: C | None, options: dict[str, Any]) -> C:
+    """`config` (default: `config_type()`'s defaults) with the fields named in `options`
+    replaced: how library functions take a frozen config or its fields as keywords. A name
+    that is not a field is refused, naming it."""
+    names = [f.name for f in dataclasses.fields(config_type)]  # type: ignore[arg-type]
+    for key, value in options.items():
+        if key not in names:
+            raise ParameterError(
+                key, f"a field of {config_type.__name__} ({', '.join(names)})", value
+            )
+    if config is None:
+        return config_type(**options)
+    return dataclasses.replace(config, **options)  # type: ignore[type-var]

@@ -66,7 +66,7 @@ def test_concepts_export_round_trips(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert main([*args, "--out", str(out), "--force", "--no-twins"]) == 0
     assert all(json.loads(x)["twins"] == [] for x in out.read_text().splitlines())
     assert main([*args, "--out", str(tmp_path / "c.json")]) == 2
-    assert "--out must end in .jsonl" in capsys.readouterr().err
+    assert "--out must be a path ending in .jsonl" in capsys.readouterr().err
     assert not (tmp_path / "c.json").exists()
     folder = tmp_path / "d.jsonl"
     folder.mkdir()

@@ -19,8 +19,8 @@ from polysemy.corpora.concepts import (
     concept_sentence,
     concept_templates,
     generate_concepts,
-    token_labels,
 )
+from polysemy.corpora.row_labels import token_labels
 
 N = 400  # sentences per split in the property tests: every template family is hit
 
@@ -292,7 +292,7 @@ def test_label_rows_of_a_real_harvest(tmp_path: Path, capsys: pytest.CaptureFixt
 
     from polysemy.activations.store import ActivationStore
     from polysemy.cli import main
-    from polysemy.corpora.concepts import label_rows, parse_concepts_name
+    from polysemy.corpora.row_labels import label_rows, parse_concepts_name
 
     out = tmp_path / "acts"
     argv = ["harvest", "--model", "minilm", "--site", "encoder.layer.0.output"]

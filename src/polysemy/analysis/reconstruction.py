@@ -23,7 +23,6 @@ With rows x_i and reconstructions x̂_i = decode(encode(x_i)), i = 1..n, latents
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 from collections.abc import Iterable, Iterator
@@ -36,7 +35,13 @@ from torch import Tensor
 
 from polysemy.activations.store import SPLITS, Split
 from polysemy.progress import progress_bar
-from polysemy.validation import check_choice, check_float, check_int, check_optional_int
+from polysemy.validation import (
+    check_choice,
+    check_float,
+    check_int,
+    check_optional_int,
+    configured,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -206,7 +211,7 @@ def evaluate(
     up to float32 rounding of the SAE's own forward pass. Refuses non-finite activations,
     naming the first bad rows.
     """
-    config = EvalConfig(**options) if config is None else dataclasses.replace(config, **options)
+    config = configured(EvalConfig, config, options)
     split, batch_size = config.split, config.batch_size
     max_rows, dense_threshold = config.max_rows, config.dense_threshold
     d_in, batches, rows = open_rows(acts, split=split, batch_size=batch_size, device=device)

@@ -20,7 +20,6 @@ a time, so memory stays O(chunk_size × max(n_features, d_sae)).
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -29,7 +28,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from polysemy.validation import check_float, check_int
+from polysemy.validation import check_float, check_int, configured
 
 logger = logging.getLogger(__name__)
 
@@ -111,7 +110,7 @@ def recovery_scores(
 ) -> RecoveryResult:
     """Score how well the rows of `W_dec` recover the rows of `truth` (see module docstring);
     `config` or its fields as keywords (`threshold=0.8`) set the counting."""
-    config = RecoveryConfig(**options) if config is None else dataclasses.replace(config, **options)
+    config = configured(RecoveryConfig, config, options)
     threshold, chunk_size = config.threshold, config.chunk_size
     W_dec = _check_matrix("W_dec", W_dec)
     truth = _check_matrix("truth", truth)

@@ -8,14 +8,13 @@ polysemy corpus concepts --n 2000 --split heldout --seed 0 --out concepts.jsonl
 from __future__ import annotations
 
 import argparse
-import json
-import time
-from pathlib import Path
+import dataclasses
 
-from polysemy import runfolder
-from polysemy.cli._common import add_json_flag, emit, nonnegative_int, positive_int
-from polysemy.corpora import generate_concepts, open_corpus
-from polysemy.progress import progress_bar
+from polysemy.cli._common import add_command, emit, positive_int
+from polysemy.cli._flags import add_config_flags, config_from_args
+from polysemy.corpora import open_corpus
+from polysemy.corpora.concepts_file import ConceptsConfig, write_concepts
+from polysemy.corpora.corpus import corpus_stats
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -28,55 +27,54 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     sub = group.add_subparsers(title="corpus commands", metavar="COMMAND", required=True)
 
-    show = sub.add_parser(
-        "show", help="print the first documents of a corpus", description=_SPEC_HELP
+    show = add_command(
+        sub,
+        "show",
+        help="print the first documents of a corpus",
+        description=_SPEC_HELP,
+        handler=_show,
+        runtime=("seed",),
     )
     _add_spec(show)
-    show.add_argument("--n", type=positive_int, default=3, help="documents to print")
-    add_json_flag(show)
-    show.set_defaults(handler=_show)
+    show.add_argument("--n", type=positive_int, default=3, help="documents to print (default 3)")
 
-    stats = sub.add_parser(
+    stats = add_command(
+        sub,
         "stats",
         help="read a whole corpus (or its first --limit documents) and count it",
         description=_SPEC_HELP + " Reading every document also checks that each file is "
         "valid UTF-8 and well formed before a long harvest starts, and a whole pass over "
         "pydocs fills its cache (see docs/corpora.md).",
+        handler=_stats,
+        runtime=("seed",),
     )
     _add_spec(stats)
     stats.add_argument(
         "--limit", type=positive_int, default=None, help="stop after this many documents"
     )
-    add_json_flag(stats)
-    stats.set_defaults(handler=_stats)
 
-    concepts = sub.add_parser(
+    concepts = add_command(
+        sub,
         "concepts",
         help="write labelled concept sentences with their twins as JSON lines",
         description="Write N generated sentences of one split, each with its sentence-level "
         "labels, character spans and counterfactual/control twins, one JSON object a line.",
+        handler=_concepts,
+        runtime=("seed",),
     )
-    concepts.add_argument("--n", type=positive_int, default=1000, help="sentences")
-    concepts.add_argument(
-        "--split", choices=("train", "heldout"), default="train", help="template split"
-    )
-    concepts.add_argument("--seed", type=nonnegative_int, default=0, help="random seed")
-    concepts.add_argument("--no-twins", action="store_true", help="leave out the twins")
+    add_config_flags(concepts, ConceptsConfig)
     concepts.add_argument("--out", required=True, help="output .jsonl file (written atomically)")
     concepts.add_argument("--force", action="store_true", help="replace an existing --out")
-    add_json_flag(concepts)
-    concepts.set_defaults(handler=_concepts)
 
 
 _SPEC_HELP = (
     "CORPUS is pydocs, concepts[:train|heldout][:N], hf:NAME[:SPLIT], or a .txt/.jsonl/"
-    ".parquet file, folder or glob (quote globs)."
+    ".parquet file, folder or glob (quote globs). --seed drives the generated concepts corpus."
 )
 
 
 def _add_spec(p: argparse.ArgumentParser) -> None:
     p.add_argument("corpus", metavar="CORPUS", help="the corpus spec")
-    p.add_argument("--seed", type=nonnegative_int, default=0, help="seed of generated corpora")
     p.add_argument("--text-field", default="text", help="JSON field / column holding the text")
 
 
@@ -92,59 +90,33 @@ def _show(args: argparse.Namespace) -> int:
 
 def _stats(args: argparse.Namespace) -> int:
     corpus = open_corpus(args.corpus, seed=args.seed, text_field=args.text_field)
-    documents = chars = words = 0
-    start = time.perf_counter()
-    with progress_bar(total=args.limit, desc="reading", unit="doc") as bar:
-        for doc in corpus:
-            documents += 1
-            chars += len(doc)
-            words += len(doc.split())
-            bar.update(1)
-            if args.limit is not None and documents >= args.limit:
-                break
-    seconds = time.perf_counter() - start
-    result = {
-        "corpus": corpus.name,
-        "documents": documents,
-        "chars": chars,
-        "words": words,
-        "complete": args.limit is None or documents < args.limit,
-        "seconds": round(seconds, 3),
-    }
+    stats = corpus_stats(corpus, limit=args.limit)
+    result = dataclasses.asdict(stats) | {"seconds": round(stats.seconds, 3)}
     emit(
         args,
         result,
-        f"{corpus.name}: {documents} documents, {words} words, {chars} characters "
-        f"({'whole corpus' if result['complete'] else 'first documents only'}, "
-        f"read in {seconds:.1f} s)",
+        f"{stats.corpus}: {stats.documents} documents, {stats.words} words, {stats.chars} "
+        f"characters ({'whole corpus' if stats.complete else 'first documents only'}, "
+        f"read in {stats.seconds:.1f} s)",
     )
     return 0
 
 
 def _concepts(args: argparse.Namespace) -> int:
-    out = Path(args.out)
-    if out.suffix != ".jsonl":
-        raise ValueError(f"--out must end in .jsonl; got {args.out!r}")
-    if out.is_dir():
-        raise IsADirectoryError(f"--out {args.out!r} is a folder; expected a .jsonl file")
-    if out.exists() and not args.force:
-        raise FileExistsError(f"--out {args.out!r} exists; pass --force to replace it")
-    sentences = generate_concepts(args.n, seed=args.seed, split=args.split, twins=not args.no_twins)
-    lines = [json.dumps(s.to_dict(), ensure_ascii=False) for s in sentences]
-    runfolder.atomic_write_text(out, "\n".join(lines) + "\n")
-    families = sorted({s.template_family for s in sentences})
+    config = config_from_args(ConceptsConfig, args)
+    written = write_concepts(args.out, config, force=args.force)
     result = {
-        "out": str(out),
-        "sentences": len(sentences),
-        "twins": sum(len(s.twins) for s in sentences),
-        "split": args.split,
-        "seed": args.seed,
-        "template_families": families,
+        "out": str(written.path),
+        "sentences": written.sentences,
+        "twins": written.twins,
+        "split": config.split,
+        "seed": config.seed,
+        "template_families": list(written.template_families),
     }
     emit(
         args,
         result,
-        f"wrote {len(sentences)} {args.split} sentences ({result['twins']} twins, "
-        f"{len(families)} template families) to {out}",
+        f"wrote {written.sentences} {config.split} sentences ({written.twins} twins, "
+        f"{len(written.template_families)} template families) to {written.path}",
     )
     return 0

@@ -18,10 +18,9 @@ from polysemy.corpora.concepts import (
     ConceptTwin,
     Span,
     generate_concepts,
-    label_rows,
-    token_labels,
 )
 from polysemy.corpora.corpus import BUILTIN_NAMES, Corpus, open_corpus
+from polysemy.corpora.row_labels import RowLabels, label_rows, token_labels
 
 __all__ = [
     "BUILTIN_NAMES",
@@ -29,6 +28,7 @@ __all__ = [
     "ConceptSentence",
     "ConceptTwin",
     "Corpus",
+    "RowLabels",
     "Span",
     "generate_concepts",
     "label_rows",

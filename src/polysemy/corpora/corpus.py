@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
@@ -98,3 +99,44 @@ def _require_a_document(corpus: Corpus, spec: str) -> None:
     for _ in corpus:
         return
     raise ValueError(f"corpus {spec!r} is empty: it holds no non-blank document")
+
+
+@dataclass(frozen=True)
+class CorpusStats:
+    """Counts of a corpus, or of its first `limit` documents."""
+
+    corpus: str
+    documents: int
+    chars: int
+    words: int
+    """Whitespace-separated words."""
+    complete: bool
+    """True when every document was read (no `limit`, or a corpus shorter than it)."""
+    seconds: float
+
+
+def corpus_stats(corpus: Corpus, *, limit: int | None = None, progress: bool = True) -> CorpusStats:
+    """Read `corpus` (or its first `limit` documents) and count it. Reading every document also
+    checks that each file is valid UTF-8 and well formed before a long harvest starts."""
+    from polysemy.progress import progress_bar
+    from polysemy.validation import check_optional_int
+
+    check_optional_int("limit", limit, least=1)
+    documents = chars = words = 0
+    start = time.perf_counter()
+    with progress_bar(total=limit, desc="reading", unit="doc", enabled=progress) as bar:
+        for doc in corpus:
+            documents += 1
+            chars += len(doc)
+            words += len(doc.split())
+            bar.update(1)
+            if limit is not None and documents >= limit:
+                break
+    return CorpusStats(
+        corpus=corpus.name,
+        documents=documents,
+        chars=chars,
+        words=words,
+        complete=limit is None or documents < limit,
+        seconds=time.perf_counter() - start,
+    )
