@@ -119,3 +119,21 @@ def test_synth_returns_its_store_with_the_truth(tmp_path: Path) -> None:
     store = ps.synth(tmp_path / "s", n_features=32, d_in=8, active=2, tokens=500, progress=False)
     assert store.rows == 500 and store.d_in == 8
     assert store.truth()["features"].shape == (32, 8)
+
+
+def test_docs_python_runs_in_order(in_tmp: Path) -> None:
+    blocks = python_blocks(ROOT / "docs" / "python.md")
+    assert len(blocks) >= 6
+    scope: dict[str, object] = {}
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        for i, block in enumerate(blocks):
+            exec(compile(block, f"docs/python.md block {i}", "exec"), scope)
+    printed = out.getvalue()
+    # The page's claims hold on what it ran: the SAE finds most planted directions and the
+    # typo is refused by name.
+    recovery = scope["recovery"]
+    assert recovery.fraction_recovered > 0.9  # type: ignore[attr-defined]
+    assert scope["heldout"].fvu < 0.3  # type: ignore[attr-defined]
+    assert "batchsize must be a field of SAEConfig/TrainConfig" in printed
+    assert not (in_tmp / "saes" / "typo").exists()

@@ -160,7 +160,7 @@ def test_metrics_dict_has_the_contract_keys() -> None:
         ({"dense_threshold": 1.5}, r"dense_threshold must be a number in \[0, 1\]; got 1.5"),
         ({"max_rows": 0}, "max_rows must be an int >= 1; got 0"),
         ({"split": "test"}, "split must be one of train, heldout, all; got 'test'"),
-        ({"splt": "test"}, "unexpected keyword argument 'splt'"),
+        ({"splt": "test"}, "splt must be a field of EvalConfig"),
     ],
 )
 def test_bad_arguments(kwargs: dict, match: str) -> None:

@@ -18,7 +18,7 @@ def test_spec_must_be_a_nonempty_string(spec: object) -> None:
 def test_seed_and_text_field_are_checked(tmp_path: Path) -> None:
     f = tmp_path / "a.txt"
     f.write_text("hello")
-    with pytest.raises(TypeError, match="seed must be an int; got str"):
+    with pytest.raises(TypeError, match="seed must be an int; got '1'"):
         open_corpus(str(f), seed="1")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="text_field must be a non-empty string"):
         open_corpus(str(f), text_field="")

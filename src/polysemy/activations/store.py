@@ -63,7 +63,7 @@ from polysemy.activations.shards import (
     validate_shards,
 )
 from polysemy.runfolder import atomic_save_safetensors, atomic_write_json, replace_folder
-from polysemy.validation import ParameterError
+from polysemy.validation import ParameterError, check_int
 
 logger = logging.getLogger(__name__)
 
@@ -109,10 +109,8 @@ class StoreWriter:
         shard_rows: int = DEFAULT_SHARD_ROWS,
         resume: bool = False,
     ) -> None:
-        if isinstance(d_in, bool) or not isinstance(d_in, int) or d_in < 1:
-            raise ValueError(f"d_in must be an int >= 1; got {d_in!r}")
-        if isinstance(shard_rows, bool) or not isinstance(shard_rows, int) or shard_rows < 1:
-            raise ValueError(f"shard_rows must be an int >= 1; got {shard_rows!r}")
+        check_int("d_in", d_in, least=1)
+        check_int("shard_rows", shard_rows, least=1)
         if not isinstance(source, Mapping):
             raise TypeError(f"source must be a dict; got {type(source).__name__}")
         try:
@@ -693,8 +691,7 @@ class ActivationStore:
             ("seed", seed, 0),
             ("rank", rank, 0),
         ):
-            if isinstance(v, bool) or not isinstance(v, int) or v < least:
-                raise ValueError(f"{name} must be an int >= {least}; got {v!r}")
+            check_int(name, v, least=least)
         if shuffle_window is None:
             # About SHUFFLE_BYTES of stored rows, and never fewer than four batches.
             row_bytes = self.d_in * (8 if self.dtype_name == "float64" else self.dtype.itemsize)
@@ -783,8 +780,7 @@ def find_nonfinite_rows(
     chunk_rows: int = SCAN_ROWS,
 ) -> NonfiniteRows:
     """Find rows holding NaN or Inf in a store or a 2-D array, scanning in chunks."""
-    if isinstance(max_rows, bool) or not isinstance(max_rows, int) or max_rows < 0:
-        raise ValueError(f"max_rows must be an int >= 0; got {max_rows!r}")
+    check_int("max_rows", max_rows, least=0)
     count, rows = 0, list[int]()
     if isinstance(data, ActivationStore):
         blocks: Iterator[tuple[int, np.ndarray]] = data.iter_chunks(chunk_rows)

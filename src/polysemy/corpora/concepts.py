@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from polysemy.corpora import _concept_data as data
 from polysemy.corpora.corpus import Corpus
+from polysemy.validation import check_int
 
 if TYPE_CHECKING:  # annotations only: the corpora do not need torch to run
     pass
@@ -478,8 +479,7 @@ def concept_sentence(
 ) -> ConceptSentence:
     """Sentence `index` of the (`seed`, `split`) stream; `twins=False` skips the twins."""
     _check_split(split)
-    if isinstance(index, bool) or not isinstance(index, int) or index < 0:
-        raise ValueError(f"index must be an int >= 0; got {index!r}")
+    check_int("index", index, least=0)
     # A private stream per sentence: sentence i never depends on how many came before.
     rng = random.Random(f"polysemy.concepts/{VERSION}/{seed}/{split}/{index}")
     template = rng.choice(concept_templates(split))
@@ -501,12 +501,9 @@ def generate_concepts(
     n: int, *, seed: int = 0, split: Split = "train", start: int = 0, twins: bool = True
 ) -> list[ConceptSentence]:
     """Sentences `start .. start+n-1` of the (`seed`, `split`) stream, with their twins."""
-    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
-        raise ValueError(f"n must be an int >= 0; got {n!r}")
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise TypeError(f"seed must be an int; got {type(seed).__name__}")
-    if isinstance(start, bool) or not isinstance(start, int) or start < 0:
-        raise ValueError(f"start must be an int >= 0; got {start!r}")
+    check_int("n", n, least=0)
+    check_int("seed", seed)
+    check_int("start", start, least=0)
     _check_split(split)
     return [
         concept_sentence(i, seed=seed, split=split, twins=twins) for i in range(start, start + n)

@@ -19,6 +19,8 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
+from polysemy.validation import check_int, check_optional_int
+
 logger = logging.getLogger(__name__)
 
 BUILTIN_NAMES = ("pydocs", "concepts")
@@ -40,8 +42,7 @@ class Corpus:
 
     def take(self, n: int) -> list[str]:
         """The first `n` documents (fewer when the corpus is shorter)."""
-        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
-            raise ValueError(f"n must be an int >= 0; got {n!r}")
+        check_int("n", n, least=0)
         return list(itertools.islice(self, n))
 
 
@@ -66,8 +67,7 @@ def open_corpus(spec: str, *, seed: int = 0, text_field: str = "text") -> Corpus
     """
     if not isinstance(spec, str) or not spec.strip():
         raise ValueError(f"corpus must be a non-empty string; got {spec!r}")
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise TypeError(f"seed must be an int; got {type(seed).__name__}")
+    check_int("seed", seed)
     if not isinstance(text_field, str) or not text_field:
         raise ValueError(f"text_field must be a non-empty string; got {text_field!r}")
     spec = spec.strip()
@@ -119,7 +119,6 @@ def corpus_stats(corpus: Corpus, *, limit: int | None = None, progress: bool = T
     """Read `corpus` (or its first `limit` documents) and count it. Reading every document also
     checks that each file is valid UTF-8 and well formed before a long harvest starts."""
     from polysemy.progress import progress_bar
-    from polysemy.validation import check_optional_int
 
     check_optional_int("limit", limit, least=1)
     documents = chars = words = 0
