@@ -43,7 +43,9 @@ ACTIVATIONS = RunKind("manifest.json", "polysemy.activations/1")
 SAE = RunKind("config.json", "polysemy.sae/1")
 # Figures + HTML page of `polysemy toy reproduce` / `polysemy demo` (summary.json marks it).
 TOY_REPORT = RunKind("summary.json", "polysemy.toy-report/1")
-KNOWN_KINDS = (TOY, ACTIVATIONS, SAE, TOY_REPORT)
+# What `polysemy analyze ...` writes (polysemy.analysis.folder).
+ANALYSIS = RunKind("analysis.json", "polysemy.analysis/1")
+KNOWN_KINDS = (TOY, ACTIVATIONS, SAE, TOY_REPORT, ANALYSIS)
 
 
 def detect_kind(folder: Path) -> str | None:
