@@ -40,7 +40,7 @@ from polysemy.toy.experiments import (
     computed_features,
 )
 from polysemy.toy.model import ToyConfig, ToyParams, toy_forward, toy_target
-from polysemy.toy.train import ToyRun
+from polysemy.toy.trainer import ToyRun
 
 N_FEATURES, N_HIDDEN = 100, 40
 DENSITIES = (0.01, 0.003)
