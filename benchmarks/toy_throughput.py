@@ -26,7 +26,7 @@ import torch
 from polysemy.toy import theory
 from polysemy.toy.data import FeatureSampler
 from polysemy.toy.model import ToyConfig, ToyParams, init_params
-from polysemy.toy.train import _Engine, evaluate_loss, lr_at, train_toy
+from polysemy.toy.trainer import _Engine, evaluate_loss, lr_at, train_toy
 
 SWEEP = (0.0, 0.7, 0.9, 0.97, 0.99, 0.997, 0.999)
 

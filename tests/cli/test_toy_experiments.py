@@ -46,11 +46,11 @@ def test_phase_json_and_files(tmp_path: Path, capsys: pytest.CaptureFixture[str]
 @pytest.mark.parametrize(
     ("argv", "needle"),
     [
-        (["--n-features", "4", "--n-hidden", "2"], "--n-features/--n-hidden must be"),
-        (["--density", "0.5,1.5"], "--density values must be in (0, 1]"),
-        (["--relative-importance=-1,2"], "--relative-importance values must be > 0"),
+        (["--n-features", "4", "--n-hidden", "2"], "--n-features must be 2 with n_hidden=1"),
+        (["--density", "0.5,1.5"], "--density must be a list of numbers in (0, 1]"),
+        (["--relative-importance=-1,2"], "--relative-importance must be a list of numbers > 0"),
         (["--density", "a,b"], "expected a number"),
-        (["--grid", "0"], "expected an int >= 1"),
+        (["--grid", "0"], "--grid must be an int >= 1"),
         (["--device", "nonsense"], "--device must be a torch device like cpu or cuda"),
         pytest.param(
             ["--device", "cuda:0"],
@@ -112,7 +112,7 @@ def test_reproduce_list_and_bad_input(tmp_path: Path, capsys: pytest.CaptureFixt
     assert "geometry" in listing and "phase-3-2" in listing
     out = tmp_path / "x"
     code = main(["toy", "reproduce", "--only", "pentagon,nope", "--out", str(out)])
-    assert "--only must be a comma list" in _one_line_error(capsys, code)
+    assert "--only must be a list of names from" in _one_line_error(capsys, code)
     code = main(["toy", "reproduce"])
     assert "--out is required" in _one_line_error(capsys, code)
     assert not out.exists()

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from polysemy.report.html import Check, Section, render_page, write_page
+from polysemy.checks import Check
+from polysemy.report.html import Section, render_page, write_page
 
 _PNG = base64.b64decode(
     "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8DwHwAFBQIAX8jx0gAAAABJRU5ErkJggg=="

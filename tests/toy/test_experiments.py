@@ -4,15 +4,21 @@ acceptance bars run under `make test-slow`."""
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
 import torch
 
+from polysemy.checks import Check
 from polysemy.toy import experiments as ex
 from polysemy.toy import theory
+from polysemy.toy.experiments.common import monosemantic
+from polysemy.toy.experiments.correlation import pair_cosines
+from polysemy.toy.experiments.geometry import antipodal_half
+from polysemy.toy.experiments.pentagon import angle_gaps
 from polysemy.toy.model import ToyConfig, toy_forward
-from polysemy.toy.train import ToyRun
+from polysemy.toy.trainer import ToyRun
 
 
 @pytest.fixture(autouse=True)
@@ -26,7 +32,7 @@ def _one_thread():
     torch.set_num_threads(before)
 
 
-def _check(result: ex.ExperimentResult, prefix: str) -> ex.Check:
+def _check(result: ex.ExperimentResult, prefix: str) -> Check:
     matches = [c for c in result.checks if c.name.startswith(prefix)]
     assert len(matches) == 1, [c.name for c in result.checks]
     return matches[0]
@@ -38,31 +44,31 @@ def _check(result: ex.ExperimentResult, prefix: str) -> ex.Check:
 def test_angle_gaps_of_a_pentagon() -> None:
     W = theory.ideal_geometry("pentagon").W
     perm = [3, 0, 4, 1, 2]
-    gaps = ex._angle_gaps(W[:, perm], range(5))
+    gaps = angle_gaps(W[:, perm], range(5))
     assert gaps == pytest.approx([72.0] * 5, abs=1e-9)
 
 
 def test_antipodal_half_detects_orthogonal_pairs() -> None:
     W = torch.zeros(2, 5, dtype=torch.float64)
     W[0, 0], W[0, 3], W[1, 1], W[1, 4] = 1.0, -1.0, 1.0, -1.0  # two pairs, feature 2 dropped
-    ok, worst_pair, worst_cross = ex._antipodal_half(W)
+    ok, worst_pair, worst_cross = antipodal_half(W)
     assert ok and worst_pair == pytest.approx(0.0) and worst_cross == pytest.approx(0.0)
     tri = torch.cat(
         [theory.ideal_geometry("triangle").W, torch.zeros(2, 1, dtype=torch.float64)], 1
     )
-    assert not ex._antipodal_half(tri)[0]
+    assert not antipodal_half(tri)[0]
 
 
 def test_pair_cosines() -> None:
     W = torch.tensor([[1.0, -1.0, 0.0, 0.1], [0.0, 0.0, 1.0, 0.0]])
-    cos = ex._pair_cosines(W)
+    cos = pair_cosines(W)
     assert cos[0] == pytest.approx(-1.0)
     assert cos[1] is None  # feature 3 is not represented
 
 
 def test_monosemantic_neurons() -> None:
     W = torch.tensor([[1.0, 0.1, 0.0], [0.6, 0.6, 0.0], [0.0, 0.0, 0.0]])
-    assert ex._monosemantic(W).tolist() == [True, False, False]
+    assert monosemantic(W).tolist() == [True, False, False]
 
 
 def _abs_run(W: torch.Tensor, W_out: torch.Tensor, b: torch.Tensor) -> ToyRun:
@@ -137,8 +143,6 @@ def test_experiment_registry() -> None:
 
 def test_sparsity_sweep_fast() -> None:
     r = ex.sparsity_sweep(fast=True)
-    n = r.numbers
-    assert r.linear is not None and r.relu is not None
     assert r.linear.W.shape == (7, 5, 20)
     # Every linear check passes, S = 0.999 included (the fast linear run uses batch 2048).
     for name in (
@@ -148,28 +152,38 @@ def test_sparsity_sweep_fast() -> None:
         "linear: no superposition",
     ):
         assert _check(r, name).passed, name
-    assert all(s == [0, 1, 2, 3, 4] for s in n["linear_represented"])
+    assert all(s == (0, 1, 2, 3, 4) for s in r.linear_represented)
     assert _check(r, "ReLU, S=0: represents exactly").passed
     assert _check(r, "ReLU, S=0: ignored features' biases").passed
     for s in (0.7, 0.9, 0.99):
         assert _check(r, f"ReLU, S={s}:").passed
-    counts = n["relu_represented_count"]
+    counts = r.relu_represented_count
     assert counts[0] == 5 and counts[0] < counts[1] < counts[2] <= counts[4]  # more as S rises
     # superposed features get negative biases once features are sparse
-    assert min(n["relu_superposed_negative_bias_share"][4:]) >= 0.8  # S >= 0.99
-    assert r.summary()["checks"][0]["name"].startswith("linear")
+    assert min(r.relu_superposed_negative_bias_share[4:]) >= 0.8  # S >= 0.99
+    summary = r.summary()
+    assert summary["checks"][0]["name"].startswith("linear")
+    # The summary's numbers are the typed fields, JSON-ready; the runs are not numbers.
+    assert summary["numbers"]["relu_represented_count"] == list(counts)
+    assert summary["numbers"]["linear_represented"][0] == [0, 1, 2, 3, 4]
+    assert "linear" not in summary["numbers"] and "relu" not in summary["numbers"]
+    json.dumps(summary, allow_nan=False)
+    assert [tag for tag, _ in r.named_runs()] == [
+        "sparsity-sweep-linear",
+        "sparsity-sweep-relu-output",
+    ]
 
 
 def test_pentagon_fast() -> None:
     r = ex.pentagon(fast=True)
     assert r.passed, r.checks
-    assert r.numbers["represented"][0] == [0, 1]
+    assert r.represented[0] == (0, 1)
 
 
 def test_privileged_basis_fast() -> None:
     r = ex.privileged_basis(fast=True)
     assert r.passed, r.checks
-    assert r.numbers["monosemantic_neurons"][0] == 5
+    assert r.monosemantic_neurons[0] == 5
 
 
 def test_correlation_fast() -> None:
@@ -180,58 +194,67 @@ def test_correlation_fast() -> None:
 
 def test_phase_2_1_fast() -> None:
     r = ex.phase(2, 1, fast=True)
-    assert r.diagram is not None and r.empirical.shape == (6, 6)
-    assert r.numbers["agreement_away_from_boundary"] >= 0.9
+    assert r.empirical.shape == (6, 6)
+    assert r.agreement_away_from_boundary >= 0.9
+    numbers = r.numbers()
+    assert numbers["theory"] == r.diagram.labels.tolist() and len(numbers["empirical"]) == 6
     assert r.passed
 
 
 def test_phase_3_2_fast() -> None:
     r = ex.phase(3, 2, fast=True)
     # 2000 steps at batch 512 leave some cells unsettled; the full grid must reach 90%
-    assert r.numbers["agreement_away_from_boundary"] >= 0.75
+    assert r.agreement_away_from_boundary >= 0.75
     assert r.empirical.shape == (6, 6)
 
 
 def test_geometry_fast() -> None:
     r = ex.feature_geometry(fast=True)
     assert r.passed, r.checks
-    dstar = r.numbers["dims_per_feature_star"]
+    dstar = r.dims_per_feature_star
     assert dstar[0] == pytest.approx(1.0, abs=0.05) and dstar[-1] < dstar[0]
+
+
+def test_superposed_start_computes_its_features_exactly() -> None:
+    # Design 8 + 36: 8 features on monosemantic pairs and 36 on blocks of 4 neurons; with one
+    # feature active, each of the 44 outputs is exactly |x_i| and the rest sit at p/2.
+    start = ex.superposed_start(100, 40, (0.01, 0.001))
+    ev = ex.computed_features(start)
+    assert ev.shape == (2, 100, 2)
+    assert ev[:, :44].min() == pytest.approx(1.0, abs=1e-12)
+    assert (ev[:, 44:] < ex.COMPUTED_THRESHOLD).all()
+    assert start.b_final[1, 44:].tolist() == pytest.approx([0.0005] * 56)
+    assert monosemantic(start.W[0]).sum() == 16  # the 8 pairs; block neurons are shared
+    with pytest.raises(ValueError, match="n_monosemantic must be <= n_hidden / 2"):
+        ex.superposed_start(10, 4, (0.1,), n_monosemantic=3)
 
 
 def test_computation_fast() -> None:
     r = ex.computation(fast=True)
-    n = r.numbers
-    assert n["monosemantic_neurons"][0] >= 0.75 * n["live_neurons"][0]
-    assert _check(r, "density <= 0.01: no neuron monosemantic").passed
-    assert not math.isnan(float(n["loss"][0]))
+    assert r.monosemantic_neurons[0] >= 0.75 * r.live_neurons[0]
+    assert not math.isnan(r.loss[0])
     # Dense, |x_i| needs two monosemantic neurons (ReLU(x_i) + ReLU(-x_i)): at most m/2 = 20
     # features, and the model gets at least a few of them.
-    assert 5 <= n["computed_features"][0] <= 20
-    # Sparse, more features than dense get at least one sign (the fast bar; the full claim,
-    # > 40 features with both signs, is the slow test's).
-    sparse = [k for k, p in enumerate(n["density"]) if p <= 0.01]
-    for k in sparse:
-        assert n["computed_features"][k] + n["one_sign_features"][k] > n["computed_features"][0]
-    # Density 0.01 computes (both signs) more features than dense, even in the fast variant.
-    assert n["computed_features"][n["density"].index(0.01)] > n["computed_features"][0]
+    assert 5 <= r.computed_features[0] <= 20
+    sparse = [k for k, p in enumerate(r.density) if p <= 0.01]
+    assert r.superposed_density == tuple(r.density[k] for k in sparse)
+    # At the sparse end the superposed start reaches the lower loss on shared samples, keeps
+    # computing more features than dense, and keeps most neurons polysemantic.
+    assert [r.start[k] for k in sparse] == ["superposed"] * len(sparse)
+    for j, k in enumerate(sparse):
+        assert r.compared_loss_superposed[j] < r.compared_loss_scratch[j]
+        assert r.computed_features[k] > 20
+        assert 2 * r.monosemantic_neurons[k] < r.live_neurons[k]
+    assert r.start_computed_features == 44
+    assert r.kept_W().shape == (len(r.density), 40, 100)
+    assert [tag for tag, _ in r.named_runs()] == ["computation", "computation-superposed"]
 
 
 # ---- full size (make test-slow) -------------------------------------------------------------
 
 
-# Computation in superposition is not reproduced at the sparse end (benchmarks/RESULTS.md): the
-# lowest losses found keep monosemantic neurons and compute at most 36 features at density
-# 0.01 / 0.003. Strict, so the day it passes the marker must go.
-_OPEN = pytest.mark.xfail(
-    strict=True, reason="abs model: sparse checks not reproduced (low-loss models differ)"
-)
-
-
 @pytest.mark.slow
-@pytest.mark.parametrize(
-    "name", [pytest.param(n, marks=_OPEN) if n == "computation" else n for n in ex.EXPERIMENTS]
-)
+@pytest.mark.parametrize("name", list(ex.EXPERIMENTS))
 def test_full_reproduction(name: str) -> None:
     r = ex.EXPERIMENTS[name](fast=False)
     failed = [f"{c.name}: {c.detail}" for c in r.checks if not c.passed]

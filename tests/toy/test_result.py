@@ -7,7 +7,7 @@ from safetensors.torch import load_file, save_file
 from polysemy import runfolder
 from polysemy.toy.model import ToyConfig
 from polysemy.toy.result import load_toy_run, save_toy_run, summarize
-from polysemy.toy.train import train_toy
+from polysemy.toy.trainer import train_toy
 
 
 @pytest.fixture(scope="module")

@@ -7,10 +7,11 @@ a minute or two on two CPU cores, and writes `runs/demo/index.html`.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import time
+from pathlib import Path
 
-from polysemy import runfolder
 from polysemy.cli._common import add_json_flag, emit
 
 DEFAULT_OUT = "runs/demo"
@@ -50,45 +51,40 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    import torch
+    from polysemy.report.toy_report import write_toy_report
+    from polysemy.toy.runs import ReproduceConfig, reproduce
 
-    from polysemy.cli.toy_experiments import reproduce_to
-
-    # Re-running the demo into its own folder replaces the previous demo: no --force needed.
-    out = runfolder.check_out(args.out, runfolder.TOY_REPORT, force=args.force)
     started = time.perf_counter()
-    summary = reproduce_to(
-        out,
-        list(DEMO_EXPERIMENTS),
-        fast=True,
-        steps=None,
-        best_of=None,
-        seed=0,
-        device=torch.device("cpu"),
-        jobs=DEMO_JOBS,
-        threads=1,
-        embed=False,
-        title="polysemy demo: toy models of superposition",
-        intro=(
-            "A short tour: small toy models trained for a few thousand steps each (the fast "
-            "variants of `polysemy toy reproduce`). Short training does not reach every bar of "
-            "the full reproduction, and the checks say so honestly; run `polysemy toy "
-            "reproduce --out runs/paper` for the full settings. Neurons are shown as rows of "
-            "loadings over features: a neuron is a mix of features, not one concept."
+    # Re-running the demo into its own folder replaces the previous demo: no --force needed.
+    done = reproduce(
+        ReproduceConfig(experiments=DEMO_EXPERIMENTS, fast=True, jobs=DEMO_JOBS),
+        args.out,
+        force=args.force,
+        render=functools.partial(
+            write_toy_report,
+            title="polysemy demo: toy models of superposition",
+            intro=(
+                "A short tour: small toy models trained for a few thousand steps each (the "
+                "fast variants of `polysemy toy reproduce`). Short training does not reach "
+                "every bar of the full reproduction, and the checks say so honestly; run "
+                "`polysemy toy reproduce --out runs/paper` for the full settings. Neurons are "
+                "shown as rows of loadings over features: a neuron is a mix of features, not "
+                "one concept."
+            ),
         ),
     )
-    page = out / "index.html"
+    page = Path(args.out) / "index.html"
     obj = {
-        "out": str(out),
+        "out": str(args.out),
         "page": str(page),
-        "checks_passed": summary["checks_passed"],
-        "checks_total": summary["checks_total"],
+        "checks_passed": done.summary["checks_passed"],
+        "checks_total": done.summary["checks_total"],
         "seconds": round(time.perf_counter() - started, 2),
     }
     emit(
         args,
         obj,
-        f"{summary['checks_passed']}/{summary['checks_total']} checks pass "
+        f"{obj['checks_passed']}/{obj['checks_total']} checks pass "
         f"({obj['seconds']:.0f} s)\nopen {page.resolve()}",
     )
     return 0

@@ -5,6 +5,6 @@ results and draws them. Figures use matplotlib's object API (no global pyplot st
 Agg renderer, so it works headless); pages are self-contained HTML with no network access.
 """
 
-from polysemy.report.html import Check, Section, render_page, write_page
+from polysemy.report.html import Section, render_page, write_page
 
-__all__ = ["Check", "Section", "render_page", "write_page"]
+__all__ = ["Section", "render_page", "write_page"]

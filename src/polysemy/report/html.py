@@ -19,21 +19,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from polysemy.checks import Check
 from polysemy.runfolder import atomic_write_text
 
-__all__ = ["Check", "Section", "render_page", "write_page"]
-
-
-@dataclass(frozen=True)
-class Check:
-    """One acceptance check shown as pass/fail next to a figure."""
-
-    name: str
-    """What is checked, e.g. `linear model: ||W||_F^2 = 5 +- 0.05`."""
-    passed: bool
-    """Whether the measured value meets the bar."""
-    detail: str = ""
-    """The measured value(s), in words."""
+__all__ = ["Section", "render_page", "write_page"]
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,14 @@ write and read the `result.json` + `weights.safetensors` run folder.
 >>> metrics.represented_count(run.W)                       # doctest: +SKIP
 tensor([5, 9, 12])
 
+Whole runs that write a folder, with every default in a frozen config (`polysemy.toy.runs`):
+`train` (a sweep, what `polysemy toy train` does), `phase` (an empirical phase grid) and
+`reproduce` (the paper's figures, `polysemy.toy.experiments`); their config fields may be
+given as keywords:
+
+>>> import polysemy as ps
+>>> run = ps.toy.train(out="runs/x", n_features=20, n_hidden=5, sparsity=[0, 0.9])  # doctest: +SKIP
+
 Model kinds: `linear`, `relu-output`, `relu-hidden`, `abs` (see `polysemy.toy.model`).
 Data: `sample_features` (see `polysemy.toy.data` for correlated / anti-correlated pairs).
 """
@@ -27,21 +35,37 @@ from polysemy.toy.model import (
     toy_loss,
 )
 from polysemy.toy.result import load_toy_run, save_toy_run, summarize
-from polysemy.toy.train import ToyRun, evaluate_loss, train_toy
+from polysemy.toy.runs import (
+    PhaseConfig,
+    ReproduceConfig,
+    Reproduction,
+    ToySweepConfig,
+    phase,
+    reproduce,
+    train,
+)
+from polysemy.toy.trainer import ToyRun, evaluate_loss, train_toy
 
 __all__ = [
     "ModelKind",
+    "PhaseConfig",
+    "ReproduceConfig",
+    "Reproduction",
     "ToyConfig",
     "ToyParams",
     "ToyRun",
+    "ToySweepConfig",
     "evaluate_loss",
     "importance_decay",
     "load_toy_run",
     "metrics",
+    "phase",
+    "reproduce",
     "sample_features",
     "save_toy_run",
     "summarize",
     "toy_forward",
     "toy_loss",
+    "train",
     "train_toy",
 ]

@@ -13,7 +13,7 @@ and importance), following Elhage et al. 2022, "Toy Models of Superposition":
 the hidden space, row `W[:, k, :]` is hidden neuron k's loadings on the features.
 
 The forward here is the readable reference used for evaluation and for checking the
-hand-derived gradients of `polysemy.toy.train` (which never calls autograd).
+hand-derived gradients of `polysemy.toy.trainer` (which never calls autograd).
 
 >>> cfg = ToyConfig(model="relu-output", n_features=5, n_hidden=2, sparsity=(0.9,),
 ...                 importance=(importance_decay(0.9, 5),))

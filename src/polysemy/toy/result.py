@@ -30,7 +30,7 @@ import torch
 from polysemy import runfolder
 from polysemy.toy import metrics
 from polysemy.toy.model import ToyConfig
-from polysemy.toy.train import ToyRun
+from polysemy.toy.trainer import ToyRun
 
 log = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 the closed-form loss of the linear model.
 
 Everything here is exact (float64) or a deterministic quadrature; nothing is trained. The
-trained models of `polysemy.toy.train` are checked against these numbers by
+trained models of `polysemy.toy.trainer` are checked against these numbers by
 `polysemy.toy.experiments`.
 
 Data convention (Elhage et al. 2022, "Toy Models of Superposition", section 2): each feature

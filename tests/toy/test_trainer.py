@@ -7,7 +7,7 @@ import torch
 from polysemy.toy import theory
 from polysemy.toy.data import FeatureSampler, sample_features
 from polysemy.toy.model import MODEL_KINDS, ToyConfig, ToyParams, init_params, toy_loss
-from polysemy.toy.train import (
+from polysemy.toy.trainer import (
     _Engine,
     _loss_and_grads,
     evaluate_loss,
@@ -212,3 +212,18 @@ def test_num_threads_is_restored_and_validated():
     assert torch.get_num_threads() == before
     with pytest.raises(ValueError, match="num_threads"):
         train_toy(cfg, num_threads=0)
+
+
+def test_init_is_the_starting_point_and_is_checked():
+    # With lr tiny, training from `init` stays at `init`; every seed starts there.
+    cfg = ToyConfig.sweep("abs", 4, 3, [0.5, 0.9], steps=2, batch_size=8, lr=1e-9, best_of=2)
+    start = init_params("abs", 2, 4, 3, generator=torch.Generator().manual_seed(7))
+    run = train_toy(cfg, init=start)
+    assert torch.allclose(run.W, start.W, atol=1e-6)
+    assert torch.allclose(run.W_out, start.W_out, atol=1e-6)
+    assert not torch.allclose(train_toy(cfg).W, start.W, atol=1e-3)
+    bad = ToyParams(W=start.W[:1], b_final=start.b_final, W_out=start.W_out)
+    with pytest.raises(ValueError, match=r"init.W must have shape \(2, 3, 4\); got \(1, 3, 4\)"):
+        train_toy(cfg, init=bad)
+    with pytest.raises(ValueError, match=r"init\.W_out must have shape"):
+        train_toy(cfg, init=ToyParams(W=start.W, b_final=start.b_final))

@@ -468,6 +468,7 @@ def train_toy(
     device: torch.device | str = "cpu",
     progress: bool = False,
     num_threads: int | None = None,
+    init: ToyParams | None = None,
 ) -> ToyRun:
     """Train every instance of `config` (x `best_of` seeds) at once; keep the best seed each.
 
@@ -478,6 +479,10 @@ def train_toy(
     18.2 ms per n=200 step with the machine otherwise idle) and made steps 15-40x slower as
     soon as other processes competed for the cores (OpenMP threads spin-waiting on a
     preempted sibling). To use several cores, train independent sweeps in separate processes.
+
+    `init`, when given, is the starting point of every instance ([n_instances, ...], shared by
+    all `best_of` seeds, which then differ only in their data) instead of the random
+    initialization; used to start from a hand-built solution.
     """
     if num_threads is not None and not (isinstance(num_threads, int) and num_threads >= 1):
         raise ValueError(f"num_threads must be None or an int >= 1; got {num_threads!r}")
@@ -485,12 +490,26 @@ def train_toy(
     if torch.device(device).type == "cpu":
         torch.set_num_threads(num_threads if num_threads is not None else 1)
     try:
-        return _train_toy(config, torch.device(device), progress)
+        return _train_toy(config, torch.device(device), progress, init)
     finally:
         torch.set_num_threads(before)
 
 
-def _train_toy(config: ToyConfig, device: torch.device, progress: bool) -> ToyRun:
+def _check_init(config: ToyConfig, init: ToyParams) -> None:
+    m, f = config.n_hidden, config.n_features
+    want = {"W": (config.n_instances, m, f), "b_final": (config.n_instances, f)}
+    if config.model == "abs":
+        want["W_out"] = (config.n_instances, f, m)
+    for name, shape in want.items():
+        value = getattr(init, name)
+        if value is None or tuple(value.shape) != shape:
+            got = None if value is None else tuple(value.shape)
+            raise ValueError(f"init.{name} must have shape {shape}; got {got}")
+
+
+def _train_toy(
+    config: ToyConfig, device: torch.device, progress: bool, init: ToyParams | None = None
+) -> ToyRun:
     started = time.perf_counter()
     n_inst, K = config.n_instances, config.best_of
     n = n_inst * K
@@ -505,6 +524,17 @@ def _train_toy(config: ToyConfig, device: torch.device, progress: bool) -> ToyRu
         device=device,
         std=config.init_std,
     )
+    if init is not None:
+        _check_init(config, init)
+
+        def seeds(t: Tensor) -> Tensor:  # (n_inst, ...) -> (K * n_inst, ...), seed-major
+            return t.detach().to(device, torch.float32).repeat(K, *([1] * (t.dim() - 1)))
+
+        params = ToyParams(
+            W=seeds(init.W),
+            b_final=seeds(init.b_final),
+            W_out=None if init.W_out is None else seeds(init.W_out),
+        )
     data_gen = torch.Generator(device=device)
     data_gen.manual_seed(config.seed + 1)
     sparsity = list(config.sparsity) * K  # seed-major: index k * n_inst + i
