@@ -1,7 +1,7 @@
 """Does the lowest loss of experiment 6 have no monosemantic neuron and > 40 computed features?
 
 Experiment 6 ("computation in superposition": the abs model, n = 100 features, m = 40 neurons,
-I_i = 0.8^i; `polysemy.toy.experiments.computation`) expects, at density <= 0.01, no
+I_i = 0.8^i; `polysemy.toy.experiments.e6_computation`) expects, at density <= 0.01, no
 monosemantic neuron and more than 40 features computed. The trained runs miss that bar. This
 script asks whether the bar is what the loss favours: it compares, at densities 0.01 and
 0.003, the committed experiment's models with hand-built models and with hand-built

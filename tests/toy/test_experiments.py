@@ -14,9 +14,9 @@ from polysemy.checks import Check
 from polysemy.toy import experiments as ex
 from polysemy.toy import theory
 from polysemy.toy.experiments.common import monosemantic
-from polysemy.toy.experiments.correlation import pair_cosines
-from polysemy.toy.experiments.geometry import antipodal_half
-from polysemy.toy.experiments.pentagon import angle_gaps
+from polysemy.toy.experiments.e2_pentagon import angle_gaps
+from polysemy.toy.experiments.e3_geometry import antipodal_half
+from polysemy.toy.experiments.e7_correlation import pair_cosines
 from polysemy.toy.model import ToyConfig, toy_forward
 from polysemy.toy.trainer import ToyRun
 

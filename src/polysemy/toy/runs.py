@@ -34,7 +34,7 @@ import torch
 
 from polysemy import runfolder
 from polysemy.toy import experiments as ex
-from polysemy.toy.experiments.phase import (
+from polysemy.toy.experiments.e4_phase import (
     PHASE_CELLS,
     PHASE_CELLS_FAST,
     PHASE_SHAPES,

@@ -1,10 +1,11 @@
 """Named reproductions of "Toy Models of Superposition" (Elhage et al. 2022).
 
-Each experiment (one module each) is a function that trains what it needs (every level and
-seed of a sweep in ONE `train_toy` call, so the engine batches them in one tensor), measures
-the numbers its acceptance bars check, and returns a frozen result dataclass holding the
-numbers as typed fields, a tuple of `Check`s (measured value vs the bar) and the runs.
-`fast=True` gives a small variant for the test suite (fewer steps, smaller batch, fewer
+Each experiment (one module each, `e1_...` to `e7_...` in the paper's order, so that no
+module shares its name with the function it defines) is a function that trains what it needs
+(every level and seed of a sweep in ONE `train_toy` call, so the engine batches them in one
+tensor), measures the numbers its acceptance bars check, and returns a frozen result dataclass
+holding the numbers as typed fields, a tuple of `Check`s (measured value vs the bar) and the
+runs. `fast=True` gives a small variant for the test suite (fewer steps, smaller batch, fewer
 levels) with honest, looser bars where the short training cannot reach the full ones; the
 full variant uses the paper's settings.
 
@@ -31,7 +32,12 @@ from polysemy.toy.experiments.common import (
     REPRESENTED,
     ExperimentResult,
 )
-from polysemy.toy.experiments.computation import (
+from polysemy.toy.experiments.e1_sparsity_sweep import SparsitySweepResult, sparsity_sweep
+from polysemy.toy.experiments.e2_pentagon import PentagonResult, pentagon
+from polysemy.toy.experiments.e3_geometry import GeometryResult, feature_geometry
+from polysemy.toy.experiments.e4_phase import PhaseResult, phase, phase_2_1, phase_3_2
+from polysemy.toy.experiments.e5_privileged_basis import PrivilegedBasisResult, privileged_basis
+from polysemy.toy.experiments.e6_computation import (
     COMPUTED_THRESHOLD,
     ComputationResult,
     abs_init_std,
@@ -39,12 +45,7 @@ from polysemy.toy.experiments.computation import (
     computed_features,
     superposed_start,
 )
-from polysemy.toy.experiments.correlation import CorrelationResult, correlation
-from polysemy.toy.experiments.geometry import GeometryResult, feature_geometry
-from polysemy.toy.experiments.pentagon import PentagonResult, pentagon
-from polysemy.toy.experiments.phase import PhaseResult, phase, phase_2_1, phase_3_2
-from polysemy.toy.experiments.privileged_basis import PrivilegedBasisResult, privileged_basis
-from polysemy.toy.experiments.sparsity_sweep import SparsitySweepResult, sparsity_sweep
+from polysemy.toy.experiments.e7_correlation import CorrelationResult, correlation
 
 __all__ = [
     "COMPUTED_THRESHOLD",
