@@ -46,7 +46,9 @@ def _mean_max_cos(truth: torch.Tensor, W_dec: torch.Tensor) -> float:
 
 def test_topk_recovers_planted_features(planted: Path, tmp_path: Path) -> None:
     store = ActivationStore(planted)
-    truth = store.truth()["features"]
+    planted_truth = store.truth()
+    assert planted_truth is not None
+    truth = planted_truth["features"]
     result = train_sae(
         store,
         SAEConfig(arch="topk", d_in=16, d_sae=128, k=3),
@@ -450,7 +452,7 @@ def test_reported_figures_are_those_of_the_saved_weights_on_heldout_rows(
     result = train_sae(
         store,
         SAEConfig(arch=arch, d_in=16, d_sae=64, k=k, sparsity_coefficient=coefficient),
-        TrainConfig(tokens=10_240, batch_size=512, optimizer=optimizer, log_every=5),
+        TrainConfig(tokens=10_240, batch_size=512, optimizer=optimizer, log_every=5),  # type: ignore[arg-type]
         out=tmp_path / "s",
     )
     recomputed = evaluate(load_sae(tmp_path / "s"), store, split="heldout")
@@ -462,7 +464,7 @@ def test_reported_figures_are_those_of_the_saved_weights_on_heldout_rows(
     assert set(summary["train_window"]) == {"fvu", "l0", "dead_fraction", "dense_fraction"}
     saved = json.loads((tmp_path / "s" / "config.json").read_text())["training"]
     assert saved["final"]["fvu"] == result.fvu and saved["evaluated_on"] == "heldout"
-    assert saved["lr"] == TrainConfig(optimizer=optimizer).resolved_lr(64)
+    assert saved["lr"] == TrainConfig(optimizer=optimizer).resolved_lr(64)  # type: ignore[arg-type]
 
 
 def test_data_without_a_heldout_split_says_which_rows_it_reports(tmp_path: Path) -> None:
