@@ -187,10 +187,9 @@ class TrainConfig:
     """Peak learning rate; None: `default_lr(optimizer, d_sae)` (4e-4 for adam,
     5e-3/sqrt(d_sae/2^14) for the sign optimizers)."""
     optimizer: OptimizerName = "adam"
-    """adam (the default: on a Zipf synthetic set it beat both sign optimizers on held-out
-    FVU with no dead latents, see docs/sae.md), signum (sign of the momentum) or
-    schedule-free-signum (sign steps with schedule-free averaging, no decay: fewest steps to a
-    usable dictionary on budgets of a few hundred steps, at the cost of dead latents)."""
+    """adam (default: no dead latents and the fastest step), schedule-free-signum (lower
+    FVU on short budgets, but more dead latents and slower on CPU) or signum (at its default
+    lr it collapsed at d_sae 4096: give a smaller lr). Figures: docs/sae.md."""
     betas: tuple[float, float] = (0.9, 0.999)
     """Adam betas (signum uses betas[0] as its momentum)."""
     lr_warmup_steps: int | None = None
