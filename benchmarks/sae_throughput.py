@@ -92,7 +92,7 @@ def run_polysemy(
         selection_dtype=args.selection_dtype,
     )
     start = time.perf_counter()
-    result = train_sae(x, config, train, evaluate_heldout=False)
+    result = train_sae(x, config, train)  # also evaluates its saved weights (<= 65,536 rows)
     seconds = time.perf_counter() - start
     return Run(
         f"polysemy ({optimizer})",

@@ -51,8 +51,10 @@ def test_json_output_and_checkpoint(acts: Path, tmp_path: Path, capsys) -> None:
     assert out.count("\n") == 1
     assert (summary["arch"], summary["d_in"], summary["d_sae"], summary["k"]) == ("topk", 8, 32, 3)
     assert summary["steps"] == 8 and summary["tokens"] == 2048
-    assert summary["fvu"] >= 0 and summary["tokens_per_s"] > 0
-    assert summary["heldout"]["fvu"] >= 0
+    assert summary["tokens_per_s"] > 0
+    # The headline figures are the saved weights' on held-out rows, training's beside them.
+    assert summary["evaluated_on"] == "heldout" and summary["heldout"]["fvu"] == summary["fvu"]
+    assert 0 <= summary["fvu"] < 1.5 and summary["train_window"]["fvu"] >= 0
     sae = load_sae(tmp_path / "s")
     assert sae.config.d_sae == 32 and (tmp_path / "s" / "state" / "state.json").is_file()
 
@@ -72,6 +74,11 @@ def test_other_architectures_and_their_options(
     )
     cfg = json.loads((tmp_path / "s" / "config.json").read_text())
     assert cfg["arch"] == arch and cfg["d_sae"] == 16
+    # Each option reached the saved configuration (not just a run that finished).
+    saved = {"relu": ("sparsity_coefficient", 1.0), "jumprelu": ("target_l0", 4.0),
+             "batchtopk": ("k", 2)}[arch]  # fmt: skip
+    assert cfg["sae"][saved[0]] == saved[1]
+    assert getattr(load_sae(tmp_path / "s").config, saved[0]) == saved[1]
     capsys.readouterr()
 
 
@@ -83,8 +90,9 @@ def test_other_architectures_and_their_options(
         (["--k", "0"], "--k must be in [1, d_sae=64]; got 0"),
         (["--expansion", "0"], "argument --expansion: expected a number > 0, got '0'"),
         (["--expansion", "-2"], "argument --expansion: expected a number > 0, got '-2'"),
-        (["--arch", "relu", "--k", "3"], "--k applies to topk, batchtopk; got --arch relu"),
-        (["--arch", "topk", "--target-l0", "3"], "apply to jumprelu"),
+        (["--arch", "relu", "--k", "3"], "--k must be left out for arch 'relu' (it applies to"),
+        (["--arch", "topk", "--target-l0", "3"], "--target-l0 must be left out for arch 'topk'"),
+        (["--arch", "relu", "--l1-coefficient", "1", "--sparsity-coefficient", "2"], "give one"),
         (["--l1-coefficient", "1"], "--l1-coefficient applies to relu; got --arch topk"),
         (["--batch-size", "4000", "--tokens", "8000"], "--batch-size 4000 is larger than"),
     ],

@@ -135,7 +135,7 @@ def test_training_with_bfloat16_selection_matches_float32_quality() -> None:
     fvu = {}
     for dtype in ("float32", "bfloat16"):
         train = TrainConfig(tokens=8192 * 12, batch_size=512, seed=0, selection_dtype=dtype)
-        result = train_sae(acts, config, train, evaluate_heldout=False)
+        result = train_sae(acts, config, train)
         assert result.sae.selection_dtype is None  # the returned SAE encodes exactly
         fvu[dtype] = result.fvu
     assert fvu["float32"] < 0.6  # it learned something

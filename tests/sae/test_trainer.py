@@ -46,7 +46,9 @@ def _mean_max_cos(truth: torch.Tensor, W_dec: torch.Tensor) -> float:
 
 def test_topk_recovers_planted_features(planted: Path, tmp_path: Path) -> None:
     store = ActivationStore(planted)
-    truth = store.truth()["features"]
+    planted_truth = store.truth()
+    assert planted_truth is not None
+    truth = planted_truth["features"]
     result = train_sae(
         store,
         SAEConfig(arch="topk", d_in=16, d_sae=128, k=3),
@@ -144,7 +146,7 @@ def test_configs_of_the_wrong_type_are_refused() -> None:
         train_sae(x, {"arch": "relu"}, train)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="train must be a TrainConfig; got dict"):
         train_sae(x, config, {"tokens": 1024})  # type: ignore[arg-type]
-    from polysemy.sae.trainer import ScheduleFreeSignum
+    from polysemy.sae.optim import ScheduleFreeSignum
 
     with pytest.raises(ValueError, match=r"momentum must be in \(0, 1\); got 1.0"):
         ScheduleFreeSignum([torch.nn.Parameter(torch.zeros(2))], lr=0.1, momentum=1.0)
@@ -173,7 +175,7 @@ def test_state_without_resume_is_refused_and_resume_checks_config(tmp_path: Path
     cfg = SAEConfig(arch="topk", d_in=8, d_sae=16, k=2)
     train = TrainConfig(tokens=2048, batch_size=512, checkpoint_every=1)
     train_sae(x, cfg, train, out=tmp_path / "s")
-    with pytest.raises(ValueError, match="pass --resume to continue it or --force"):
+    with pytest.raises(ValueError, match="pass resume=True to continue it or force=True"):
         train_sae(x, cfg, train, out=tmp_path / "s")
     with pytest.raises(ValueError, match=r"training options differ \(lr\)"):
         train_sae(
@@ -348,8 +350,8 @@ def test_signum_optimizer_trains(planted: Path) -> None:
     [
         ({"tokens": 100, "batch_size": 512}, "tokens must be >= batch_size=512; got 100"),
         ({"optimizer": "sgd"}, "optimizer must be one of adam, signum, schedule-free-signum"),
-        ({"lr": 0.0}, "lr must be a finite number > 0; got 0.0"),
-        ({"lr_decay_fraction": 1.5}, r"lr_decay_fraction must be in \[0, 1\]; got 1.5"),
+        ({"lr": 0.0}, "lr must be a number > 0; got 0.0"),
+        ({"lr_decay_fraction": 1.5}, r"lr_decay_fraction must be a number in \[0, 1\]; got 1.5"),
     ],
 )
 def test_train_config_validation(kwargs: dict, match: str) -> None:
@@ -361,14 +363,14 @@ def test_learning_rate_schedule() -> None:
     train = TrainConfig(
         tokens=100 * 10, batch_size=10, lr=1.0, lr_warmup_steps=10, lr_decay_fraction=0.2
     )
-    lrs = [train.lr_at(s) for s in range(100)]
+    lrs = [train.lr_at(s, d_sae=64) for s in range(100)]
     assert lrs[0] == pytest.approx(0.1) and lrs[9] == pytest.approx(1.0)
     assert lrs[50] == 1.0 and lrs[80] == pytest.approx(1.0) and lrs[99] == pytest.approx(0.05)
     assert all(a >= b for a, b in itertools.pairwise(lrs[10:]))
 
 
 def test_schedule_free_signum_update_rule() -> None:
-    from polysemy.sae.trainer import ScheduleFreeSignum
+    from polysemy.sae.optim import ScheduleFreeSignum
 
     p = torch.nn.Parameter(torch.tensor([1.0, -2.0]))
     opt = ScheduleFreeSignum([p], lr=0.5, momentum=0.9)
@@ -389,7 +391,7 @@ def test_schedule_free_signum_constraint_on_y_moves_x_not_z() -> None:
     # rows, must leave the base iterate z alone and land in the average x scaled by
     # 1 / momentum. Recovering z from y instead amplified it by 1 / (1 - momentum) (the bug
     # that cost 0.06 held-out FVU on MiniLM layer 3).
-    from polysemy.sae.trainer import ScheduleFreeSignum
+    from polysemy.sae.optim import ScheduleFreeSignum
 
     p = torch.nn.Parameter(torch.tensor([1.0, -2.0]))
     opt = ScheduleFreeSignum([p], lr=0.5, momentum=0.9)
@@ -411,7 +413,9 @@ def test_schedule_free_signum_constraint_on_y_moves_x_not_z() -> None:
     torch.testing.assert_close(p.detach(), 0.1 * z_next + 0.9 * x_next)
 
 
-def test_schedule_free_signum_trains_and_saves_the_average(planted: Path, tmp_path: Path) -> None:
+def test_schedule_free_signum_trains_and_saves_the_trained_parameters(
+    planted: Path, tmp_path: Path
+) -> None:
     result = train_sae(
         ActivationStore(planted),
         SAEConfig(arch="topk", d_in=16, d_sae=64, k=3),
@@ -424,11 +428,70 @@ def test_schedule_free_signum_trains_and_saves_the_average(planted: Path, tmp_pa
     assert result.history[-1]["lr"] == 1e-2  # no decay
     saved = load_sae(tmp_path / "s")
     torch.testing.assert_close(saved.W_dec, result.sae.W_dec)
+    # Saved: the parameters as trained (y, where every training statistic was measured),
+    # not the schedule-free average x, whose decoder rows drift off unit norm.
+    state = read_safetensors(tmp_path / "s" / "state" / "state.safetensors")
+    torch.testing.assert_close(saved.W_dec, state["model.W_dec"], rtol=0, atol=0)
+    torch.testing.assert_close(saved.W_dec.norm(dim=1), torch.ones(64))
+
+
+OPTIMIZERS = ("adam", "signum", "schedule-free-signum")
+ARCHS = ("relu", "topk", "batchtopk", "jumprelu")
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("optimizer", OPTIMIZERS)
+def test_reported_figures_are_those_of_the_saved_weights_on_heldout_rows(
+    optimizer: str, arch: str, planted: Path, tmp_path: Path
+) -> None:
+    from polysemy.analysis.reconstruction import evaluate
+
+    store = ActivationStore(planted)
+    k = 3 if arch in ("topk", "batchtopk") else None
+    coefficient = 0.5 if arch == "relu" else None  # see test_every_architecture_trains...
+    result = train_sae(
+        store,
+        SAEConfig(arch=arch, d_in=16, d_sae=64, k=k, sparsity_coefficient=coefficient),
+        TrainConfig(tokens=10_240, batch_size=512, optimizer=optimizer, log_every=5),  # type: ignore[arg-type]
+        out=tmp_path / "s",
+    )
+    recomputed = evaluate(load_sae(tmp_path / "s"), store, split="heldout")
+    assert result.evaluated_on == "heldout"
+    for key in ("fvu", "l0", "dead_fraction", "dense_fraction"):
+        assert getattr(result, key) == pytest.approx(getattr(recomputed, key), rel=1e-6), key
+    summary = result.summary()
+    assert summary["fvu"] == result.fvu and summary["heldout"]["fvu"] == result.fvu
+    assert set(summary["train_window"]) == {"fvu", "l0", "dead_fraction", "dense_fraction"}
+    saved = json.loads((tmp_path / "s" / "config.json").read_text())["training"]
+    assert saved["final"]["fvu"] == result.fvu and saved["evaluated_on"] == "heldout"
+    assert saved["lr"] == TrainConfig(optimizer=optimizer).resolved_lr(64)  # type: ignore[arg-type]
+
+
+def test_data_without_a_heldout_split_says_which_rows_it_reports(tmp_path: Path) -> None:
+    from polysemy.analysis.reconstruction import evaluate
+
+    x = torch.randn(4096, 8, generator=torch.Generator().manual_seed(0))
+    result = train_sae(
+        x,
+        SAEConfig(arch="topk", d_in=8, d_sae=16, k=2),
+        TrainConfig(tokens=2048, batch_size=512),
+        out=tmp_path / "s",
+    )
+    assert result.evaluated_on == "train" and result.heldout is None
+    assert result.fvu == pytest.approx(evaluate(load_sae(tmp_path / "s"), x).fvu, rel=1e-6)
+
+
+def test_the_library_picks_the_learning_rate_of_the_optimizer() -> None:
+    # A notebook user who only names the sign optimizer must not get Adam's lr.
+    assert TrainConfig().resolved_lr(3072) == 4e-4
+    signum = TrainConfig(optimizer="signum").resolved_lr(2**14)
+    assert signum == pytest.approx(5e-3)
+    assert TrainConfig(optimizer="signum", lr=1e-3).resolved_lr(2**14) == 1e-3
 
 
 def test_decay_by_default_only_on_long_runs() -> None:
     short = TrainConfig(tokens=1999 * 4, batch_size=4)
     long = TrainConfig(tokens=2000 * 4, batch_size=4)
-    assert short.lr_at(short.steps - 1) == short.lr
-    assert long.lr_at(long.steps - 1) < 0.01 * long.lr
-    assert long.lr_at(int(long.steps * 0.79)) == long.lr
+    assert short.lr_at(short.steps - 1, 64) == short.resolved_lr(64)
+    assert long.lr_at(long.steps - 1, 64) < 0.01 * long.resolved_lr(64)
+    assert long.lr_at(int(long.steps * 0.79), 64) == long.resolved_lr(64)

@@ -16,7 +16,7 @@ torch.Size([5, 8])
 
 from __future__ import annotations
 
-from typing import ClassVar, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import torch
 from jaxtyping import Float, Int
@@ -86,6 +86,15 @@ class SparseAutoencoder(nn.Module):
     """Fixed variance the squared error is divided by. A constant (not the batch's variance)
     keeps the loss a mean over rows, so data-parallel ranks average to exactly the
     single-process gradient."""
+    metadata: dict[str, Any] | None = None
+    """The checkpoint's raw `config.json` when the SAE came from `load_sae`, else None."""
+    default_grad_clip: ClassVar[float | None] = None
+    """Gradient-norm clip the trainer applies when `TrainConfig.grad_clip` is None."""
+    uses_dead_mask: ClassVar[bool] = False
+    """Whether `forward` wants the trainer's `dead_mask` (an auxiliary loss on dead latents)."""
+    chooses_latents: ClassVar[bool] = False
+    """Whether training first *chooses* the active latents (the TopK family), so that the
+    choice may run in a lower precision (`selection_dtype`)."""
 
     def __init__(
         self,
@@ -224,6 +233,11 @@ class SparseAutoencoder(nn.Module):
         """Constraints applied after every optimizer step."""
         self.normalize_decoder_()
 
+    @torch.no_grad()
+    def update_from_stats_(self, stats: dict[str, Tensor]) -> None:
+        """Fold one step's `SAEOutput.stats` (averaged over data-parallel ranks) into state
+        the architecture learns outside the gradient (e.g. batchtopk's threshold)."""
+
     # ---- units ------------------------------------------------------------------------
 
     @torch.no_grad()
@@ -287,6 +301,11 @@ class SparseAutoencoder(nn.Module):
                 )
             target = getattr(self, name)
             target.copy_(t.to(device=target.device, dtype=target.dtype))
+        self._inference_tensors_loaded_()
+
+    def _inference_tensors_loaded_(self) -> None:
+        """Hook after `load_inference_tensors_`: make state that the checkpoint does not hold
+        consistent with the loaded tensors."""
 
     def extra_repr(self) -> str:
         k = f", k={self.config.k}" if self.config.k is not None else ""

@@ -77,6 +77,15 @@ class BatchTopKSAE(TopKSAE):
         return SAEOutput(x_hat, None, None, losses, fire, {"min_positive": min_positive})
 
     @torch.no_grad()
+    def update_from_stats_(self, stats: dict[str, Tensor]) -> None:
+        if "min_positive" in stats:
+            self.update_threshold_(stats["min_positive"])
+
+    def _inference_tensors_loaded_(self) -> None:
+        # A loaded threshold is a learned one: the running average must not restart from it.
+        self.threshold_updates.fill_(1)
+
+    @torch.no_grad()
     def update_threshold_(self, min_positive: Tensor) -> None:
         """Fold one batch's smallest kept activation into the running-average threshold."""
         m = self.config.batchtopk_threshold_momentum

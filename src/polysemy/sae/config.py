@@ -14,7 +14,14 @@ from typing import Literal, get_args
 
 import torch
 
-from polysemy.validation import ParameterError, check_float, check_int
+from polysemy.validation import (
+    ParameterError,
+    check_choice,
+    check_float,
+    check_int,
+    check_optional_float,
+    check_optional_int,
+)
 
 ARCH_NAMES: tuple[str, ...] = ("relu", "topk", "batchtopk", "jumprelu")
 """Every architecture `build_sae` knows, in the order the docs list them."""
@@ -30,27 +37,21 @@ DEFAULT_TARGET_L0_COEFFICIENT = 1.0
 """jumprelu with `target_l0`: default weight of (l0 / target_l0 - 1)^2."""
 
 
-def _check_positive_int(name: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int; got {type(value).__name__} {value!r}")
-    if value < 1:
-        raise ValueError(f"{name} must be an int >= 1; got {value}")
+DEFAULT_K = 32
+"""`k` of the TopK family when a command line does not give one."""
 
 
-def _check_positive_float(name: str, value: object, *, allow_zero: bool = False) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise TypeError(f"{name} must be a number; got {type(value).__name__} {value!r}")
-    if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
-        bound = ">= 0" if allow_zero else "> 0"
-        raise ValueError(f"{name} must be a finite number {bound}; got {value}")
+def default_k(arch: str) -> int | None:
+    """`DEFAULT_K` for the TopK family, None (k does not apply) for the other architectures."""
+    return DEFAULT_K if arch in TOPK_FAMILY else None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class SAEConfig:
-    """Shape and sparsity mechanism of one sparse autoencoder."""
+    """Shape and sparsity mechanism of one sparse autoencoder (fields by keyword)."""
 
-    arch: str
-    """Architecture: one of `relu`, `topk`, `batchtopk`, `jumprelu`."""
+    arch: str = "topk"
+    """Architecture: one of relu, topk, batchtopk, jumprelu."""
     d_in: int
     """Width of the activations the SAE reads."""
     d_sae: int
@@ -79,39 +80,43 @@ class SAEConfig:
     """TopK family: use the sparse gather path (faster; gradients equal to the dense path)."""
 
     def __post_init__(self) -> None:
-        if self.arch not in ARCH_NAMES:
-            raise ValueError(f"arch must be one of {', '.join(ARCH_NAMES)}; got {self.arch!r}")
-        _check_positive_int("d_in", self.d_in)
-        _check_positive_int("d_sae", self.d_sae)
+        check_choice("arch", self.arch, ARCH_NAMES)
+        check_int("d_in", self.d_in, least=1)
+        check_int("d_sae", self.d_sae, least=1)
         if self.arch in TOPK_FAMILY:
             if self.k is None:
-                raise ValueError(f"k is required for arch {self.arch!r}; got None")
-            _check_positive_int("k", self.k)
-            if self.k > self.d_sae:
-                raise ValueError(f"k must be in [1, d_sae={self.d_sae}]; got {self.k}")
-            if self.k_aux is not None:
-                _check_positive_int("k_aux", self.k_aux)
+                raise ParameterError(
+                    "k", f"an int in [1, d_sae={self.d_sae}] for arch {self.arch!r}", None
+                )
+            check_int("k", self.k)
+            if not 1 <= self.k <= self.d_sae:
+                raise ParameterError("k", f"in [1, d_sae={self.d_sae}]", self.k)
+            check_optional_int("k_aux", self.k_aux, least=1)
         elif self.k is not None:
-            raise ValueError(f"k applies only to {', '.join(TOPK_FAMILY)}; got k={self.k}")
-        _check_positive_float("aux_coefficient", self.aux_coefficient, allow_zero=True)
-        if self.sparsity_coefficient is not None:
-            _check_positive_float(
-                "sparsity_coefficient", self.sparsity_coefficient, allow_zero=True
+            raise ParameterError(
+                "k",
+                f"left out for arch {self.arch!r} (it applies to {', '.join(TOPK_FAMILY)})",
+                self.k,
             )
+        check_float("aux_coefficient", self.aux_coefficient, least=0.0)
+        check_optional_float("sparsity_coefficient", self.sparsity_coefficient, least=0.0)
         if self.target_l0 is not None:
             if self.arch != "jumprelu":
-                raise ValueError(f"target_l0 applies only to jumprelu; got arch {self.arch!r}")
-            _check_positive_float("target_l0", self.target_l0)
-        _check_positive_float("jumprelu_bandwidth", self.jumprelu_bandwidth)
-        _check_positive_float(
-            "jumprelu_init_threshold", self.jumprelu_init_threshold, allow_zero=True
-        )
-        if self.encoder_init_scale is not None:
-            _check_positive_float("encoder_init_scale", self.encoder_init_scale)
-        if not 0.0 <= self.batchtopk_threshold_momentum < 1.0:
-            raise ValueError(
-                "batchtopk_threshold_momentum must be in [0, 1); "
-                f"got {self.batchtopk_threshold_momentum}"
+                raise ParameterError(
+                    "target_l0",
+                    f"left out for arch {self.arch!r} (it applies to jumprelu)",
+                    self.target_l0,
+                )
+            check_float("target_l0", self.target_l0, above=0.0)
+        check_float("jumprelu_bandwidth", self.jumprelu_bandwidth, above=0.0)
+        check_float("jumprelu_init_threshold", self.jumprelu_init_threshold, least=0.0)
+        check_optional_float("encoder_init_scale", self.encoder_init_scale, above=0.0)
+        check_float("batchtopk_threshold_momentum", self.batchtopk_threshold_momentum, least=0.0)
+        if not self.batchtopk_threshold_momentum < 1.0:
+            raise ParameterError(
+                "batchtopk_threshold_momentum",
+                "a number in [0, 1)",
+                self.batchtopk_threshold_momentum,
             )
 
     @property
@@ -163,8 +168,8 @@ def default_lr(optimizer: str, d_sae: int) -> float:
     coordinate, so they want a far larger lr that shrinks with the dictionary size:
     5e-3 / sqrt(d_sae / 2**14), the rule sparsify uses (about 0.012 at d_sae 3072).
     """
-    if optimizer not in OPTIMIZERS:
-        raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}; got {optimizer!r}")
+    check_choice("optimizer", optimizer, OPTIMIZERS)
+    check_int("d_sae", d_sae, least=1)
     if optimizer == "adam":
         return 4e-4
     return 5e-3 / math.sqrt(d_sae / 2**14)
@@ -174,15 +179,17 @@ def default_lr(optimizer: str, d_sae: int) -> float:
 class TrainConfig:
     """How long and how an SAE is trained; the SAE's own shape lives in `SAEConfig`."""
 
-    tokens: int = 2_000_000
+    tokens: int = 20_000_000
     """Training budget in rows (tokens); steps = tokens // batch_size."""
     batch_size: int = 4096
     """Global batch size in rows (split evenly across data-parallel ranks)."""
-    lr: float = 4e-4
-    """Peak learning rate."""
+    lr: float | None = None
+    """Peak learning rate; None: `default_lr(optimizer, d_sae)` (4e-4 for adam,
+    5e-3/sqrt(d_sae/2^14) for the sign optimizers)."""
     optimizer: OptimizerName = "adam"
-    """`adam` (Adam, foreach), `signum` (sign of the momentum) or `schedule-free-signum`
-    (sign steps with schedule-free averaging, momentum 0.95, no decay: sparsify's default)."""
+    """adam (default: no dead latents and the fastest step), schedule-free-signum (lower
+    FVU on short budgets, but more dead latents and slower on CPU) or signum (at its default
+    lr it collapsed at d_sae 4096: give a smaller lr). Figures: docs/sae.md."""
     betas: tuple[float, float] = (0.9, 0.999)
     """Adam betas (signum uses betas[0] as its momentum)."""
     lr_warmup_steps: int | None = None
@@ -221,38 +228,33 @@ class TrainConfig:
     Inference (`encode`) is always exact."""
 
     def __post_init__(self) -> None:
-        _check_positive_int("tokens", self.tokens)
-        _check_positive_int("batch_size", self.batch_size)
+        check_int("tokens", self.tokens, least=1)
+        check_int("batch_size", self.batch_size, least=1)
         if self.tokens < self.batch_size:
-            raise ValueError(f"tokens must be >= batch_size={self.batch_size}; got {self.tokens}")
-        _check_positive_float("lr", self.lr)
-        if self.optimizer not in OPTIMIZERS:
-            raise ValueError(
-                f"optimizer must be one of {', '.join(OPTIMIZERS)}; got {self.optimizer!r}"
-            )
-        if len(self.betas) != 2 or not all(0.0 <= b < 1.0 for b in self.betas):
-            raise ValueError(f"betas must be two numbers in [0, 1); got {self.betas!r}")
-        if self.lr_warmup_steps is not None and self.lr_warmup_steps < 0:
-            raise ValueError(f"lr_warmup_steps must be >= 0; got {self.lr_warmup_steps}")
-        for name in ("lr_decay_fraction", "sparsity_warmup_fraction"):
-            value = getattr(self, name)
-            if value is not None and not 0.0 <= value <= 1.0:
-                raise ValueError(f"{name} must be in [0, 1]; got {value}")
-        if self.grad_clip is not None:
-            _check_positive_float("grad_clip", self.grad_clip)
-        _check_positive_int("init_sample_rows", self.init_sample_rows)
-        if self.dead_window is not None:
-            _check_positive_int("dead_window", self.dead_window)
-        if not 0.0 < self.dense_threshold <= 1.0:
-            raise ValueError(f"dense_threshold must be in (0, 1]; got {self.dense_threshold}")
-        if self.checkpoint_every is not None:
-            _check_positive_int("checkpoint_every", self.checkpoint_every)
-        _check_positive_int("log_every", self.log_every)
-        if self.selection_dtype not in SELECTION_DTYPES:
-            raise ValueError(
-                f"selection_dtype must be one of {', '.join(SELECTION_DTYPES)}; "
-                f"got {self.selection_dtype!r}"
-            )
+            raise ParameterError("tokens", f">= batch_size={self.batch_size}", self.tokens)
+        check_optional_float("lr", self.lr, above=0.0)
+        check_choice("optimizer", self.optimizer, OPTIMIZERS)
+        if len(self.betas) != 2:
+            raise ParameterError("betas", "two numbers in [0, 1)", self.betas)
+        for beta in self.betas:
+            check_float("betas", beta, least=0.0)
+            if not beta < 1.0:
+                raise ParameterError("betas", "two numbers in [0, 1)", self.betas)
+        check_optional_int("lr_warmup_steps", self.lr_warmup_steps, least=0)
+        check_optional_float("lr_decay_fraction", self.lr_decay_fraction, least=0.0, most=1.0)
+        check_float("sparsity_warmup_fraction", self.sparsity_warmup_fraction, least=0.0, most=1.0)
+        check_optional_float("grad_clip", self.grad_clip, above=0.0)
+        check_int("seed", self.seed, least=0)
+        check_int("init_sample_rows", self.init_sample_rows, least=1)
+        check_optional_int("dead_window", self.dead_window, least=1)
+        check_float("dense_threshold", self.dense_threshold, above=0.0, most=1.0)
+        check_optional_int("checkpoint_every", self.checkpoint_every, least=1)
+        check_int("log_every", self.log_every, least=1)
+        check_choice("selection_dtype", self.selection_dtype, SELECTION_DTYPES)
+
+    def resolved_lr(self, d_sae: int) -> float:
+        """The peak learning rate: `lr`, or `default_lr(optimizer, d_sae)` when it is None."""
+        return self.lr if self.lr is not None else default_lr(self.optimizer, d_sae)
 
     @property
     def steps(self) -> int:
@@ -277,18 +279,20 @@ class TrainConfig:
             return self.dead_window
         return int(min(10_000_000, max(20_000, self.tokens // 20)))
 
-    def lr_at(self, step: int) -> float:
-        """Learning rate at `step` (0-based): linear warm-up, flat, linear decay to 0."""
+    def lr_at(self, step: int, d_sae: int) -> float:
+        """Learning rate at `step` (0-based) for a dictionary of `d_sae` latents: linear
+        warm-up, flat, linear decay to 0."""
+        peak = self.resolved_lr(d_sae)
         warmup = self.effective_warmup_steps
         if warmup and step < warmup:
-            return self.lr * (step + 1) / warmup
+            return peak * (step + 1) / warmup
         if self.optimizer == "schedule-free-signum":
-            return self.lr  # schedule-free: the averaging replaces the decay
+            return peak  # schedule-free: the averaging replaces the decay
         decay_steps = int(self.steps * self.effective_decay_fraction)
         decay_start = self.steps - decay_steps
         if decay_steps and step >= decay_start:
-            return self.lr * max(0.0, (self.steps - step) / decay_steps)
-        return self.lr
+            return peak * max(0.0, (self.steps - step) / decay_steps)
+        return peak
 
     def resolved_selection_dtype(self, device: torch.device) -> torch.dtype:
         """`selection_dtype` as a torch dtype; `auto` is bfloat16 only on a CPU with AMX."""

@@ -25,7 +25,9 @@ import torch
 from torch import Tensor
 
 from polysemy import runfolder
+from polysemy.sae.base import SparseAutoencoder
 from polysemy.sae.config import SAEConfig
+from polysemy.sae.registry import build_sae
 
 FORMAT = runfolder.SAE.format
 WEIGHTS_FILE = "sae.safetensors"
@@ -66,10 +68,10 @@ def read_safetensors(
 
 
 def checkpoint_config(
-    sae: Any, *, source: dict[str, Any], training: dict[str, Any], input_scale: float
+    sae: SparseAutoencoder, *, source: dict[str, Any], training: dict[str, Any], input_scale: float
 ) -> dict[str, Any]:
     """The `config.json` object of a checkpoint."""
-    cfg: SAEConfig = sae.config
+    cfg = sae.config
     return {
         "format": FORMAT,
         "arch": cfg.arch,
@@ -85,7 +87,7 @@ def checkpoint_config(
 
 def write_checkpoint(
     folder: Path,
-    sae: Any,
+    sae: SparseAutoencoder,
     *,
     source: dict[str, Any],
     training: dict[str, Any],
@@ -100,7 +102,7 @@ def write_checkpoint(
 
 
 def save_sae(
-    sae: Any,
+    sae: SparseAutoencoder,
     out: str | os.PathLike[str],
     *,
     source: dict[str, Any],
@@ -164,14 +166,13 @@ def sae_config_from_dict(cfg: dict[str, Any]) -> SAEConfig:
     return SAEConfig(**kwargs)
 
 
-def load_sae(path: str | os.PathLike[str], *, device: str | torch.device = "cpu") -> Any:
+def load_sae(
+    path: str | os.PathLike[str], *, device: str | torch.device = "cpu"
+) -> SparseAutoencoder:
     """Load a checkpoint folder as an inference-ready `SparseAutoencoder` (eval mode).
 
     The returned module carries the raw `config.json` as `.metadata`.
     """
-    from polysemy.sae import build_sae
-    from polysemy.sae.batchtopk import BatchTopKSAE
-
     cfg = read_config(path)
     folder = Path(path)
     if folder.is_file():
@@ -186,7 +187,5 @@ def load_sae(path: str | os.PathLike[str], *, device: str | torch.device = "cpu"
     dtype = tensors["W_enc"].dtype if "W_enc" in tensors else torch.float32
     sae = build_sae(config, device=device, dtype=dtype)
     sae.load_inference_tensors_(tensors)
-    if isinstance(sae, BatchTopKSAE):
-        sae.threshold_updates.fill_(1)
-    sae.metadata = cfg  # type: ignore[assignment]
+    sae.metadata = cfg
     return sae.eval()

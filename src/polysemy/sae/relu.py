@@ -25,6 +25,7 @@ class ReLUSAE(SparseAutoencoder):
     unit_norm_decoder = False
     decoder_init_norm = 0.1
     normalized_reconstruction = False
+    default_grad_clip = 1.0  # the April-2024 recipe clips the gradient norm to 1
 
     def activation(self, pre: Float[Tensor, "batch d_sae"]) -> Float[Tensor, "batch d_sae"]:
         return F.relu(pre)

@@ -29,6 +29,8 @@ class TopKSAE(SparseAutoencoder):
     """ReLU of the k largest pre-activations per row."""
 
     arch = "topk"
+    uses_dead_mask = True  # AuxK reconstructs the residual from dead latents
+    chooses_latents = True
 
     @property
     def k(self) -> int:
