@@ -238,10 +238,6 @@ def test_relu_l1_is_weighted_by_decoder_norms() -> None:
         ({"arch": "topk", "d_in": 4, "d_sae": 8, "k": 9}, r"k must be in \[1, d_sae=8\]; got 9"),
         ({"arch": "topk", "d_in": 4, "d_sae": 8, "k": 0}, r"k must be in \[1, d_sae=8\]; got 0"),
         (
-            {"arch": "topk", "d_in": 4, "d_sae": 8},
-            r"k must be an int in \[1, d_sae=8\] for arch 'topk'; got None",
-        ),
-        (
             {"arch": "relu", "d_in": 4, "d_sae": 8, "k": 2},
             "k must be left out for arch 'relu' \\(it applies to topk, batchtopk\\); got 2",
         ),
@@ -291,3 +287,10 @@ def test_auxk_loss_matches_its_definition() -> None:
         expected = (1 / 32) * (e_hat - e).pow(2).sum(1).mean() / e.pow(2).sum(1).mean()
     torch.testing.assert_close(out.losses["aux"], expected)
     assert set(idx.flatten().tolist()) <= set(range(5, 30))
+
+
+def test_topk_k_defaults_in_the_library() -> None:
+    # One default for the CLI and notebooks: 32, or d_sae when the dictionary is smaller.
+    assert SAEConfig(arch="topk", d_in=4, d_sae=64).k == 32
+    assert SAEConfig(arch="batchtopk", d_in=4, d_sae=8).k == 8
+    assert SAEConfig(arch="relu", d_in=4, d_sae=8).k is None

@@ -17,7 +17,7 @@ import os
 
 from polysemy.cli._common import add_command, add_out_flags, emit, positive_float, positive_int
 from polysemy.cli._flags import add_config_flags, config_from_args
-from polysemy.sae.config import SAEConfig, TrainConfig, default_k, resolve_d_sae
+from polysemy.sae.config import SAEConfig, TrainConfig, resolve_d_sae
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -96,7 +96,6 @@ def run(args: argparse.Namespace) -> int:
         args,
         d_in=store.d_in,
         d_sae=d_sae,
-        k=args.k if args.k is not None else default_k(args.arch),
         sparsity_coefficient=_sparsity_coefficient(args),
     )
     train = config_from_args(TrainConfig, args)

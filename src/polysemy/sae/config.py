@@ -41,11 +41,6 @@ DEFAULT_K = 32
 """`k` of the TopK family when a command line does not give one."""
 
 
-def default_k(arch: str) -> int | None:
-    """`DEFAULT_K` for the TopK family, None (k does not apply) for the other architectures."""
-    return DEFAULT_K if arch in TOPK_FAMILY else None
-
-
 @dataclass(frozen=True, kw_only=True)
 class SAEConfig:
     """Shape and sparsity mechanism of one sparse autoencoder (fields by keyword)."""
@@ -57,7 +52,9 @@ class SAEConfig:
     d_sae: int
     """Number of latents (dictionary size)."""
     k: int | None = None
-    """TopK family: active latents per row (batchtopk: on average over the batch)."""
+    """TopK family: active latents per row (batchtopk: on average over the batch). None gives
+    `DEFAULT_K` (32), or d_sae when smaller, for the TopK family; other architectures take
+    none."""
     k_aux: int | None = None
     """TopK family: latents used by the AuxK loss on dead latents; None means `d_in // 2`."""
     aux_coefficient: float = 1 / 32
@@ -84,12 +81,10 @@ class SAEConfig:
         check_int("d_in", self.d_in, least=1)
         check_int("d_sae", self.d_sae, least=1)
         if self.arch in TOPK_FAMILY:
-            if self.k is None:
-                raise ParameterError(
-                    "k", f"an int in [1, d_sae={self.d_sae}] for arch {self.arch!r}", None
-                )
-            check_int("k", self.k)
-            if not 1 <= self.k <= self.d_sae:
+            if self.k is None:  # the default lives here, for the CLI and notebooks alike
+                object.__setattr__(self, "k", min(DEFAULT_K, self.d_sae))
+            k = check_int("k", self.k)
+            if not 1 <= k <= self.d_sae:
                 raise ParameterError("k", f"in [1, d_sae={self.d_sae}]", self.k)
             check_optional_int("k_aux", self.k_aux, least=1)
         elif self.k is not None:
