@@ -136,4 +136,6 @@ def test_docs_python_runs_in_order(in_tmp: Path) -> None:
     assert recovery.fraction_recovered > 0.9  # type: ignore[attr-defined]
     assert scope["heldout"].fvu < 0.3  # type: ignore[attr-defined]
     assert "batchsize must be a field of SAEConfig/TrainConfig" in printed
+    represented = scope["represented"].tolist()  # type: ignore[attr-defined]
+    assert represented[0] == 5 and represented[-1] >= 10  # dense: m features; sparse: more
     assert not (in_tmp / "saes" / "typo").exists()

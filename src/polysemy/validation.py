@@ -125,4 +125,6 @@ def configured(config_type: type[C], config: C | None, options: dict[str, Any]) 
             )
     if config is None:
         return config_type(**options)
+    if not isinstance(config, config_type):
+        raise ParameterError("config", f"a {config_type.__name__}", config)
     return dataclasses.replace(config, **options)  # type: ignore[type-var]

@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
         force=args.force,
         progress=True,
         device=args.device,
-        num_threads=args.threads,
+        threads=args.threads,
     )
     instances = summarize(result)
     obj: dict[str, Any] = {

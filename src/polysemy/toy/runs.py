@@ -19,7 +19,6 @@ is renamed into place, so a run folder is still written all at once.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 import logging
 import os
@@ -28,7 +27,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, NamedTuple
 
 import torch
 
@@ -57,6 +56,7 @@ from polysemy.validation import (
     check_int,
     check_optional_float,
     check_optional_int,
+    configured,
 )
 
 log = logging.getLogger(__name__)
@@ -76,7 +76,6 @@ PHASE_FORMAT = "polysemy.toy-phase/1"
 """`format` of `phase.json`."""
 
 PathLike = str | os.PathLike[str]
-Config = TypeVar("Config")
 
 
 def _tuple(config: object, name: str) -> None:
@@ -97,20 +96,6 @@ def _floats(name: str, values: object, *, least: float, most: float | None = Non
             check_float(name, v, least=least, most=most)
         except ParameterError:
             raise ParameterError(name, f"a list of numbers {where}", values) from None
-
-
-def _with_options(cls: type[Config], config: Config | None, options: dict[str, Any]) -> Config:
-    """`config` (or the defaults) with `options` replacing fields; an unknown option raises."""
-    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-    for key in options:
-        if key not in names:
-            raise ParameterError(key, f"a field of {cls.__name__} ({', '.join(sorted(names))})",
-                                 options[key])  # fmt: skip
-    if config is None:
-        return cls(**options)
-    if not isinstance(config, cls):
-        raise ParameterError("config", f"a {cls.__name__}", config)
-    return dataclasses.replace(config, **options)  # type: ignore[type-var]
 
 
 @contextlib.contextmanager
@@ -219,17 +204,17 @@ def train(
     force: bool = False,
     progress: bool = True,
     device: torch.device | str = "cpu",
-    num_threads: int | None = None,
+    threads: int | None = None,
     **options: Any,
 ) -> ToyRun:
     """Train the sweep `config` (or its fields given as `options`) and, when `out` is given,
     write it there as a toy run folder (`result.json` + `weights.safetensors`).
 
-    An `out` that holds another kind of run is refused unless `force=True`. `num_threads`:
+    An `out` that holds another kind of run is refused unless `force=True`. `threads`:
     torch CPU threads while training (None: 1, see `train_toy`)."""
-    config = _with_options(ToySweepConfig, config, options)
+    config = configured(ToySweepConfig, config, options)
     path = runfolder.check_out(out, runfolder.TOY, force=force) if out is not None else None
-    run = train_toy(config.toy_config(), device=device, progress=progress, num_threads=num_threads)
+    run = train_toy(config.toy_config(), device=device, progress=progress, num_threads=threads)
     if path is not None:
         save_toy_run(run, path, force=force)
     return run
@@ -314,7 +299,7 @@ def phase(
     """Train the phase grid `config` (or its fields as `options`), compare it with the theory
     and, when `out` is given, write there the trained grid as a toy run folder (instance
     i_p * n_r + i_r), `phase.json` (the result's summary) and whatever `render` draws."""
-    config = _with_options(PhaseConfig, config, options)
+    config = configured(PhaseConfig, config, options)
     path = runfolder.check_out(out, runfolder.TOY, force=force) if out is not None else None
     cells = config.cells
     with _threads(threads):
@@ -435,7 +420,7 @@ def reproduce(
     `render` draws (the CLI passes the report layer's figures and `index.html`)."""
     from polysemy.progress import progress_bar
 
-    config = _with_options(ReproduceConfig, config, options)
+    config = configured(ReproduceConfig, config, options)
     path = runfolder.check_out(out, runfolder.TOY_REPORT, force=force) if out else None
     device = torch.device(device)
     names = list(config.names)
