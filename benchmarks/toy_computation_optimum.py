@@ -22,9 +22,7 @@ every one of the k + j features is computed exactly when it is active alone.
 from __future__ import annotations
 
 import argparse
-import itertools
 import math
-import random
 import time
 from typing import NamedTuple
 
@@ -38,6 +36,7 @@ from polysemy.toy.experiments import (
     MONOSEMANTIC_THRESHOLD,
     computation,
     computed_features,
+    superposed_start,
 )
 from polysemy.toy.model import ToyConfig, ToyParams, toy_forward, toy_target
 from polysemy.toy.trainer import ToyRun
@@ -136,60 +135,15 @@ def expected_loss(params: ToyParams, *, repeats: int = 8, seed: int = 12345) -> 
     return total / repeats
 
 
-def pair_disjoint_blocks(neurons: list[int], want: int, seed: int = 0) -> list[tuple[int, ...]]:
-    """Up to `want` blocks of 4 neurons, any two sharing at most one neuron (greedy over random
-    orders of all 4-sets; the first order reaching `want`, else the largest packing found)."""
-    rng = random.Random(seed)
-    best: list[tuple[int, ...]] = []
-    for _ in range(200):
-        used: set[tuple[int, ...]] = set()
-        blocks = []
-        candidates = list(itertools.combinations(neurons, 4))
-        rng.shuffle(candidates)
-        for block in candidates:
-            pairs = list(itertools.combinations(block, 2))
-            if any(pair in used for pair in pairs):
-                continue
-            blocks.append(block)
-            used.update(pairs)
-            if len(blocks) >= want:
-                return blocks
-        if len(blocks) > len(best):
-            best = blocks
-    return best
-
-
 def hand_built(n_monosemantic: int, n_superposed: int) -> ToyParams:
-    """Design "k + j" (module docstring) with k = `n_monosemantic`, j <= `n_superposed` (as
-    many blocks as the packing finds); every other feature's output is the constant p / 2
-    (= E|x_i|, the best constant)."""
-    n, m = N_FEATURES, N_HIDDEN
-    W = torch.zeros(m, n)
-    W_out = torch.zeros(n, m)
-    for i in range(n_monosemantic):  # neurons 2i, 2i + 1 = ReLU(+x_i), ReLU(-x_i)
-        W[2 * i, i], W[2 * i + 1, i] = 1, -1
-        W_out[i, 2 * i] = W_out[i, 2 * i + 1] = 1
-    free = list(range(2 * n_monosemantic, m))
-    blocks = pair_disjoint_blocks(free, n_superposed) if n_superposed else []
-    features = range(n_monosemantic, n_monosemantic + len(blocks))
-    rays = []  # neuron pairs that fire together for one sign of one feature
-    for i, (a, b, c, d) in zip(features, blocks, strict=True):
-        W[[a, b], i], W[[c, d], i] = 1, -1
-        W_out[i, [a, b, c, d]] = 0.5
-        rays += [(a, b), (c, d)]
-    # Another feature's ray that shares one neuron with this block adds 1/2 to this output:
-    # subtract its other neuron (which is outside the block) at 1/2.
-    for i, block in zip(features, blocks, strict=True):
-        for u, v in rays:
-            if u in block and v not in block:
-                W_out[i, v] = -0.5
-            if v in block and u not in block:
-                W_out[i, u] = -0.5
-    b_final = torch.zeros(len(DENSITIES), n)
-    b_final[:, n_monosemantic + len(blocks) :] = torch.tensor(DENSITIES)[:, None] / 2
-    n_inst = len(DENSITIES)
-    return ToyParams(
-        W=W.expand(n_inst, m, n).clone(), b_final=b_final, W_out=W_out.expand(n_inst, n, m).clone()
+    """Design "k + j" (module docstring): the library's `superposed_start` at this benchmark's
+    sizes and densities."""
+    return superposed_start(
+        N_FEATURES,
+        N_HIDDEN,
+        tuple(DENSITIES),
+        n_monosemantic=n_monosemantic,
+        n_superposed=n_superposed,
     )
 
 

@@ -114,7 +114,10 @@ def _threads(n: int | None) -> Iterator[None]:
 
 @dataclass(frozen=True)
 class ToySweepConfig:
-    """One toy model per sparsity value, trained together: what `polysemy toy train` runs."""
+    """One toy model per sparsity value, trained together: what `polysemy toy train` runs.
+
+    The training fields take their defaults from `ToyConfig`, the engine's config, so each
+    default is written once."""
 
     model: ModelKind = "relu-output"
     """Toy model kind."""
@@ -128,27 +131,27 @@ class ToySweepConfig:
     """Importance I_i = r**i (None: uniform, r = 1)."""
     importance: tuple[float, ...] | None = None
     """Explicit importances, n_features values >= 0 (instead of importance_decay)."""
-    feature_kind: FeatureKind = "independent"
+    feature_kind: FeatureKind = ToyConfig.feature_kind
     """Independent features, or correlated / anticorrelated pairs."""
-    steps: int = 10_000
+    steps: int = ToyConfig.steps
     """Optimizer steps."""
-    batch_size: int = 1024
+    batch_size: int = ToyConfig.batch_size
     """Samples per step."""
-    lr: float = 1e-3
+    lr: float = ToyConfig.lr
     """Peak learning rate."""
-    lr_schedule: LRSchedule = "constant"
+    lr_schedule: LRSchedule = ToyConfig.lr_schedule
     """Learning-rate schedule after warm-up."""
-    warmup_steps: int = 0
+    warmup_steps: int = ToyConfig.warmup_steps
     """Linear learning-rate warm-up steps."""
-    optimizer: OptimizerKind = "adam"
+    optimizer: OptimizerKind = ToyConfig.optimizer
     """adam or adamw."""
-    weight_decay: float = 0.0
+    weight_decay: float = ToyConfig.weight_decay
     """Weight decay on the weights."""
-    best_of: int = 1
+    best_of: int = ToyConfig.best_of
     """Seeds trained per sparsity value; the lowest final loss is kept."""
-    seed: int = 0
+    seed: int = ToyConfig.seed
     """Seed of initialization and data."""
-    snapshot_every: int | None = None
+    snapshot_every: int | None = ToyConfig.snapshot_every
     """Keep a copy of W every N steps (for drift)."""
 
     def __post_init__(self) -> None:
