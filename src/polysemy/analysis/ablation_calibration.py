@@ -122,7 +122,7 @@ def calibrate_ablation(
         documents = open_corpus(f"concepts:heldout:{examples * 2}", seed=seed).take(examples * 2)
     layers = [s for s in _layer_outputs(loaded)]
     last, first = layers[-1], layers[0]
-    d = int(loaded.model.config.hidden_size)
+    d = int(getattr(loaded.model, "config").hidden_size)  # noqa: B009 (nn.Module typing)
     g = torch.Generator().manual_seed(seed)
     missed = planted_flagged = random_flagged = 0
     for trial in range(trials):

@@ -191,7 +191,8 @@ class SiteReplay:
             return value
 
         with contextlib.ExitStack() as stack:
-            stack.callback(lambda: [h.remove() for h in handles])
+            for h in handles:
+                stack.callback(h.remove)
             stack.enter_context(patch_site(self.model, self.site, read))
             hidden = _last_hidden(_call(self.model, inputs))
         return ReplayCache(dict(inputs), outputs, captured["site"], hidden.detach())
