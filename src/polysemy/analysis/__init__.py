@@ -1,9 +1,28 @@
-"""Evidence on a model and an SAE: reconstruction metrics, recovery of planted features.
+"""Evidence on a model and an SAE: reconstruction metrics, recovery of planted features,
+downstream fidelity and ablation.
 
->>> from polysemy.analysis import evaluate, recovery_scores   # doctest: +SKIP
+>>> from polysemy.analysis import evaluate, recovery_scores, fidelity, ablate   # doctest: +SKIP
 """
 
+from polysemy.analysis.ablation import AblateConfig, AblateResult, ablate
+from polysemy.analysis.ablation_calibration import AblationCalibration, calibrate_ablation
+from polysemy.analysis.fidelity import FidelityConfig, FidelityResult, fidelity
 from polysemy.analysis.reconstruction import ReconstructionResult, evaluate
 from polysemy.analysis.recovery import RecoveryResult, recovery_scores
+from polysemy.analysis.replay import SiteReplay
 
-__all__ = ["ReconstructionResult", "RecoveryResult", "evaluate", "recovery_scores"]
+__all__ = [
+    "AblateConfig",
+    "AblateResult",
+    "AblationCalibration",
+    "FidelityConfig",
+    "FidelityResult",
+    "ReconstructionResult",
+    "RecoveryResult",
+    "SiteReplay",
+    "ablate",
+    "calibrate_ablation",
+    "evaluate",
+    "fidelity",
+    "recovery_scores",
+]
