@@ -61,7 +61,7 @@ def open_inputs(args: argparse.Namespace, *, sae: bool) -> tuple[Any, Any, Any]:
         if not Path(args.sae).exists():
             raise FileNotFoundError(f"sae {args.sae!r} does not exist")
         loaded_sae = load_sae(args.sae, device=args.device)
-        if isinstance(getattr(loaded_sae, "metadata", None), dict):
+        if loaded_sae.metadata is not None:
             loaded_sae.metadata.setdefault("path", args.sae)
     corpus = open_corpus(args.corpus, seed=args.seed, text_field=args.text_field)
     loaded = load_model(args.model, device=args.device)
