@@ -478,6 +478,7 @@ def analyze_geometry(
     seed: int = 0,
     device: str | torch.device = "cpu",
     progress: bool = False,
+    inputs: dict[str, Any] | None = None,
     **options: Any,
 ) -> GeometryResult:
     """Dimensionality and interference of `sae`'s decoder rows, and the rank correlation of
@@ -485,7 +486,8 @@ def analyze_geometry(
 
     `config` or its fields as keywords (`top_features=128`); writes an analysis folder of
     kind `geometry` to `out` when given (`analysis.json`, `features.safetensors`,
-    `interference.safetensors`, `pairs.safetensors`; docs/evidence.md).
+    `interference.safetensors`, `pairs.safetensors`; docs/evidence.md); `inputs` adds to
+    what its `inputs` record says was analysed (e.g. the SAE's path).
     """
     config = configured(GeometryConfig, config, options)
     check_int("seed", seed, least=0)
@@ -530,7 +532,7 @@ def analyze_geometry(
     finally:
         if was_training and hasattr(sae, "train"):
             sae.train()
-    return _finish(W_dec, features, counts, cooc, config, seed, folder, sae, acts)
+    return _finish(W_dec, features, counts, cooc, config, seed, folder, sae, acts, inputs)
 
 
 def _finish(
@@ -543,6 +545,7 @@ def _finish(
     folder: Any,
     sae: Any,
     acts: Any,
+    extra_inputs: dict[str, Any] | None,
 ) -> GeometryResult:
     d_sae, d_in = W_dec.shape
     dim = feature_dimensionality(W_dec)
@@ -605,6 +608,7 @@ def _finish(
                 "acts": str(acts) if isinstance(acts, str | os.PathLike) else type(acts).__name__,
                 "seed": seed,
                 "config": {k: getattr(config, k) for k in config.__dataclass_fields__},
+                **(extra_inputs or {}),
             },
             summary=result.summary(),
             files={

@@ -9,8 +9,10 @@ from __future__ import annotations
 import argparse
 from types import ModuleType
 
+from polysemy.cli import analyze_geometry
+
 # One module per analysis command, in the order `polysemy analyze --help` lists them.
-COMMANDS: tuple[ModuleType, ...] = ()
+COMMANDS: tuple[ModuleType, ...] = (analyze_geometry,)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
