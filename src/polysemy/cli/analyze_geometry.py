@@ -40,8 +40,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from polysemy.activations.store import ActivationStore
-    from polysemy.analysis.geometry import GeometryConfig, analyze_geometry
     from polysemy.analysis.folder import start_analysis
+    from polysemy.analysis.geometry import GeometryConfig, analyze_geometry
     from polysemy.sae import load_sae
 
     config = config_from_args(GeometryConfig, args)
