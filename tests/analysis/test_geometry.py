@@ -173,3 +173,34 @@ def test_calibration_smoke() -> None:
     null = cal.case("synth-independent")
     assert null.truth == "none" and null.trials == 2 and null.effects == 0
     assert null.rate.high < 1.0
+
+
+@pytest.mark.slow
+def test_minilm_end_to_end(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    """Harvest MiniLM, train a small TopK SAE, run `polysemy analyze geometry` on held-out rows."""
+    import json
+
+    import polysemy as ps
+    from polysemy.cli import main
+
+    store = ps.harvest(
+        "minilm", "pydocs", site="encoder.layer.3.output", tokens=40_000, out=tmp_path / "acts"
+    )
+    ps.train_sae(store, arch="topk", d_sae=1536, k=16, tokens=400_000, out=tmp_path / "sae",
+                 progress=False)  # fmt: skip
+    out = tmp_path / "geo"
+    args = ["analyze", "geometry", "--sae", str(tmp_path / "sae"), "--acts", str(tmp_path / "acts"),
+            "--out", str(out), "--split", "all", "--top-features", "128", "--json"]  # fmt: skip
+    assert main(args) == 0
+    got = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    print(json.dumps(got))  # the figures docs/evidence.md quotes
+    assert got["d_in"] == 384 and got["d_sae"] == 1536 and got["rows"] == 40_000
+    assert got["welch_bound"] == pytest.approx(welch_bound(1536, 384))
+    assert 0 < got["dimensionality_mean"] <= 1
+    assert got["interference_p50"] <= got["interference_p99"] <= got["interference_max"]
+    assert got["interference_max"] >= got["welch_bound"]
+    assert got["n"] == got["features"] * (got["features"] - 1) // 2 and got["features"] >= 5
+    test = got["cooccurrence_overlap"]
+    assert test["ci"][0] <= test["rho"] <= test["ci"][1]
+    assert got["verdict"] in ("effect", "no effect", "inconclusive")
+    assert read_analysis(out, "geometry").summary["n"] == got["n"]
