@@ -4,14 +4,18 @@ Each test is a library calibration routine (so users can rerun it on their own m
 script runs them and prints every rate with its exact 95% interval and its sample size.
 
     PYTHONPATH=src python benchmarks/evidence_calibration.py --only ablate
+    PYTHONPATH=src python benchmarks/evidence_calibration.py --only geometry
     PYTHONPATH=src python benchmarks/evidence_calibration.py --quick
 """
 
 from __future__ import annotations
 
 import argparse
+import platform
 import time
 from collections.abc import Callable
+
+import torch
 
 from polysemy.analysis.stats import Interval
 
@@ -41,7 +45,35 @@ def ablate(quick: bool) -> None:
     print(_rate("false positive (random, embedding, layer 0)", cal.false_positive_random_embedding))
 
 
-TESTS: dict[str, Callable[[bool], None]] = {"ablate": ablate}
+def geometry(quick: bool) -> None:
+    """Overlap vs co-occurrence: false-positive rates on planted nulls, detection rates on
+    planted and toy geometries of known sign."""
+    from polysemy.analysis.geometry_calibration import calibrate_geometry
+
+    t0 = time.perf_counter()
+    cal = calibrate_geometry(
+        seeds=8 if quick else 40,
+        toy_instances=4 if quick else 10,
+        sae_seeds=0 if quick else 5,
+        resamples=200 if quick else 500,
+        permutations=200 if quick else 500,
+    )
+    print(f"geometry: overlap |cos| vs co-occurrence phi ({time.perf_counter() - t0:.0f} s)")
+    print(
+        f"{'case':<26}{'truth':<10}{'resample':<10}{'n':>4}  {'rate (95% CI)':<28}"
+        f"{'CI holds 0':<26}{'mean rho':>9}"
+    )
+    for case in cal.cases:
+        d = case.to_dict()
+        r, z = d["rate"], d["ci_holds_zero"]
+        print(
+            f"{case.name:<26}{case.truth:<10}{case.resample:<10}{case.trials:>4}  "
+            f"{d['rate_name'][:5]} {r[0]:.3f} [{r[1]:.3f}, {r[2]:.3f}]   "
+            f"{z[0]:.3f} [{z[1]:.3f}, {z[2]:.3f}]   {d['rho_mean']:+.3f}"
+        )
+
+
+TESTS: dict[str, Callable[[bool], None]] = {"ablate": ablate, "geometry": geometry}
 
 
 def main() -> None:
@@ -49,6 +81,10 @@ def main() -> None:
     parser.add_argument("--only", choices=sorted(TESTS), help="run one test")
     parser.add_argument("--quick", action="store_true", help="fewer trials (a smoke run)")
     args = parser.parse_args()
+    print(
+        f"python {platform.python_version()}, torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads, {platform.machine()}"
+    )
     for name, test in TESTS.items():
         if args.only and name != args.only:
             continue

@@ -1,5 +1,5 @@
 """Evidence on a model and an SAE: reconstruction metrics, recovery of planted features,
-downstream fidelity and ablation.
+downstream fidelity, ablation and dictionary geometry.
 
 >>> from polysemy.analysis import evaluate, recovery_scores, fidelity, ablate   # doctest: +SKIP
 """
@@ -7,6 +7,8 @@ downstream fidelity and ablation.
 from polysemy.analysis.ablation import AblateConfig, AblateResult, ablate
 from polysemy.analysis.ablation_calibration import AblationCalibration, calibrate_ablation
 from polysemy.analysis.fidelity import FidelityConfig, FidelityResult, fidelity
+from polysemy.analysis.geometry import GeometryConfig, GeometryResult, analyze_geometry
+from polysemy.analysis.geometry_calibration import calibrate_geometry
 from polysemy.analysis.reconstruction import ReconstructionResult, evaluate
 from polysemy.analysis.recovery import RecoveryResult, recovery_scores
 from polysemy.analysis.replay import SiteReplay
@@ -17,11 +19,15 @@ __all__ = [
     "AblationCalibration",
     "FidelityConfig",
     "FidelityResult",
+    "GeometryConfig",
+    "GeometryResult",
     "ReconstructionResult",
     "RecoveryResult",
     "SiteReplay",
     "ablate",
+    "analyze_geometry",
     "calibrate_ablation",
+    "calibrate_geometry",
     "evaluate",
     "fidelity",
     "recovery_scores",
