@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from polysemy.analysis.ablation import ablate
 from polysemy.analysis.ablation_calibration import PlantedDictionary
-from polysemy.analysis.fidelity import fidelity
+from polysemy.analysis.fidelity import analyze_fidelity
 from polysemy.models import load_model
 
 from .test_fidelity import Identity, Zero
@@ -24,10 +24,10 @@ def minilm():
 
 def test_fidelity_ends_on_minilm(minilm, sentences) -> None:
     kw = dict(site=SITE, examples=200, resamples=200)
-    perfect = fidelity(minilm, Identity(384), sentences, **kw)
+    perfect = analyze_fidelity(minilm, Identity(384), sentences, **kw)
     assert perfect.embedding_cosine == pytest.approx(1.0, abs=1e-5)
     assert perfect.similarity_spearman == pytest.approx(1.0, abs=1e-6)
-    zero = fidelity(minilm, Zero(384), sentences, **kw)
+    zero = analyze_fidelity(minilm, Zero(384), sentences, **kw)
     assert zero.recovered_vs_zero == pytest.approx(0.0, abs=1e-9)
     assert zero.embedding_cosine < 0.9
 

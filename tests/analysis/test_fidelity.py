@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from polysemy.analysis.fidelity import FidelityConfig, fidelity
+from polysemy.analysis.fidelity import FidelityConfig, analyze_fidelity
 from polysemy.analysis.folder import read_analysis
 from polysemy.models import LoadedModel, patch_site
 from polysemy.validation import ParameterError
@@ -39,20 +39,20 @@ class Zero(Identity):
 
 def test_identity_scores_one_and_zero_scores_zero_on_an_encoder(tiny_bert, sentences) -> None:
     kw = dict(site="encoder.layer.0.output", examples=40, resamples=200)
-    perfect = fidelity(tiny_bert, Identity(32), sentences, **kw)
+    perfect = analyze_fidelity(tiny_bert, Identity(32), sentences, **kw)
     assert perfect.objective == "embedding" and perfect.n == 40
     assert perfect.fvu == 0.0
     for key in ("embedding_cosine", "similarity_spearman", "recovered_vs_zero",
                 "recovered_vs_mean"):  # fmt: skip
         assert getattr(perfect, key) == pytest.approx(1.0, abs=1e-6), key
-    zero = fidelity(tiny_bert, Zero(32), sentences, **kw)
+    zero = analyze_fidelity(tiny_bert, Zero(32), sentences, **kw)
     assert zero.recovered_vs_zero == pytest.approx(0.0, abs=1e-9)
     assert zero.fvu > 0.5
-    lossy = fidelity(tiny_bert, random_sae(32), sentences, **kw)
+    lossy = analyze_fidelity(tiny_bert, random_sae(32), sentences, **kw)
     assert lossy.fvu > 0 and lossy.embedding_cosine < 1
     ci = lossy.intervals["embedding_cosine"]
     assert ci.low <= lossy.embedding_cosine <= ci.high and ci.n == 40
-    kept = fidelity(tiny_bert, random_sae(32), sentences, keep_error=True, **kw)
+    kept = analyze_fidelity(tiny_bert, random_sae(32), sentences, keep_error=True, **kw)
     assert kept.embedding_cosine == pytest.approx(1.0, abs=1e-6)
     assert kept.recovered_vs_zero == pytest.approx(1.0, abs=1e-5)
 
@@ -95,23 +95,24 @@ def test_causal_lm_scores_match_saebench_by_hand(tiny_gpt2, gpt2_docs) -> None:
     site = "h.1.output"
     sae = random_sae(32, seed=3)
     docs = gpt2_docs[:12]
-    result = fidelity(tiny_gpt2, sae, docs, site=site, examples=12, seq_len=31, batch_size=5,
-                      resamples=200)  # fmt: skip
+    result = analyze_fidelity(
+        tiny_gpt2, sae, docs, site=site, examples=12, seq_len=31, batch_size=5, resamples=200
+    )
     expected = _by_hand(tiny_gpt2, sae, docs, site)
     assert result.objective == "next_token"
     for key, value in expected.items():
         assert getattr(result, key) == pytest.approx(value, rel=1e-4, abs=1e-6), key
     assert result.summary()["ce_score"] == result.ce_score
-    perfect = fidelity(tiny_gpt2, Identity(32), docs, site=site, examples=12, resamples=200)
+    perfect = analyze_fidelity(tiny_gpt2, Identity(32), docs, site=site, examples=12, resamples=200)
     assert perfect.ce_score == pytest.approx(1.0) and perfect.kl_score == pytest.approx(1.0)
-    zero = fidelity(tiny_gpt2, Zero(32), docs, site=site, examples=12, resamples=200)
+    zero = analyze_fidelity(tiny_gpt2, Zero(32), docs, site=site, examples=12, resamples=200)
     assert zero.ce_score == pytest.approx(0.0, abs=1e-9)
     assert zero.kl_score == pytest.approx(0.0, abs=1e-9)
 
 
 def test_folder_and_files(tiny_bert, sentences, tmp_path: Path) -> None:
     out = tmp_path / "fid"
-    result = fidelity(tiny_bert, random_sae(32), sentences, site="encoder.layer.1.output",
+    result = analyze_fidelity(tiny_bert, random_sae(32), sentences, site="encoder.layer.1.output",
                       examples=20, resamples=100, out=out)  # fmt: skip
     folder = read_analysis(out, "fidelity")
     assert folder.summary["n"] == 20 and folder.summary["fvu"] == result.fvu
@@ -136,7 +137,7 @@ def test_bad_input_names_the_parameter(tiny_bert, sentences, tmp_path, kwargs, s
                                        message) -> None:  # fmt: skip
     out = tmp_path / "never"
     with pytest.raises(ParameterError, match=message):
-        fidelity(tiny_bert, Identity(sae_width), sentences[:300], out=out, **kwargs)
+        analyze_fidelity(tiny_bert, Identity(sae_width), sentences[:300], out=out, **kwargs)
     assert not out.exists()
 
 

@@ -177,7 +177,7 @@ def _sum_ratio(num: Tensor, den: Tensor) -> Callable[[Tensor], Tensor]:
 
 
 @torch.inference_mode()
-def fidelity(
+def analyze_fidelity(
     loaded: LoadedModel,
     sae: Any,
     documents: Any,

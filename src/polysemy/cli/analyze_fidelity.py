@@ -69,11 +69,13 @@ def open_inputs(args: argparse.Namespace, *, sae: bool) -> tuple[Any, Any, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from polysemy.analysis.fidelity import fidelity
+    from polysemy.analysis.fidelity import analyze_fidelity
 
     config = config_from_args(FidelityConfig, args)
     loaded, corpus, sae = open_inputs(args, sae=True)
-    result = fidelity(loaded, sae, corpus, config, out=args.out, force=args.force, progress=True)
+    result = analyze_fidelity(
+        loaded, sae, corpus, config, out=args.out, force=args.force, progress=True
+    )
     summary = result.summary()
     lines = [f"fidelity of {args.sae} at {result.site} ({result.n} sentences, {result.tokens} "
              f"tokens) -> {args.out}"]  # fmt: skip
