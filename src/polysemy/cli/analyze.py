@@ -9,8 +9,10 @@ from __future__ import annotations
 import argparse
 from types import ModuleType
 
+from polysemy.cli import analyze_features, analyze_neurons
+
 # One module per analysis command, in the order `polysemy analyze --help` lists them.
-COMMANDS: tuple[ModuleType, ...] = ()
+COMMANDS: tuple[ModuleType, ...] = (analyze_neurons, analyze_features)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
