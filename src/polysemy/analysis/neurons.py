@@ -52,6 +52,8 @@ from polysemy.validation import ParameterError, check_choice, check_float, check
 logger = logging.getLogger(__name__)
 
 Basis = Literal["auto", "privileged", "arbitrary"]
+Share = Literal["squared", "abs"]
+SHARE_POWER = {"abs": 1, "squared": 2}
 ARBITRARY_WARNING = (
     "the site's basis is not privileged (a residual stream or similar): its 'neurons' are "
     "arbitrary axes, so their mixtures say nothing about the model's units"
@@ -83,6 +85,9 @@ class NeuronsConfig:
     basis: Basis = "auto"
     """Whether the site's axes are privileged: auto reads the site name (a whole layer's
     output or the embeddings is a residual stream: arbitrary axes, reported with a warning)."""
+    share: Share = "squared"
+    """How a contribution is sized: squared (its energy, sum_rows (z_f W_dec[f, j])^2) or
+    abs (sum_rows |z_f W_dec[f, j]|, which small decoder leakage of many features inflates)."""
     monosemantic_threshold: float = 0.8
     """Top feature share at or above which a neuron counts as monosemantic."""
     resamples: int = 2000
@@ -100,6 +105,7 @@ class NeuronsConfig:
         check_int("top_contexts", self.top_contexts, least=1)
         check_int("window", self.window, least=0, most=512)
         check_choice("basis", self.basis, get_args(Basis))
+        check_choice("share", self.share, get_args(Share))
         check_float("monosemantic_threshold", self.monosemantic_threshold, above=0.0, most=1.0)
         check_int("resamples", self.resamples, least=100)
 
@@ -180,10 +186,18 @@ def random_rotation(d: int, *, seed: int = 0, dtype: torch.dtype = torch.float32
     return (q * torch.sign(torch.diagonal(r))).to(dtype)
 
 
+def effective_numbers(mass: Float[Tensor, "n_features d"]) -> Tensor:
+    """exp of the entropy of each column's shares p_f = mass[f, j] / sum_g mass[g, j]: `[d]`."""
+    p = mass.double() / mass.double().sum(0).clamp_min(1e-300)
+    return (-(p * torch.log(p.clamp_min(1e-300))).sum(0)).exp()
+
+
 class _Mixtures:
     """Effective numbers and top shares from C = mass[:, None] * |W| and the error line."""
 
-    def __init__(self, mass: Tensor, W: Tensor, error: Tensor, top: int, chunk: int = 256):
+    def __init__(
+        self, mass: Tensor, W: Tensor, error: Tensor, top: int, power: int, chunk: int = 256
+    ):
         d_sae, d = W.shape
         self.effective = torch.empty(d, dtype=torch.float64)
         self.participation = torch.empty(d, dtype=torch.float64)
@@ -191,7 +205,7 @@ class _Mixtures:
         self.shares = torch.empty(d, min(top, d_sae), dtype=torch.float64)
         self.features = torch.empty(d, min(top, d_sae), dtype=torch.int64)
         for a in range(0, d, chunk):  # bounded memory: [d_sae, chunk] at a time
-            c = mass.double()[:, None] * W[:, a : a + chunk].double().abs()  # (d_sae, chunk)
+            c = mass.double()[:, None] * W[:, a : a + chunk].double().abs() ** power
             feat_total = c.sum(0)  # (chunk,)
             total = (feat_total + error[a : a + chunk]).clamp_min(1e-300)
             p = c / feat_total.clamp_min(1e-300)
@@ -246,6 +260,7 @@ def analyze_neurons(
     # One pass: feature mass sum_rows z_f, error lines in both bases, top rows per neuron.
     lo, hi = store.split_range(config.split)
     n_rows = min(config.rows, hi - lo)
+    p = SHARE_POWER[config.share]
     mass = torch.zeros(sae.d_sae, dtype=torch.float64, device=device)
     error = torch.zeros(d, dtype=torch.float64, device=device)
     error_rot = torch.zeros(d, dtype=torch.float64, device=device)
@@ -258,9 +273,9 @@ def analyze_neurons(
             x = store.read(a, b, split=config.split, device=device)  # (batch, d)
             z = sae.encode(x)  # (batch, d_sae)
             e = x - sae.decode(z)  # (batch, d)
-            mass += z.abs().sum(0, dtype=torch.float64)
-            error += e.abs().sum(0, dtype=torch.float64)
-            error_rot += (e @ Q).abs().sum(0, dtype=torch.float64)
+            mass += z.abs().pow(p).sum(0, dtype=torch.float64)
+            error += e.abs().pow(p).sum(0, dtype=torch.float64)
+            error_rot += (e @ Q).abs().pow(p).sum(0, dtype=torch.float64)
             # Streaming top rows: topk over the running best and this batch, per neuron.
             vals = torch.cat([best, x.t()], dim=1)  # (d, n_top + batch)
             rows = torch.cat(
@@ -271,8 +286,8 @@ def analyze_neurons(
             bar.update(b - a)
 
     mass, error, error_rot = mass.cpu(), error.cpu(), error_rot.cpu()
-    own = _Mixtures(mass, W_dec.cpu()[:, neurons], error[neurons], config.top_features)
-    rotated = _Mixtures(mass, (W_dec @ Q).cpu(), error_rot, config.top_features)
+    own = _Mixtures(mass, W_dec.cpu()[:, neurons], error[neurons], config.top_features, p)
+    rotated = _Mixtures(mass, (W_dec @ Q).cpu(), error_rot, config.top_features, p)
     mono = (own.shares[:, 0] >= config.monosemantic_threshold).double()
     mono_null = (rotated.shares[:, 0] >= config.monosemantic_threshold).double()
     median = lambda t: t.median(dim=-1).values  # noqa: E731  (a [resamples, n] statistic)
