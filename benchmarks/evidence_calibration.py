@@ -32,8 +32,9 @@ def neurons(quick: bool) -> None:
     print(_rate("top-3 set right", c.top3))
     print(_rate("top feature right, if SAE has it", c.top1_recovered))
     print(
-        f"  effective features: median {c.effective_median:.2f} (truth {c.true_effective_median:.2f}, "
-        f"rotated basis {c.baseline_effective_median:.2f}); Spearman vs truth {c.effective_spearman:.2f}; "
+        f"  effective features: median {c.effective_median:.2f} "
+        f"(truth {c.true_effective_median:.2f}, rotated basis {c.baseline_effective_median:.2f}); "
+        f"Spearman vs truth {c.effective_spearman:.2f}; "
         f"verdict vs null: {c.verdict}"
     )
     print(f"  {time.perf_counter() - t0:.0f}s")
