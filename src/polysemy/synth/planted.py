@@ -80,6 +80,11 @@ class SynthConfig:
     """Coefficient of an active feature: U(0, 1], |N(0, 1)|, Exp(1) or exactly 1."""
     noise: float = 0.0
     """Standard deviation of isotropic Gaussian noise added to every coordinate."""
+    neuron_support: int = 0
+    """Neurons (coordinates) each planted feature loads on: 0 gives dense random unit
+    directions; s > 0 gives unit directions supported on s random coordinates, so each
+    coordinate ("neuron") carries a known sparse mixture of features (neuron analyses'
+    ground truth: the loadings are the rows of `features`)."""
     dtype: StoreDtype = "float32"
     """Dtype of the stored activations (generated in float32, then rounded to this)."""
     shard_rows: int = DEFAULT_SHARD_ROWS
@@ -95,6 +100,7 @@ class SynthConfig:
         check_float("frequency_decay", self.frequency_decay, least=0.0, most=10.0)
         check_float("correlation", self.correlation, least=0.0, most=1.0)
         check_float("noise", self.noise, least=0.0)
+        check_int("neuron_support", self.neuron_support, least=0, most=self.d_in)
         check_choice("magnitude", self.magnitude, MAGNITUDES)
         check_choice("dtype", self.dtype, get_args(StoreDtype))
         check_int("shard_rows", self.shard_rows, least=1)
@@ -134,13 +140,30 @@ def _generator(seed: int, *stream: int) -> torch.Generator:
 
 
 def plant_dictionary(
-    n_features: int, d_in: int, *, seed: int = 0, dtype: torch.dtype = torch.float32
+    n_features: int,
+    d_in: int,
+    *,
+    seed: int = 0,
+    dtype: torch.dtype = torch.float32,
+    neuron_support: int = 0,
 ) -> Float[Tensor, "n_features d_in"]:
-    """`n_features` random unit directions (rows), uniform on the sphere, seeded."""
+    """`n_features` random unit directions (rows), uniform on the sphere, seeded; with
+    `neuron_support` s > 0, each row is uniform on the unit sphere of s random coordinates
+    (zero elsewhere)."""
     check_int("n_features", n_features, least=1)
     check_int("d_in", d_in, least=1)
-    g = _generator(seed, 0)
-    w = torch.randn(n_features, d_in, generator=g, dtype=torch.float64)
+    check_int("neuron_support", neuron_support, least=0, most=d_in)
+    if neuron_support == 0:
+        g = _generator(seed, 0)
+        w = torch.randn(n_features, d_in, generator=g, dtype=torch.float64)
+    else:
+        # Its own stream (3), so the dense dictionaries of existing seeds stay as they were.
+        g = _generator(seed, 3)
+        values = torch.randn(n_features, d_in, generator=g, dtype=torch.float64)
+        keys = torch.rand(n_features, d_in, generator=g, dtype=torch.float64)
+        support = keys.argsort(dim=1)[:, :neuron_support]  # (n_features, s) random coordinates
+        w = torch.zeros(n_features, d_in, dtype=torch.float64)
+        w.scatter_(1, support, values.gather(1, support))
     return (w / w.norm(dim=1, keepdim=True)).to(dtype)
 
 
@@ -237,7 +260,12 @@ class _Plan(NamedTuple):
 
 def _plan(config: SynthConfig, features: Tensor | None = None) -> _Plan:
     if features is None:
-        features = plant_dictionary(config.n_features, config.d_in, seed=config.seed)
+        features = plant_dictionary(
+            config.n_features,
+            config.d_in,
+            seed=config.seed,
+            neuron_support=config.neuron_support,
+        )
     elif tuple(features.shape) != (config.n_features, config.d_in):
         raise ValueError(
             f"features must have shape [{config.n_features}, {config.d_in}]; "
