@@ -166,7 +166,11 @@ def test_help_and_subprocess_exit_code(acts: Path, tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("optimizer", "lr"),
-    [("adam", 4e-4), ("schedule-free-signum", 5e-3 / (32 / 2**14) ** 0.5)],
+    [
+        ("adam", 4e-4),
+        ("schedule-free-signum", 5e-3 / (32 / 2**14) ** 0.5),
+        ("signum", 5e-4 / (32 / 2**14) ** 0.5),
+    ],
 )
 def test_default_lr_follows_the_optimizer(
     optimizer: str, lr: float, acts: Path, tmp_path: Path, capsys
