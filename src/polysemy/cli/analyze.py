@@ -9,10 +9,22 @@ from __future__ import annotations
 import argparse
 from types import ModuleType
 
-from polysemy.cli import analyze_ablate, analyze_fidelity, analyze_geometry
+from polysemy.cli import (
+    analyze_ablate,
+    analyze_attributions,
+    analyze_fidelity,
+    analyze_geometry,
+    analyze_pruning,
+)
 
 # One module per analysis command, in the order `polysemy analyze --help` lists them.
-COMMANDS: tuple[ModuleType, ...] = (analyze_fidelity, analyze_geometry, analyze_ablate)
+COMMANDS: tuple[ModuleType, ...] = (
+    analyze_fidelity,
+    analyze_geometry,
+    analyze_ablate,
+    analyze_attributions,
+    analyze_pruning,
+)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
