@@ -88,7 +88,7 @@ def test_planted_zero_columns_are_pruned_for_free() -> None:
     assert 0.75 <= curves["global"].prunable.estimate <= 0.8
     assert curves["random"].prunable.estimate < 0.2
     assert curves["global"].verdict == "effect"
-    assert per["global.loss"].shape == (7, 3000)
+    assert per["global.loss"].shape == (7, 3000) and per["random.loss"].shape == (19, 7, 3000)
     assert toy.represented == 5
 
 
@@ -108,11 +108,28 @@ def test_model_is_unchanged_and_folder_written(tiny_bert, sentences, tmp_path) -
     assert tensors["global.cosine"].shape == (3, 16)
     torch.testing.assert_close(tensors["global.cosine"][0], torch.ones(16, dtype=torch.float64))
     assert tensors["toy0.global.loss"].shape == (3, 2000)
+    assert tensors["random.cosine"].shape == (19, 3, 16)
     layers = folder.json("layers.json")
     assert len(layers) == 12 and all(len(v) == 3 for v in layers.values())
     full = analyze_pruning(tiny_bert, sentences, examples=8, fractions=(1.0,), toy=False,
                            resamples=100)  # fmt: skip
     assert {c.scheme: c.loss[-1] for c in full.curves}["global"] > 0.0  # every weight pruned
+
+
+def test_calibration_rates() -> None:
+    from polysemy.analysis.pruning_calibration import calibrate_pruning
+
+    cal = calibrate_pruning(trials=2, samples=500, resamples=100)
+    assert cal.recovered.n == 2 and cal.false_negative.estimate == 0.0
+    assert cal.to_dict()["false_positive"]["n"] == 2
+
+
+def test_rank_test_needs_19_masks() -> None:
+    from polysemy.analysis.pruning import random_mask_range
+
+    null, decidable = random_mask_range(torch.arange(19, dtype=torch.float64))
+    assert decidable and null.high == 18.0 and null.low == 0.0
+    assert not random_mask_range(torch.arange(18, dtype=torch.float64))[1]
 
 
 def test_toy_only_needs_no_model(tmp_path) -> None:

@@ -1,14 +1,22 @@
 """Evidence on a model and an SAE: reconstruction metrics, recovery of planted features,
-downstream fidelity, ablation and dictionary geometry.
+downstream fidelity, ablation, dictionary geometry, input attributions and pruning.
 
 >>> from polysemy.analysis import analyze_fidelity, ablate, analyze_geometry  # doctest: +SKIP
 """
 
 from polysemy.analysis.ablation import AblateConfig, AblateResult, ablate
 from polysemy.analysis.ablation_calibration import AblationCalibration, calibrate_ablation
+from polysemy.analysis.attributions import (
+    AttributionsConfig,
+    AttributionsResult,
+    analyze_attributions,
+)
+from polysemy.analysis.attributions_calibration import calibrate_attributions
 from polysemy.analysis.fidelity import FidelityConfig, FidelityResult, analyze_fidelity
 from polysemy.analysis.geometry import GeometryConfig, GeometryResult, analyze_geometry
 from polysemy.analysis.geometry_calibration import calibrate_geometry
+from polysemy.analysis.pruning import PruningConfig, PruningResult, analyze_pruning
+from polysemy.analysis.pruning_calibration import calibrate_pruning
 from polysemy.analysis.reconstruction import ReconstructionResult, evaluate
 from polysemy.analysis.recovery import RecoveryResult, recovery_scores
 from polysemy.analysis.replay import SiteReplay
@@ -17,18 +25,26 @@ __all__ = [
     "AblateConfig",
     "AblateResult",
     "AblationCalibration",
+    "AttributionsConfig",
+    "AttributionsResult",
     "FidelityConfig",
     "FidelityResult",
     "GeometryConfig",
     "GeometryResult",
+    "PruningConfig",
+    "PruningResult",
     "ReconstructionResult",
     "RecoveryResult",
     "SiteReplay",
     "ablate",
+    "analyze_attributions",
     "analyze_fidelity",
     "analyze_geometry",
+    "analyze_pruning",
     "calibrate_ablation",
+    "calibrate_attributions",
     "calibrate_geometry",
+    "calibrate_pruning",
     "evaluate",
     "recovery_scores",
 ]

@@ -2,8 +2,9 @@
 
 Pruning a fraction q of weights sets to 0 the q·N weights of smallest |w|: over all the
 model's weight matrices at once (`global`), or q of each matrix (`per_layer`). The null is
-`random` pruning of the same fraction (weights chosen uniformly, `random_draws` draws whose
-effects are averaged per example). Masks for increasing q are nested.
+`random` pruning of the same fraction (weights chosen uniformly; `random_draws` masks, whose
+curves are averaged; the interval of its prunable fraction is that of one mask, so it holds
+the mask-to-mask spread). Masks for increasing q are nested.
 
 Real model (the weight matrices of its `nn.Linear` / `Conv1D` modules, the unused `pooler`
 excepted): the fidelity of a pruned model on sentence i is cos(e_i^q, e_i) of its mean-pooled
@@ -19,16 +20,20 @@ dimensions (no superposition), 0.99 stores all of them in superposition.
 Headline: `prunable`, the largest fraction q with L(q') <= `tolerance` for every q' <= q (the
 crossing linearly interpolated between grid points; the largest grid fraction when never
 crossed), with a percentile bootstrap interval over sentences (toy: samples), for each scope
-and for the random null; `verdict` reads magnitude pruning's interval against random's.
+and for the random null. `verdict` is "effect" when magnitude pruning's whole interval lies
+above the k-th largest of the random masks' prunable fractions, k = floor(0.05 (D + 1)) (a
+one-sided 5% Monte-Carlo rank test; with D < 19 masks nothing is called an effect).
 
-Files: `curves.safetensors`: `fractions [F]`; real model `<scope>.cosine [F, n]` per sentence;
-toy `toy<i>.<scope>.loss [F, samples]` per sample and `toy<i>.loss_full [samples]`;
+Files: `curves.safetensors`: `fractions [F]`; real model `<scope>.cosine [F, n]` per sentence
+(`random.cosine [draws, F, n]`, one row per mask); toy `toy<i>.global.loss [F, samples]`,
+`toy<i>.random.loss [draws, F, samples]`, `toy<i>.loss_0` and `toy<i>.loss_full [samples]`;
 `layers.json`: per matrix, the fraction of its weights the global scope prunes at each q.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 from collections.abc import Callable, Iterator, Sequence
@@ -62,8 +67,9 @@ class PruningConfig:
     """Fidelity loss L(q) still counted as a small hit (the `prunable` threshold)."""
     scopes: tuple[str, ...] = SCOPES
     """Magnitude pruning scopes, as a comma list: global, per_layer."""
-    random_draws: int = 2
-    """Random pruning masks per fraction (the null); their effects are averaged per example."""
+    random_draws: int = 19
+    """Random pruning masks (the null): the curve is their mean, the interval of the prunable
+    fraction that of one mask; the verdict is a 5% rank test, which needs at least 19."""
     examples: int = 200
     """Sentences the real model's fidelity is measured on; fewer is an error (0: toy only)."""
     seq_len: int = 64
@@ -118,7 +124,9 @@ class PruningConfig:
         if self.toy and not self.toy_sparsity:
             raise ParameterError("toy_sparsity", "at least one value when toy is set", ())
         if not self.toy and self.examples == 0:
-            raise ParameterError("examples", "an int >= 2 when toy models are off (nothing to prune)", 0)
+            raise ParameterError(
+                "examples", "an int >= 2 when toy models are off (nothing to prune)", 0
+            )
         check_int("toy_features", self.toy_features, least=2)
         check_int("toy_hidden", self.toy_hidden, least=1)
         check_int("toy_steps", self.toy_steps, least=1)
@@ -223,7 +231,9 @@ class PruningCurve:
     prunable: Interval
     """Largest fraction within the tolerance, with its bootstrap interval."""
     verdict: Verdict | None = None
-    """Magnitude scopes: the prunable interval against random pruning's."""
+    """Magnitude scopes: the prunable interval against the random masks' (`random_mask_range`)."""
+    null: Interval | None = None
+    """Magnitude scopes: the range of random masks' prunable fractions the verdict reads."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -231,6 +241,7 @@ class PruningCurve:
             "loss_ci": [list(c) for c in self.loss_ci],
             "prunable": self.prunable.to_dict(),
             "verdict_vs_random": self.verdict,
+            "null_range": None if self.null is None else [self.null.low, self.null.high],
         }
 
 
@@ -300,19 +311,40 @@ def _curves(
     config: PruningConfig,
 ) -> tuple[PruningCurve, ...]:
     """Curves with bootstrap intervals over examples; `loss_of(per_example, w)` gives each
-    scheme's `[R, F]` loss curve under resample weights `w [R, n]` (`resample_weights`)."""
+    magnitude scheme's `[R, F]` loss curve under resample weights `w [R, n]`
+    (`resample_weights`), and random pruning's `[draws, R, F]`, one curve per mask.
+
+    Random pruning's curve is the mean over masks; its `prunable` interval is that of ONE
+    random mask: each resample also draws one of the masks, so the interval holds the
+    mask-to-mask spread as well as the sampling noise (a null narrower than that would call
+    one random mask better than another)."""
     index = torch.arange(n, dtype=torch.float64)
     schemes = list(loss_of(per_example, torch.full((1, n), 1.0 / n, dtype=torch.float64)))
     out: dict[str, tuple[list[float], list[tuple[float, float]], Interval]] = {}
     for scheme in schemes:
 
         def curve(idx: Tensor, scheme: str = scheme) -> Tensor:
-            return loss_of(per_example, resample_weights(idx, n))[scheme]  # (R, F)
+            c = loss_of(per_example, resample_weights(idx, n))[scheme]
+            return c.mean(0) if c.dim() == 3 else c  # (R, F)
 
-        prunable = bootstrap_ci(
-            index, lambda idx: prunable_fraction(fractions, curve(idx), config.tolerance),
-            resamples=config.resamples, seed=config.seed,
-        )  # fmt: skip
+        if scheme == "random":
+            g = torch.Generator().manual_seed(config.seed + 1)
+
+            def one_mask(idx: Tensor, g: torch.Generator = g) -> Tensor:
+                per_mask = loss_of(per_example, resample_weights(idx, n))["random"]  # (D, R, F)
+                q = prunable_fraction(fractions, per_mask, config.tolerance)  # (D, R)
+                pick = torch.randint(0, q.shape[0], (q.shape[1],), generator=g)
+                return q.gather(0, pick[None])[0]
+
+            spread = bootstrap_ci(index, one_mask, resamples=config.resamples, seed=config.seed)
+            whole = loss_of(per_example, torch.full((1, n), 1.0 / n, dtype=torch.float64))
+            estimate = float(prunable_fraction(fractions, whole["random"], config.tolerance).mean())
+            prunable = dataclasses.replace(spread, estimate=estimate, method="bootstrap+masks")
+        else:
+            prunable = bootstrap_ci(
+                index, lambda idx: prunable_fraction(fractions, curve(idx), config.tolerance),
+                resamples=config.resamples, seed=config.seed,
+            )  # fmt: skip
         points, cis = [], []
         for f in range(fractions.numel()):
 
@@ -323,11 +355,34 @@ def _curves(
             points.append(ci.estimate)
             cis.append((ci.low, ci.high))
         out[scheme] = (points, cis, prunable)
-    null = out["random"][2]
-    return tuple(
-        PruningCurve(s, tuple(p), tuple(c), q, None if s == "random" else verdict(q, null))
-        for s, (p, c, q) in out.items()
-    )
+    masks = loss_of(per_example, torch.full((1, n), 1.0 / n, dtype=torch.float64))["random"]
+    null, decidable = random_mask_range(prunable_fraction(fractions, masks, config.tolerance)[:, 0])
+
+    def judged(q: Interval) -> Verdict:
+        v = verdict(q, null)
+        return v if decidable or v == "no effect" else "inconclusive"
+
+    curves = []
+    for s, (p, c, q) in out.items():
+        magnitude = s != "random"
+        curves.append(PruningCurve(s, tuple(p), tuple(c), q, judged(q) if magnitude else None,
+                                   null if magnitude else None))  # fmt: skip
+    return tuple(curves)
+
+
+def random_mask_range(per_mask: Tensor) -> tuple[Interval, bool]:
+    """What magnitude pruning's prunable interval must lie above to count, as a one-sided
+    Monte-Carlo rank test at 5%: with D random masks and k = floor(0.05 (D + 1)), the range
+    [0, k-th largest mask's prunable fraction]; a mask exchangeable with the random ones ends
+    above it with probability <= k / (D + 1) <= 5%. Also whether the test can decide (k >= 1,
+    i.e. D >= 19)."""
+    d = int(per_mask.numel())
+    k = int(0.05 * (d + 1))
+    ordered = per_mask.double().sort().values
+    high = float(ordered[d - max(k, 1)])
+    interval = Interval(float(per_mask.double().median()), 0.0, high, 0.95, d,
+                        "random masks (rank test)")  # fmt: skip
+    return interval, k >= 1
 
 
 # ---- real model -------------------------------------------------------------------------------
@@ -364,7 +419,7 @@ def _prune_model(
                      for _ in range(config.random_draws)]  # fmt: skip
     schemes = [(s, None) for s in config.scopes] + [("random", r) for r in random_scores]
     bar = progress_bar(len(schemes) * len(config.fractions), desc="pruning", enabled=progress)
-    cosine: dict[str, Tensor] = {}
+    draws: dict[str, list[Tensor]] = {}
     layers: dict[str, list[float]] = {name: [] for name in matrices}
     for scheme, scores in schemes:
         rows = []
@@ -376,12 +431,10 @@ def _prune_model(
                     layers[name].append(1.0 - float(m.float().mean()))
             with pruned(weights, masks):
                 rows.append(F.cosine_similarity(pooled(), clean, dim=-1).cpu())
-        key = f"{scheme}.cosine"
-        value = torch.stack(rows)  # (F, n)
-        cosine[key] = cosine[key] + value / config.random_draws if key in cosine else (
-            value / config.random_draws if scheme == "random" else value
-        )  # fmt: skip
+        draws.setdefault(scheme, []).append(torch.stack(rows))  # (F, n)
     bar.close()
+    cosine = {f"{s}.cosine": v[0] for s, v in draws.items() if s != "random"}
+    cosine["random.cosine"] = torch.stack(draws["random"])  # (draws, F, n)
     return cosine, layers, sum(w.numel() for w in weights)
 
 
@@ -407,27 +460,38 @@ def prune_toy(
     config: PruningConfig,
     *,
     sparsity: float = float("nan"),
+    scores: Tensor | None = None,
 ) -> tuple[ToyPruning, dict[str, Tensor]]:
     """Pruning curves of one ReLU-output toy model (`W [m, n]`) on samples `x [samples, n]`:
-    magnitude (global) against random masks; also the per-sample losses."""
+    magnitude (global) against random masks; also the per-sample losses. `scores` ([m, n])
+    replace |W| as what the `global` scheme keeps the largest of (calibration judges a random
+    mask exactly as magnitude pruning is judged)."""
     fractions = torch.tensor(config.fractions, dtype=torch.float64)
     g = torch.Generator().manual_seed(config.seed)
     randoms = [torch.rand(W.shape, generator=g) for _ in range(config.random_draws)]
     ones = torch.ones_like(W, dtype=torch.bool)
     base = toy_losses(W, b_final, x, importance, [ones, ~ones])  # unpruned, fully pruned
+    by = None if scores is None else [scores]
     mag = toy_losses(W, b_final, x, importance,
-                     [keep_masks([W], q, "global")[0] for q in config.fractions])  # fmt: skip
-    rnd = torch.stack([
-        toy_losses(W, b_final, x, importance,
-                   [keep_masks([W], q, "global", [r])[0] for q in config.fractions])
-        for r in randoms
-    ]).mean(0)  # fmt: skip
+                     [keep_masks([W], q, "global", by)[0] for q in config.fractions])  # fmt: skip
+    rnd = torch.stack(
+        [
+            toy_losses(
+                W,
+                b_final,
+                x,
+                importance,
+                [keep_masks([W], q, "global", [r])[0] for q in config.fractions],
+            )
+            for r in randoms
+        ]
+    )  # fmt: skip  (draws, F, samples)
     per = {"global.loss": mag, "random.loss": rnd, "loss_0": base[0], "loss_full": base[1]}
 
     def loss_of(p: dict[str, Tensor], w: Tensor) -> dict[str, Tensor]:
         l0, l1 = w @ p["loss_0"], w @ p["loss_full"]  # (R,) resampled mean losses
         scale = (l1 - l0).clamp_min(1e-12)[:, None]
-        return {s: (w @ p[f"{s}.loss"].T - l0[:, None]) / scale
+        return {s: (torch.einsum("rn,...fn->...rf", w, p[f"{s}.loss"]) - l0[:, None]) / scale
                 for s in ("global", "random")}  # fmt: skip
 
     curves = _curves(fractions, per, loss_of, x.shape[0], config)
@@ -495,7 +559,9 @@ def analyze_pruning(
         n = config.examples
 
         def loss_of(p: dict[str, Tensor], w: Tensor) -> dict[str, Tensor]:
-            return {k.split(".")[0]: 1.0 - w @ p[k].T for k in p if k.endswith(".cosine")}
+            # w @ cos^T: resampled mean cosine, (R, F), or (draws, R, F) for random masks
+            return {k.split(".")[0]: 1.0 - torch.einsum("rn,...fn->...rf", w, p[k])
+                    for k in p if k.endswith(".cosine")}  # fmt: skip
 
         curves = _curves(fractions, cosine, loss_of, n, config)
     toys = []
