@@ -177,3 +177,20 @@ def test_calibration_recovers_the_planted_token() -> None:
     assert cal.stability_false_negative.estimate == 0.0
     assert cal.stability_false_positive.estimate <= 0.1
     assert cal.to_dict()["recovery"]["deep"]["saliency"]["n"] == 8
+
+
+@pytest.mark.slow
+def test_minilm_stability_and_planted_token() -> None:
+    from polysemy.models import load_model
+
+    minilm = load_model("minilm")
+    result = analyze_attributions(
+        minilm, target="neuron:7", site="encoder.layer.3.output", examples=12, steps=16,
+        seeds=2, noise_samples=4, resamples=200,
+    )  # fmt: skip
+    comparisons = result.summary()["comparisons"]
+    ig = comparisons["control/integrated_gradients"]["spearman"]
+    assert ig["verdict"] == "effect" and ig["mean"] > ig["null_range"][1]
+    assert result.ig_delta is not None and result.ig_delta < 0.1
+    cal = calibrate_attributions(minilm, trials=10, stability_trials=10, steps=32)
+    assert cal.recovery["exact"]["integrated_gradients"].estimate >= 0.9

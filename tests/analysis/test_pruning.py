@@ -140,3 +140,21 @@ def test_toy_only_needs_no_model(tmp_path) -> None:
         assert q["global"].estimate > q["random"].high
     with pytest.raises(ParameterError, match="examples must be 0"):
         analyze_pruning(None, examples=5, **FAST)
+
+
+@pytest.mark.slow
+def test_minilm_magnitude_beats_random_and_weights_come_back(sentences) -> None:
+    from polysemy.models import load_model
+
+    minilm = load_model("minilm")
+    before = {k: v.clone() for k, v in minilm.model.state_dict().items()}
+    result = analyze_pruning(
+        minilm, sentences, examples=40, fractions=(0.1, 0.3, 0.5, 0.7), toy=False,
+        tolerance=0.01, resamples=200,
+    )  # fmt: skip
+    assert all(torch.equal(before[k], v) for k, v in minilm.model.state_dict().items())
+    curves = {c.scheme: c for c in result.curves}
+    assert curves["global"].loss[0] == pytest.approx(0.0, abs=1e-6)
+    assert curves["global"].loss[-1] > curves["global"].loss[1]
+    assert curves["global"].prunable.estimate > curves["random"].prunable.estimate
+    assert result.weights == 6 * (4 * 384 * 384 + 2 * 384 * 1536)
