@@ -6,6 +6,8 @@ script runs them and prints every rate with its exact 95% interval and its sampl
     PYTHONPATH=src python benchmarks/evidence_calibration.py --only ablate
     PYTHONPATH=src python benchmarks/evidence_calibration.py --only geometry
     PYTHONPATH=src python benchmarks/evidence_calibration.py --only neurons
+    PYTHONPATH=src python benchmarks/evidence_calibration.py --only attributions
+    PYTHONPATH=src python benchmarks/evidence_calibration.py --only pruning
     PYTHONPATH=src python benchmarks/evidence_calibration.py --quick
 """
 
@@ -112,11 +114,48 @@ def features(quick: bool) -> None:
     print(f"  random-direction null median PR {c.null_median:.1f}; {time.perf_counter() - t0:.0f}s")
 
 
+def attributions(quick: bool) -> None:
+    """Planted top tokens (found by each method?) on a tiny random BERT, beside a random
+    token, and the stability verdict on random vs random and identical rankings."""
+    from polysemy.analysis.attributions_calibration import calibrate_attributions
+
+    cal = calibrate_attributions(trials=10 if quick else 100, stability_trials=50 if quick else 200)
+    print(
+        f"attributions: tiny random BERT (2 layers, d_model 32), concepts:heldout, planted "
+        f"direction d = h_t*/||h_t*||, {cal.trials} trials, integrated gradients from zero"
+    )
+    for setting, rates in cal.recovery.items():
+        for method, rate in rates.items():
+            print(_rate(f"{setting}: {method} top token = truth", rate))
+        print(_rate(f"{setting}: random token = truth (null)", cal.chance[setting]))
+    print(_rate("exact truth is the planted token", cal.truth_is_planted))
+    print(_rate("stability false positive (random vs random)", cal.stability_false_positive))
+    print(_rate("stability false negative (identical)", cal.stability_false_negative))
+
+
+def pruning(quick: bool) -> None:
+    """Planted zero fractions (found within one grid step?), magnitude vs random pruning
+    (called?) and one more random mask judged as magnitude is (called?)."""
+    from polysemy.analysis.pruning_calibration import calibrate_pruning
+
+    cal = calibrate_pruning(trials=5 if quick else 40)
+    print(
+        f"pruning: planted toy models W = [Q_a, 0] (n 40, m 32, a in [4, 32]), {cal.samples} "
+        f"samples, 19 random masks, tolerance 1e-4, grid step 0.05, {cal.trials} trials"
+    )
+    print(_rate("prunable within [q, q + 0.05]", cal.recovered))
+    print(_rate("false negative (magnitude not > random)", cal.false_negative))
+    print(_rate("false positive (random mask > random)", cal.false_positive))
+    print("  prunable - q quantiles: " + ", ".join(f"{k} {v:+.4f}" for k, v in cal.error.items()))
+
+
 TESTS: dict[str, Callable[[bool], None]] = {
     "neurons": neurons,
     "features": features,
     "geometry": geometry,
     "ablate": ablate,
+    "attributions": attributions,
+    "pruning": pruning,
 }
 
 

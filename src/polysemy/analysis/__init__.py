@@ -1,18 +1,27 @@
 """Evidence on a model and an SAE: reconstruction metrics, recovery of planted features,
 downstream fidelity, ablation, neurons as choruses of features, features over neurons and
 dictionary geometry.
+downstream fidelity, ablation, dictionary geometry, input attributions and pruning.
 
 >>> from polysemy.analysis import analyze_neurons, analyze_fidelity, ablate  # doctest: +SKIP
 """
 
 from polysemy.analysis.ablation import AblateConfig, AblateResult, ablate
 from polysemy.analysis.ablation_calibration import AblationCalibration, calibrate_ablation
+from polysemy.analysis.attributions import (
+    AttributionsConfig,
+    AttributionsResult,
+    analyze_attributions,
+)
+from polysemy.analysis.attributions_calibration import calibrate_attributions
 from polysemy.analysis.chorus_calibration import calibrate_features, calibrate_neurons
 from polysemy.analysis.features import FeaturesConfig, FeaturesResult, analyze_features
 from polysemy.analysis.fidelity import FidelityConfig, FidelityResult, analyze_fidelity
 from polysemy.analysis.geometry import GeometryConfig, GeometryResult, analyze_geometry
 from polysemy.analysis.geometry_calibration import calibrate_geometry
 from polysemy.analysis.neurons import NeuronsConfig, NeuronsResult, analyze_neurons
+from polysemy.analysis.pruning import PruningConfig, PruningResult, analyze_pruning
+from polysemy.analysis.pruning_calibration import calibrate_pruning
 from polysemy.analysis.reconstruction import ReconstructionResult, evaluate
 from polysemy.analysis.recovery import RecoveryResult, recovery_scores
 from polysemy.analysis.replay import SiteReplay
@@ -21,6 +30,8 @@ __all__ = [
     "AblateConfig",
     "AblateResult",
     "AblationCalibration",
+    "AttributionsConfig",
+    "AttributionsResult",
     "FeaturesConfig",
     "FeaturesResult",
     "FidelityConfig",
@@ -29,18 +40,24 @@ __all__ = [
     "GeometryResult",
     "NeuronsConfig",
     "NeuronsResult",
+    "PruningConfig",
+    "PruningResult",
     "ReconstructionResult",
     "RecoveryResult",
     "SiteReplay",
     "ablate",
+    "analyze_attributions",
     "analyze_features",
     "analyze_fidelity",
     "analyze_geometry",
     "analyze_neurons",
+    "analyze_pruning",
     "calibrate_ablation",
+    "calibrate_attributions",
     "calibrate_features",
     "calibrate_geometry",
     "calibrate_neurons",
+    "calibrate_pruning",
     "evaluate",
     "recovery_scores",
 ]

@@ -11,10 +11,12 @@ from types import ModuleType
 
 from polysemy.cli import (
     analyze_ablate,
+    analyze_attributions,
     analyze_features,
     analyze_fidelity,
     analyze_geometry,
     analyze_neurons,
+    analyze_pruning,
 )
 
 # One module per analysis command, in the order `polysemy analyze --help` lists them.
@@ -24,6 +26,8 @@ COMMANDS: tuple[ModuleType, ...] = (
     analyze_features,
     analyze_geometry,
     analyze_ablate,
+    analyze_attributions,
+    analyze_pruning,
 )
 
 
