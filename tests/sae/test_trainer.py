@@ -484,8 +484,10 @@ def test_data_without_a_heldout_split_says_which_rows_it_reports(tmp_path: Path)
 def test_the_library_picks_the_learning_rate_of_the_optimizer() -> None:
     # A notebook user who only names the sign optimizer must not get Adam's lr.
     assert TrainConfig().resolved_lr(3072) == 4e-4
-    signum = TrainConfig(optimizer="signum").resolved_lr(2**14)
-    assert signum == pytest.approx(5e-3)
+    schedule_free = TrainConfig(optimizer="schedule-free-signum").resolved_lr(2**14)
+    assert schedule_free == pytest.approx(5e-3)
+    # Plain signum has no averaged iterate and takes a tenth (it collapsed at the full rule).
+    assert TrainConfig(optimizer="signum").resolved_lr(2**14) == pytest.approx(5e-4)
     assert TrainConfig(optimizer="signum", lr=1e-3).resolved_lr(2**14) == 1e-3
 
 
