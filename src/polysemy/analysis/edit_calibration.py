@@ -59,7 +59,9 @@ def plant_word_neurons(loaded: LoadedModel, *, seed: int = 0) -> dict[str, dict[
     from polysemy.corpora.concepts import VOCABULARY
 
     plural = dict(data.ANIMALS + data.PROFESSIONS + data.FOODS + data.VEHICLES)
-    weight = loaded.model.get_input_embeddings().weight  # (vocab, d_model)
+    model: Any = loaded.model
+    tokenizer: Any = loaded.tokenizer
+    weight = model.get_input_embeddings().weight  # (vocab, d_model)
     g = torch.Generator().manual_seed(seed)
     planted: dict[str, dict[str, float]] = {}
     with torch.no_grad():
@@ -71,7 +73,7 @@ def plant_word_neurons(loaded: LoadedModel, *, seed: int = 0) -> dict[str, dict[
                 planted[concept][word] = value
                 for form in {word, plural.get(word, word)}:
                     for text in (form, form.capitalize()):
-                        ids = loaded.tokenizer(text, add_special_tokens=False)["input_ids"]
+                        ids = tokenizer(text, add_special_tokens=False)["input_ids"]
                         weight[ids[0], j] = value
     return planted
 
@@ -99,7 +101,7 @@ def calibrate_edits(
             false_other += sum(o.verdict == "effect" for o in own.others)
             other_tests += len(own.others)
         last = _layer_outputs(loaded)[-1]
-        width = int(loaded.model.config.hidden_size)
+        width = int(getattr(loaded.model, "config").hidden_size)  # noqa: B009 (Module typing)
         g = torch.Generator().manual_seed(s)
         chosen = torch.randperm(width, generator=g)[:random_neurons].tolist()
         result = analyze_edits(loaded, site=last, targets=tuple(f"neuron:{n}" for n in chosen),

@@ -139,7 +139,7 @@ def calibrate_probes(
         broken, _ = planted_rows(rows // 2, seed=s + 1, spurious="coin", dictionary_seed=s)
         fresh, _ = planted_rows(rows // 2, seed=s + 2, spurious="label", dictionary_seed=s)
         sae = PlantedEncoder(features)
-        result = analyze_probes(train, sae=sae, shifted={"broken": broken, "fresh": fresh},
+        result = analyze_probes(train, sae=sae, sets={"broken": broken, "fresh": fresh},
                                 resamples=resamples, seed=s)  # fmt: skip
         missed_feature += result.probe("feature").units != (0,)
         missed_gap += result.probe("neuron").gap_verdicts["broken"] != "effect"

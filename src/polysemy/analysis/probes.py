@@ -364,7 +364,7 @@ def analyze_probes(
     *,
     sae: Any = None,
     model: Any = None,
-    shifted: Mapping[str, Any] | None = None,
+    sets: Mapping[str, Any] | None = None,
     out: str | os.PathLike[str] | None = None,
     force: bool = False,
     device: str | torch.device = "cpu",
@@ -376,8 +376,8 @@ def analyze_probes(
     `acts` is a store harvested from the `concepts` corpus (folder or `ActivationStore`) or
     `LabelledRows` (rows with labels of your own, e.g. a planted store). `model` (a
     `LoadedModel`) lets `heldout_sentences` of `concepts:heldout` be harvested at the store's
-    site as shifted data; `shifted` adds named sets (stores or `LabelledRows`) to
-    `config.shifted`. With `out`, writes a `probes` analysis folder. Raises ParameterError
+    site as shifted data; `sets` adds named shifted sets (stores or `LabelledRows`) to the
+    stores of `config.shifted`. With `out`, writes a `probes` analysis folder. Raises ParameterError
     naming `concept`, `kinds`, `sae`, `shifted`, `acts` or `neurons`.
     """
     config = configured(ProbesConfig, config, options)
@@ -398,7 +398,7 @@ def analyze_probes(
             )
     neurons = read_neurons(config.neurons) if config.neurons is not None else None
     train, iid = split_documents(rows, config.heldout_fraction)
-    sets: dict[str, LabelledRows] = {"iid": iid}
+    evaluation: dict[str, LabelledRows] = {"iid": iid}
     if model is not None and config.heldout_sentences > 0 and not isinstance(acts, LabelledRows):
         from polysemy.activations.store import ActivationStore
 
@@ -407,12 +407,12 @@ def analyze_probes(
         held = harvest_concepts(model, str(store.source["site"]),
                                 f"concepts:heldout:{config.heldout_sentences}",
                                 seed=_store_seed(store), seq_len=seq_len)  # fmt: skip
-        sets["concepts:heldout"] = _rows(held, config, name="concepts:heldout")
+        evaluation["concepts:heldout"] = _rows(held, config, name="concepts:heldout")
     for path in config.shifted:
-        sets[str(path)] = _rows(path, config)
-    for name, source in (shifted or {}).items():
-        sets[name] = _rows(source, config, name=name)
-    for name, s in sets.items():
+        evaluation[str(path)] = _rows(path, config)
+    for name, source in (sets or {}).items():
+        evaluation[name] = _rows(source, config, name=name)
+    for name, s in evaluation.items():
         if s.x.shape[1] != d_in:
             raise ParameterError(
                 "shifted", f"stores of width {d_in} like acts", f"{name} of width {s.x.shape[1]}"
@@ -424,6 +424,7 @@ def analyze_probes(
             "concept", "a label with both classes among the training rows", config.concept
         )
 
+    sets = evaluation
     rate = float(train.y.double().mean())
     columns = _Columns(sae, device)
     control_train = control_labels(train.word, rate, seed=config.seed)

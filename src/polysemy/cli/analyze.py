@@ -9,10 +9,22 @@ from __future__ import annotations
 import argparse
 from types import ModuleType
 
-from polysemy.cli import analyze_ablate, analyze_fidelity, analyze_geometry
+from polysemy.cli import (
+    analyze_ablate,
+    analyze_edits,
+    analyze_fidelity,
+    analyze_geometry,
+    analyze_probes,
+)
 
 # One module per analysis command, in the order `polysemy analyze --help` lists them.
-COMMANDS: tuple[ModuleType, ...] = (analyze_fidelity, analyze_geometry, analyze_ablate)
+COMMANDS: tuple[ModuleType, ...] = (
+    analyze_fidelity,
+    analyze_geometry,
+    analyze_ablate,
+    analyze_probes,
+    analyze_edits,
+)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -21,7 +33,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         return
     group = subparsers.add_parser(
         "analyze",
-        help="evidence on a model and an SAE: fidelity, neurons, features, geometry, ablation",
+        help="evidence on a model and an SAE: fidelity, geometry, ablation, probes, edits",
         description="Each analysis runs where the truth is known first (docs/evidence.md gives "
         "its calibrated error rates), reports every figure with an interval and a null, and "
         "writes an analysis folder (analysis.json + columnar files) that reports read.",
