@@ -46,7 +46,7 @@ class LogisticProbe:
         self.tol = check_float("tol", tol, above=0.0)
 
     def fit(self, X: Float[Tensor, "rows columns"], y: Bool[Tensor, " rows"]) -> LogisticProbe:
-        x = _matrix(X)
+        x = _matrix(X).detach()
         target = torch.as_tensor(y).to(device=x.device).flatten()
         if target.numel() != x.shape[0]:
             raise ValueError(

@@ -160,7 +160,14 @@ def harvest_concepts(
     folder = tempfile.mkdtemp(prefix="polysemy-probes-")
     out = os.path.join(folder, "store")
     config = HarvestConfig(sites=(site,), tokens=10**9, seq_len=seq_len, dtype="float32")
-    harvest(loaded, corpus, config, out=out)
+    # The corpus always runs out before the token budget: that is the point, so no warning.
+    quiet = logging.getLogger("polysemy.activations.harvest")
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)
+    try:
+        harvest(loaded, corpus, config, out=out)
+    finally:
+        quiet.setLevel(level)
     return ActivationStore(out)
 
 

@@ -267,6 +267,10 @@ class _Columns:
 
     def features(self, x: Tensor, units: Tensor | None = None) -> Tensor:
         """SAE activations `[rows, units]` (all features when `units` is None), batched."""
+        with torch.no_grad():
+            return self._features(x, units)
+
+    def _features(self, x: Tensor, units: Tensor | None) -> Tensor:
         out = []
         w = self.sae.W_dec
         for start in range(0, x.shape[0], self.batch):
