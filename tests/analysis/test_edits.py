@@ -61,7 +61,7 @@ def test_direction_equals_neuron_and_feature_target(planted, tmp_path: Path) -> 
     e[1] = 3.0  # norm is ignored: x . d / ||d||
     sae = PlantedDictionary(torch.eye(32)[:4])
     result = analyze_edits(planted["loaded"], site=WORD_SITE, targets=("neuron:1", "feature:1"),
-                           direction=e, sae=sae, concept="food", pairs=planted["pairs"],
+                           direction_vector=e, sae=sae, concept="food", pairs=planted["pairs"],
                            resamples=200, permutations=200, out=tmp_path / "e")  # fmt: skip
     names = [r.target for r in result.results]
     assert names == ["neuron:1", "direction", "feature:1"]
@@ -122,7 +122,7 @@ def test_refusals(planted, tmp_path: Path) -> None:
     with pytest.raises(ParameterError, match=r"^site"):
         analyze_edits(loaded, targets=("neuron:1",), concept="tense", pairs=planted["pairs"])
     with pytest.raises(ParameterError, match=r"^direction"):
-        analyze_edits(loaded, direction=torch.zeros(32), **kw)
+        analyze_edits(loaded, direction_vector=torch.zeros(32), **kw)
     with pytest.raises(ParameterError, match=r"^twins"):
         analyze_edits(loaded, targets=("neuron:1",), site=WORD_SITE, concept="tense",
                       pairs=[EditPair("a b", "a c", "tense", i) for i in range(5)])  # fmt: skip

@@ -450,14 +450,14 @@ def analyze_edits(
     *,
     sae: Any = None,
     pairs: list[EditPair] | None = None,
-    direction: Tensor | None = None,
+    direction_vector: Tensor | None = None,
     out: str | os.PathLike[str] | None = None,
     force: bool = False,
     **options: Any,
 ) -> EditsResult:
     """Measure each target's change under the concept's edits, the other concepts' edits and
     the control edits (module docstring). `pairs` (or `config.twins`) replaces the concepts
-    corpus's twins; `direction` (`[width]`) overrides `config.direction`. With `out`, writes
+    corpus's twins; `direction_vector` (`[width]`) overrides `config.direction`. With `out`, writes
     an `edits` analysis folder. Raises ParameterError naming `concept`, `targets`, `site`,
     `sae`, `direction` or `twins`; ValueError naming `twins` and a line for a malformed file."""
     config = configured(EditsConfig, config, options)
@@ -466,6 +466,7 @@ def analyze_edits(
         check_sae_fits(sae, site)
         if hasattr(sae, "eval"):
             sae.eval()
+    direction = direction_vector
     if direction is None and config.direction is not None:
         direction = load_direction(config.direction)
     names, matrix, features = _target_matrix(config, sae, site.width, direction)
