@@ -51,6 +51,9 @@ def test_sensitivity_and_specificity_on_planted_truth(planted) -> None:
         own = result.target(f"neuron:{j}")
         assert own.sensitivity.verdict == "effect" and own.specificity == 1.0
         assert own.sensitivity.effect.low > 0
+        # Every edited word of the concept carries a planted value: always active.
+        assert own.sensitivity.active == own.sensitivity.pairs
+        assert own.sensitivity.mean_abs_silent is None
         other = result.target(f"neuron:{1 - j}")
         assert other.sensitivity.verdict != "effect"
         assert other.leak == PLANTED_CONCEPTS[1 - j]  # its own concept, seen as "other"

@@ -13,8 +13,9 @@ from polysemy.activations.harvest import HarvestConfig, harvest
 from polysemy.analysis.ablation_calibration import tiny_encoder
 from polysemy.analysis.folder import read_analysis
 from polysemy.analysis.probe_calibration import PlantedEncoder, planted_rows
+from polysemy.analysis.probe_chorus import chorus_flags, read_neurons
 from polysemy.analysis.probe_data import concept_rows, control_labels, label_mask
-from polysemy.analysis.probes import analyze_probes, chorus_flags, read_neurons
+from polysemy.analysis.probes import analyze_probes
 from polysemy.corpora import open_corpus
 from polysemy.validation import ParameterError
 

@@ -21,6 +21,9 @@ and each pair gives Δ = v(twin) - v(text). With |Δ_c| the pairs that edit conc
                  control (`permutations` times): its central 95% range
     verdict      `verdict(effect interval, null range)`
 
+Each concept's entry also splits mean |Δ_c| by whether the target is active (value > 0) on
+the text or its twin (`mean_abs_active`) or on neither (`mean_abs_silent`).
+
 `sensitivity` is the targeted concept's effect; `specificity` is the share of the other
 concepts (with at least `min_pairs` pairs) whose verdict is not "effect", and `leak` names
 the other concept with the largest effect and its size relative to the sensitivity. As a
@@ -201,11 +204,19 @@ class ConceptEffect:
     """mean |Δ_c|."""
     quantiles: dict[str, float]
     """Quantiles of the signed Δ_c."""
+    active: int = 0
+    """Pairs where the target is active (value > 0) on the text or its twin."""
+    mean_abs_active: float | None = None
+    """mean |Δ_c| over those pairs (None: none)."""
+    mean_abs_silent: float | None = None
+    """mean |Δ_c| over the other pairs (None: none)."""
 
     def to_dict(self) -> dict[str, Any]:
         return {"concept": self.concept, "pairs": self.pairs, "effect": self.effect.to_dict(),
                 "null_range": [self.null.low, self.null.high], "verdict": self.verdict,
-                "mean_abs": self.mean_abs, "quantiles": self.quantiles}  # fmt: skip
+                "mean_abs": self.mean_abs, "quantiles": self.quantiles, "active": self.active,
+                "mean_abs_active": self.mean_abs_active,
+                "mean_abs_silent": self.mean_abs_silent}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -400,29 +411,42 @@ def _difference(a: Tensor, b: Tensor, config: EditsConfig, seed: int) -> tuple[I
 
 
 def _effect(
-    name: str, delta: Tensor, control: Tensor, config: EditsConfig, seed: int
+    name: str,
+    delta: Tensor,
+    control: Tensor,
+    config: EditsConfig,
+    seed: int,
+    active: Tensor | None = None,
 ) -> ConceptEffect:
     ci, null = _difference(delta.abs(), control.abs(), config, seed)
+    on = torch.zeros_like(delta, dtype=torch.bool) if active is None else active
+
+    def mean(mask: Tensor) -> float | None:
+        return float(delta[mask].abs().mean()) if bool(mask.any()) else None
+
     return ConceptEffect(name, int(delta.numel()), ci, null, verdict(ci, null),
-                         float(delta.abs().mean()), quantiles(delta))  # fmt: skip
+                         float(delta.abs().mean()), quantiles(delta), int(on.sum()),
+                         mean(on), mean(~on))  # fmt: skip
 
 
 def _judge(
-    target: str, delta: Tensor, labels: list[str | None], config: EditsConfig
+    target: str, delta: Tensor, active: Tensor, labels: list[str | None], config: EditsConfig
 ) -> TargetEdits:
-    """`delta [pairs]` of one target, grouped by the edited concept."""
+    """`delta [pairs]` of one target, grouped by the edited concept; `active [pairs]`: the
+    target is active on the text or its twin."""
     control_mask = torch.tensor([c is None for c in labels])
     control = delta[control_mask]
     if control.numel() < 4:
         raise ParameterError("twins", "edits with at least 4 control pairs", int(control.numel()))
     by_concept: dict[str, Tensor] = {}
     for c in sorted({c for c in labels if c is not None}):
-        by_concept[c] = delta[torch.tensor([x == c for x in labels])]
-    sensitivity = _effect(config.concept, by_concept[config.concept], control, config, config.seed)
+        by_concept[c] = torch.tensor([x == c for x in labels])
+    own = by_concept[config.concept]
+    sensitivity = _effect(config.concept, delta[own], control, config, config.seed, active[own])
     others = tuple(
-        _effect(c, d, control, config, config.seed + 1 + i)
-        for i, (c, d) in enumerate(by_concept.items())
-        if c != config.concept and d.numel() >= config.min_pairs
+        _effect(c, delta[m], control, config, config.seed + 1 + i, active[m])
+        for i, (c, m) in enumerate(by_concept.items())
+        if c != config.concept and int(m.sum()) >= config.min_pairs
     )
     g = torch.Generator().manual_seed(config.seed + 7)
     order = torch.randperm(control.numel(), generator=g)
@@ -493,7 +517,8 @@ def analyze_edits(
     a = torch.tensor([index[p.text] for p in pairs])
     b = torch.tensor([index[p.twin] for p in pairs])
     deltas = (values[b] - values[a]).T.contiguous()  # (targets, pairs)
-    results = tuple(_judge(n, deltas[i], labels, config) for i, n in enumerate(names))
+    active = ((values[a] > 0) | (values[b] > 0)).T  # (targets, pairs)
+    results = tuple(_judge(n, deltas[i], active[i], labels, config) for i, n in enumerate(names))
     concepts = tuple(counts)
     pair_concept = torch.tensor([-1 if c is None else concepts.index(c) for c in labels])
     result = EditsResult(

@@ -26,7 +26,8 @@ independent, so sentences are resampled, not rows):
 
     accuracy        share of rows classified right, per evaluation set (beside `chance`, the
                     majority class's share)
-    selectivity     accuracy - control accuracy, on the i.i.d. held-out rows (paired)
+    selectivity     (accuracy - chance) - (control accuracy - control chance), on the
+                    i.i.d. held-out rows (paired); each task's chance is its majority share
     gap             accuracy(i.i.d.) - accuracy(shifted), per shifted set; verdict "effect"
                     when its interval lies outside ±`gap_tolerance`, "no effect" when inside
 
@@ -45,12 +46,10 @@ Files: `weights.safetensors` (`<kind>.units`, `<kind>.coef` in original units,
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import os
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any, Literal, get_args
 
 import torch
@@ -58,6 +57,7 @@ from torch import Tensor
 
 from polysemy.analysis.folder import start_analysis, write_analysis
 from polysemy.analysis.logistic import LogisticProbe, mean_difference, mean_difference_batched
+from polysemy.analysis.probe_chorus import ChorusFlag, chorus_flags, read_neurons
 from polysemy.analysis.probe_data import (
     LabelledRows,
     check_concept,
@@ -149,25 +149,6 @@ class ProbesConfig:
         check_int("resamples", self.resamples, least=100)
         check_float("chorus_threshold", self.chorus_threshold, least=1.0)
         check_int("seed", self.seed)
-
-
-@dataclass(frozen=True)
-class ChorusFlag:
-    """A neuron a probe leans on that carries several features."""
-
-    kind: str
-    """The probe kind."""
-    neuron: int
-    weight_share: float
-    """Share of the probe's |standardised weight| on this neuron."""
-    effective_features: float
-    voices: tuple[tuple[int, float], ...]
-    """The neuron's other features (feature, share), largest first."""
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, "neuron": self.neuron, "weight_share": self.weight_share,
-                "effective_features": self.effective_features,
-                "voices": [list(v) for v in self.voices]}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -442,7 +423,9 @@ def analyze_probes(
         else:
             c_units, c_probe = _fit(kind, train.x, control_train, columns, config)
             control_correct = _correct(kind, c_units, c_probe, iid, control_iid, columns)
-        results.append(_score(kind, units, probe, correct, control_correct, sets, config))
+        results.append(
+            _score(kind, units, probe, correct, (control_correct, control_iid), sets, config)
+        )
     if neurons is not None:
         results = [_with_chorus(r, results, neurons, config) for r in results]
     result = ProbesResult(
@@ -493,23 +476,42 @@ def _score(
     units: Tensor | None,
     probe: LogisticProbe,
     correct: dict[str, Tensor],
-    control_correct: Tensor,
+    control: tuple[Tensor, Tensor],
     sets: Mapping[str, LabelledRows],
     config: ProbesConfig,
 ) -> ProbeResult:
+    """Intervals of one kind's figures; `control` is (control probe correct, control labels)
+    on the i.i.d. rows."""
     iid = sets["iid"]
+    control_correct, control_y = control
     draws: dict[str, Tensor] = {}
     accuracy: dict[str, Interval] = {}
     for i, (name, s) in enumerate(sets.items()):
-        values = [correct[name]] + ([control_correct] if name == "iid" else [])
+        values = [correct[name]] + ([control_correct, s.y, control_y] if name == "iid" else [])
         d = _bootstrap(values, s.doc, config.resamples, config.seed + i)
         draws[name] = d[0]
         accuracy[name] = _interval(float(correct[name].double().mean()), d[0], s.y.numel())
         if name == "iid":
-            control_draws = d[1]
-    control = _interval(float(control_correct.double().mean()), control_draws, iid.y.numel())
-    selectivity = _interval(accuracy["iid"].estimate - control.estimate,
-                            draws["iid"] - control_draws, iid.y.numel())  # fmt: skip
+            iid_draws = d
+    control_acc = _interval(float(control_correct.double().mean()), iid_draws[1], iid.y.numel())
+
+    def excess(acc: Tensor, rate: Tensor) -> Tensor:  # accuracy above the majority share
+        return acc - torch.maximum(rate, 1 - rate)
+
+    def whole(v: Tensor) -> Tensor:
+        return v.double().mean()[None]
+
+    # Each task against its own majority share: the control labels' positive rate on these
+    # rows drifts from the concept's with the few word types drawn, and raw accuracies would
+    # carry that drift into the selectivity.
+    estimate = excess(whole(correct["iid"]), whole(iid.y)) - excess(
+        whole(control_correct), whole(control_y)
+    )
+    selectivity = _interval(
+        float(estimate),
+        excess(iid_draws[0], iid_draws[2]) - excess(iid_draws[1], iid_draws[3]),
+        iid.y.numel(),
+    )
     gaps, gap_verdicts = {}, {}
     for name in sets:
         if name == "iid":
@@ -529,7 +531,7 @@ def _score(
         units=() if units is None else tuple(int(u) for u in units),
         accuracy=accuracy,
         chance=chance,
-        control_accuracy=control,
+        control_accuracy=control_acc,
         selectivity=selectivity,
         selectivity_verdict=verdict(selectivity, _tolerance(config)),
         gaps=gaps,
@@ -540,69 +542,6 @@ def _score(
 
 
 # ---- chorus neurons -------------------------------------------------------------------------
-
-
-def read_neurons(path: str | os.PathLike[str]) -> dict[int, tuple[float, list[tuple[int, float]]]]:
-    """`neuron -> (effective_features, [(feature, share), ...])` from a neurons analysis
-    folder's `neurons.json` (or that file): a list of `{"neuron", "effective_features",
-    "features": [[feature, share], ...]}` (also accepted under a `"neurons"` key)."""
-    p = Path(path)
-    file = p / "neurons.json" if p.is_dir() else p
-    if not file.is_file():
-        raise FileNotFoundError(f"neurons {str(path)!r} has no neurons.json")
-    try:
-        data = json.loads(file.read_text())
-    except json.JSONDecodeError as exc:
-        raise ParameterError(
-            "neurons", "a folder whose neurons.json is JSON", f"{file}: {exc}"
-        ) from None
-    records = data.get("neurons") if isinstance(data, dict) else data
-    if not isinstance(records, list):
-        raise ParameterError(
-            "neurons", "a neurons.json holding a list of neurons", type(records).__name__
-        )
-    out: dict[int, tuple[float, list[tuple[int, float]]]] = {}
-    for i, r in enumerate(records):
-        try:
-            voices = [(int(f), float(s)) for f, s in r["features"]]
-            out[int(r["neuron"])] = (float(r["effective_features"]), voices)
-        except (KeyError, TypeError, ValueError):
-            raise ParameterError(
-                "neurons",
-                'records {"neuron", "effective_features", "features": [[feature, share], ...]}',
-                f"record {i} of {file}",
-            ) from None
-    return out
-
-
-def chorus_flags(
-    kind: str,
-    coef_std: Tensor,
-    units: Tensor | None,
-    neurons: Mapping[int, tuple[float, list[tuple[int, float]]]],
-    *,
-    threshold: float = 2.0,
-    top: int = 3,
-    own_feature: int | None = None,
-) -> list[ChorusFlag]:
-    """Of the `top` neurons carrying most of a probe's |standardised weight| (`coef_std` over
-    `units`, or over every neuron when `units` is None), those whose `effective_features` is
-    at least `threshold`, each with its other voices (every feature but `own_feature`)."""
-    weight = coef_std.detach().abs().double().cpu()
-    index = torch.arange(weight.numel()) if units is None else units.cpu()
-    total = float(weight.sum()) or 1.0
-    flags = []
-    for j in weight.argsort(descending=True)[:top].tolist():
-        neuron = int(index[j])
-        if neuron not in neurons or weight[j] == 0:
-            continue
-        effective, voices = neurons[neuron]
-        if effective >= threshold:
-            others = tuple(
-                sorted(((f, s) for f, s in voices if f != own_feature), key=lambda v: -v[1])
-            )
-            flags.append(ChorusFlag(kind, neuron, float(weight[j]) / total, effective, others))
-    return flags
 
 
 def _with_chorus(
