@@ -54,6 +54,8 @@ def main() -> None:
         print(f"  {name:<28} {time.perf_counter() - t:7.2f} s")
         return out
 
+    # Warm-up: the first L-BFGS fit in a process pays torch's one-off setup (about a second).
+    LogisticProbe().fit(x[:1000, :4], y_dev[:1000])
     print(f"{args.rows} rows x {args.width} neurons")
     score = timed("ranking (Cohen's d)", lambda: mean_difference(x, y_dev))
     top = score.argsort(descending=True)[: args.k]  # type: ignore[union-attr]

@@ -32,6 +32,8 @@ from torch import Tensor
 
 from polysemy.validation import ParameterError, check_float, check_int
 
+_CHUNK = 16_384  # rows per float64 pass of mean_difference
+
 
 class LogisticProbe:
     """Binary logistic regression (scikit-learn's fit / predict / predict_proba / score).
@@ -130,18 +132,23 @@ def mean_difference_batched(
 ) -> Float[Tensor, " columns"]:
     """`mean_difference` over row batches (X, y), in one pass: for columns too many to hold
     every row of at once (an SAE's features)."""
-    moments: list[Tensor] | None = None  # per class: count, sum, sum of squares
+    moments: list[Tensor] | None = None  # count, sum, sum of squares: positives, then all
     for X, y in batches:
-        x = _matrix(X).double()
+        x = _matrix(X)
         target = torch.as_tensor(y).to(x.device).flatten().bool()
-        parts = []
-        for rows in (x[target], x[~target]):
-            parts += [torch.tensor(float(rows.shape[0]), dtype=torch.float64),
-                      rows.sum(0).cpu(), rows.square().sum(0).cpu()]  # fmt: skip
-        moments = parts if moments is None else [a + b for a, b in zip(moments, parts, strict=True)]
+        for start in range(0, x.shape[0], _CHUNK):  # float64 sums, a chunk at a time
+            xd = x[start : start + _CHUNK].double()
+            yd = target[start : start + _CHUNK].double()
+            parts = [yd.sum().cpu(), (yd @ xd).cpu(), (yd @ xd.square()).cpu(),
+                     torch.tensor(float(xd.shape[0]), dtype=torch.float64),
+                     xd.sum(0).cpu(), xd.square().sum(0).cpu()]  # fmt: skip
+            moments = (
+                parts if moments is None else [a + b for a, b in zip(moments, parts, strict=True)]
+            )
     if moments is None:
         raise ValueError("batches must hold at least one batch of rows")
-    n1, s1, q1, n0, s0, q0 = moments
+    n1, s1, q1, n, s_all, q_all = moments
+    n0, s0, q0 = n - n1, s_all - s1, q_all - q1
     if n1 < 2 or n0 < 2:
         raise ValueError("y must hold at least two rows of each class")
     m1, m0 = s1 / n1, s0 / n0
