@@ -70,4 +70,5 @@ def test_token_identity_direction_tracks_its_word(minilm) -> None:
                            permutations=200)  # fmt: skip
     r = result.target("direction")
     assert r.sensitivity.verdict == "effect"
-    assert r.leak != "animal" and r.sensitivity.effect.estimate > 0
+    assert r.sensitivity.effect.estimate > 0
+    assert r.leak_ratio is not None and r.leak_ratio < 1  # no other concept moves it more

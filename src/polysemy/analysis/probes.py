@@ -393,6 +393,8 @@ def analyze_probes(
                                 f"concepts:heldout:{config.heldout_sentences}",
                                 seed=_store_seed(store), seq_len=seq_len)  # fmt: skip
         evaluation["concepts:heldout"] = _rows(held, config, name="concepts:heldout")
+    elif config.heldout_sentences > 0 and not isinstance(acts, LabelledRows):
+        logger.info("no model given: concepts:heldout is not harvested (no shifted families)")
     for path in config.shifted:
         evaluation[str(path)] = _rows(path, config)
     for name, source in (sets or {}).items():

@@ -81,6 +81,8 @@ def run(args: argparse.Namespace) -> int:
             voices = ", ".join(f"feature {f} ({s:.0%})" for f, s in flag.voices[:5])
             lines.append(f"{'':>10} neuron {flag.neuron} is a chorus "
                          f"({flag.effective_features:.1f} features): {voices}")  # fmt: skip
+    if len(result.rows) == 2:
+        lines.append("no shifted data: give --model to harvest concepts:heldout, or --shifted")
     if result.skipped:
         lines.append(f"skipped (no SAE): {', '.join(result.skipped)}")
     emit(args, summary, "\n".join(lines))
