@@ -8,6 +8,8 @@ script runs them and prints every rate with its exact 95% interval and its sampl
     PYTHONPATH=src python benchmarks/evidence_calibration.py --only neurons
     PYTHONPATH=src python benchmarks/evidence_calibration.py --only attributions
     PYTHONPATH=src python benchmarks/evidence_calibration.py --only pruning
+    PYTHONPATH=src python benchmarks/evidence_calibration.py --only probes
+    PYTHONPATH=src python benchmarks/evidence_calibration.py --only edits
     PYTHONPATH=src python benchmarks/evidence_calibration.py --quick
 """
 
@@ -149,11 +151,48 @@ def pruning(quick: bool) -> None:
     print("  prunable - q quantiles: " + ", ".join(f"{k} {v:+.4f}" for k, v in cal.error.items()))
 
 
+def probes(quick: bool) -> None:
+    """Planted features and a spurious neuron: is the feature found, the spurious neuron's
+    shifted gap flagged, and no gap flagged where the truth has none (calibrate_probes)?"""
+    from polysemy.analysis.probe_calibration import calibrate_probes
+
+    trials, rows = (4, 10_000) if quick else (40, 20_000)
+    cal = calibrate_probes(trials=trials, rows=rows, resamples=500)
+    print(
+        f"probes: planted dictionary (64 features in 32 dims + 1 spurious neuron), "
+        f"{cal.rows} rows per store, {cal.trials} trials, gap tolerance 0.02"
+    )
+    print(_rate("false negative (feature probe misses feature 0)", cal.feature_missed))
+    print(_rate("false negative (direction |cos| < 0.5)", cal.direction_missed))
+    print(_rate("false negative (spurious neuron gap missed)", cal.gap_missed))
+    print(_rate("false positive (feature probes' gap, broken)", cal.gap_false_feature))
+    print(_rate("false positive (any gap, fresh i.i.d. set)", cal.gap_false_fresh))
+    print(_rate("false positive (selectivity, random labels)", cal.selectivity_false))
+
+
+def edits(quick: bool) -> None:
+    """Planted word neurons of a tiny BERT: own concept found, other concepts and the
+    exchangeable control split not flagged (calibrate_edits)."""
+    from polysemy.analysis.edit_calibration import calibrate_edits
+
+    trials, sentences = (2, 200) if quick else (20, 300)
+    cal = calibrate_edits(trials=trials, sentences=sentences)
+    print(
+        f"edits: tiny BERT with planted word neurons (5 content concepts), concepts:heldout, "
+        f"{cal.sentences} sentences and their twins, {cal.trials} trials"
+    )
+    print(_rate("false negative (own concept's edits missed)", cal.missed))
+    print(_rate("false positive (other concept's edits)", cal.false_other))
+    print(_rate("false positive (control split, last layer)", cal.false_control_split))
+
+
 TESTS: dict[str, Callable[[bool], None]] = {
     "neurons": neurons,
     "features": features,
     "geometry": geometry,
     "ablate": ablate,
+    "probes": probes,
+    "edits": edits,
     "attributions": attributions,
     "pruning": pruning,
 }

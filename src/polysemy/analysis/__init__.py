@@ -1,9 +1,9 @@
-"""Evidence on a model and an SAE: reconstruction metrics, recovery of planted features,
-downstream fidelity, ablation, neurons as choruses of features, features over neurons and
-dictionary geometry.
-downstream fidelity, ablation, dictionary geometry, input attributions and pruning.
+"""Evidence on a model and an SAE, one function per analysis: reconstruction, recovery of
+planted features, fidelity, ablation, neurons as choruses, features, dictionary geometry,
+probes, edits, attributions and pruning, each with its calibration on known truth.
 
 >>> from polysemy.analysis import analyze_neurons, analyze_fidelity, ablate  # doctest: +SKIP
+>>> from polysemy.analysis import analyze_probes, analyze_edits              # doctest: +SKIP
 """
 
 from polysemy.analysis.ablation import AblateConfig, AblateResult, ablate
@@ -15,11 +15,16 @@ from polysemy.analysis.attributions import (
 )
 from polysemy.analysis.attributions_calibration import calibrate_attributions
 from polysemy.analysis.chorus_calibration import calibrate_features, calibrate_neurons
+from polysemy.analysis.edit_calibration import EditsCalibration, calibrate_edits
+from polysemy.analysis.edits import EditsConfig, EditsResult, analyze_edits
 from polysemy.analysis.features import FeaturesConfig, FeaturesResult, analyze_features
 from polysemy.analysis.fidelity import FidelityConfig, FidelityResult, analyze_fidelity
 from polysemy.analysis.geometry import GeometryConfig, GeometryResult, analyze_geometry
 from polysemy.analysis.geometry_calibration import calibrate_geometry
+from polysemy.analysis.logistic import LogisticProbe
 from polysemy.analysis.neurons import NeuronsConfig, NeuronsResult, analyze_neurons
+from polysemy.analysis.probe_calibration import ProbesCalibration, calibrate_probes
+from polysemy.analysis.probes import ProbesConfig, ProbesResult, analyze_probes
 from polysemy.analysis.pruning import PruningConfig, PruningResult, analyze_pruning
 from polysemy.analysis.pruning_calibration import calibrate_pruning
 from polysemy.analysis.reconstruction import ReconstructionResult, evaluate
@@ -32,14 +37,21 @@ __all__ = [
     "AblationCalibration",
     "AttributionsConfig",
     "AttributionsResult",
+    "EditsCalibration",
+    "EditsConfig",
+    "EditsResult",
     "FeaturesConfig",
     "FeaturesResult",
     "FidelityConfig",
     "FidelityResult",
     "GeometryConfig",
     "GeometryResult",
+    "LogisticProbe",
     "NeuronsConfig",
     "NeuronsResult",
+    "ProbesCalibration",
+    "ProbesConfig",
+    "ProbesResult",
     "PruningConfig",
     "PruningResult",
     "ReconstructionResult",
@@ -47,16 +59,20 @@ __all__ = [
     "SiteReplay",
     "ablate",
     "analyze_attributions",
+    "analyze_edits",
     "analyze_features",
     "analyze_fidelity",
     "analyze_geometry",
     "analyze_neurons",
+    "analyze_probes",
     "analyze_pruning",
     "calibrate_ablation",
     "calibrate_attributions",
+    "calibrate_edits",
     "calibrate_features",
     "calibrate_geometry",
     "calibrate_neurons",
+    "calibrate_probes",
     "calibrate_pruning",
     "evaluate",
     "recovery_scores",

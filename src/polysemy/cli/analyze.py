@@ -12,10 +12,12 @@ from types import ModuleType
 from polysemy.cli import (
     analyze_ablate,
     analyze_attributions,
+    analyze_edits,
     analyze_features,
     analyze_fidelity,
     analyze_geometry,
     analyze_neurons,
+    analyze_probes,
     analyze_pruning,
 )
 
@@ -26,6 +28,8 @@ COMMANDS: tuple[ModuleType, ...] = (
     analyze_features,
     analyze_geometry,
     analyze_ablate,
+    analyze_probes,
+    analyze_edits,
     analyze_attributions,
     analyze_pruning,
 )
@@ -37,7 +41,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         return
     group = subparsers.add_parser(
         "analyze",
-        help="evidence on a model and an SAE: fidelity, neurons, features, geometry, ablation",
+        help="evidence on a model and an SAE: fidelity, neurons, features, geometry, ablation, "
+        "probes, edits, attributions, pruning",
         description="Each analysis runs where the truth is known first (docs/evidence.md gives "
         "its calibrated error rates), reports every figure with an interval and a null, and "
         "writes an analysis folder (analysis.json + columnar files) that reports read.",
