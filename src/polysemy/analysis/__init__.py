@@ -7,7 +7,11 @@ dictionary geometry.
 
 from polysemy.analysis.ablation import AblateConfig, AblateResult, ablate
 from polysemy.analysis.ablation_calibration import AblationCalibration, calibrate_ablation
-from polysemy.analysis.chorus_calibration import calibrate_features, calibrate_neurons
+from polysemy.analysis.chorus_calibration import (
+    calibrate_features,
+    calibrate_neurons,
+    calibrate_neurons_toy,
+)
 from polysemy.analysis.features import FeaturesConfig, FeaturesResult, analyze_features
 from polysemy.analysis.fidelity import FidelityConfig, FidelityResult, analyze_fidelity
 from polysemy.analysis.geometry import GeometryConfig, GeometryResult, analyze_geometry
@@ -41,6 +45,7 @@ __all__ = [
     "calibrate_features",
     "calibrate_geometry",
     "calibrate_neurons",
+    "calibrate_neurons_toy",
     "evaluate",
     "recovery_scores",
 ]
