@@ -105,6 +105,9 @@ class Cooccurrence:
     Dense `[d_sae, d_sae]` counts when they fit in `max_bytes`; otherwise a count-min sketch
     (Cormode & Muthukrishnan 2005): `depth` hashed tables `[d_sae, width]` per feature, whose
     minimum over tables never undercounts and overcounts by the colliding partners' counts.
+
+    Each unordered pair is counted once, under its smaller feature (f < g: row f, bucket of
+    g), which halves the updates; `partners` reads g > f from row f and g < f from row g.
     """
 
     def __init__(
@@ -128,18 +131,20 @@ class Cooccurrence:
         self.rows = 0
         self._pairs: tuple[int, Tensor, Tensor] | None = None
 
-    def _offdiagonal(self, m: int, device: torch.device) -> tuple[Tensor, Tensor]:
-        # The m (m - 1) ordered slot pairs (a, b), a != b, of a row's m active latents.
+    def _upper(self, m: int, device: torch.device) -> tuple[Tensor, Tensor]:
+        # The m (m - 1) / 2 slot pairs (a, b), a < b, of a row's m latents.
         if self._pairs is None or self._pairs[0] != m:
-            a, b = torch.meshgrid(torch.arange(m), torch.arange(m), indexing="ij")
-            off = a != b
-            self._pairs = (m, a[off].to(device), b[off].to(device))
+            a, b = torch.triu_indices(m, m, offset=1)
+            self._pairs = (m, a.to(device), b.to(device))
         return self._pairs[1], self._pairs[2]
 
     def update(self, idx: Tensor, val: Tensor) -> None:
-        """Add the pairs of each row's active features (`idx [batch, m]`, val > 0)."""
-        sa, sb = self._offdiagonal(idx.shape[1], idx.device)
-        i, j = idx[:, sa].flatten(), idx[:, sb].flatten()  # (batch * m (m - 1),)
+        """Add the pairs of each row's active features (`idx [batch, m]`, distinct within a
+        row, val > 0)."""
+        idx, order = idx.sort(dim=1)  # slot a < b now means feature i < j
+        val = val.gather(1, order)
+        sa, sb = self._upper(idx.shape[1], idx.device)
+        i, j = idx[:, sa].flatten(), idx[:, sb].flatten()  # (batch * m (m - 1) / 2,)
         # Padding (val 0) adds 0: a weight instead of a boolean selection, so no compaction.
         active = (val > 0).float()
         weight = (active[:, sa] * active[:, sb]).flatten()
@@ -163,11 +168,21 @@ class Cooccurrence:
         # Two buffers reused by every chunk: fresh [chunk, d_sae] results page-fault.
         c = torch.empty(min(chunk, d), d, device=device)
         other = torch.empty_like(c) if self.depth > 1 else c
+        low = torch.empty_like(c)
+        # Partners g < f sit in column bucket(f) of row g: read from a transposed copy (one
+        # pass over each table), not as a strided column gather per chunk (a pass per chunk).
+        columns = [tables[t].t().contiguous() for t in range(self.depth)]  # (width, d_sae)
         for a in range(0, d, chunk):
             b = min(a + chunk, d)
             cc, oo = c[: b - a], other[: b - a]
+            lower = (
+                torch.arange(d, device=device)[None, :] < torch.arange(a, b, device=device)[:, None]
+            )  # (chunk, d_sae): partner g < f, counted under g
             for t in range(self.depth):  # count-min: min over tables of each partner's bucket
-                torch.index_select(tables[t, a:b], 1, self.bucket[t], out=cc if t == 0 else oo)
+                out = cc if t == 0 else oo
+                torch.index_select(tables[t, a:b], 1, self.bucket[t], out=out)  # g > f
+                below = torch.index_select(columns[t], 0, self.bucket[t, a:b], out=low[: b - a])
+                torch.where(lower, below, out, out=out)
                 if t > 0:
                     torch.minimum(cc, oo, out=cc)
             excess = oo if self.depth > 1 else torch.empty_like(cc)
