@@ -2,7 +2,7 @@
 dense reference loop for comparison.
 
     python benchmarks/features_speed.py [--rows 262144] [--d-sae 24576] [--k 32] [--d-in 64]
-        [--geometry] [--reference]
+        [--geometry] [--reference] [--threads N]
 
 The store is synthetic (no texts); the SAE is a randomly initialised TopK SAE (speed does not
 depend on training). Printed: the streaming pass (rows/s), the fixed per-run cost outside it
@@ -50,7 +50,10 @@ def main() -> None:
     p.add_argument("--batch-size", type=int, default=4096)
     p.add_argument("--geometry", action="store_true", help="also time analyze_geometry")
     p.add_argument("--reference", action="store_true", help="also time the dense reference")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     args = p.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     from polysemy.activations.store import ActivationStore
     from polysemy.analysis.features import analyze_features
     from polysemy.sae import SAEConfig, build_sae
