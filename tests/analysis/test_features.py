@@ -87,6 +87,42 @@ def test_cooccurrence_dense_and_sketch_agree() -> None:
     assert p_s[1, 0] == 0 and p_s[0, 0] == 1
 
 
+def test_partners_and_nearest_equal_brute_force() -> None:
+    # Wide enough (d_sae 256) that the fast row selection, not torch.topk, picks the winners.
+    g = torch.Generator().manual_seed(2)
+    d, rows, m = 256, 3000, 6
+    idx = torch.rand(rows, d, generator=g).argsort(1)[:, :m]  # m distinct latents per row
+    val = torch.rand(rows, m, generator=g) + 0.1
+    val[::3, 1] = 0.0  # padding slots never count
+    on = torch.zeros(rows, d)
+    on.scatter_(1, idx, (val > 0).float())
+    counts = on.t() @ on  # brute-force co-occurrence, diagonal = firings
+    fired = counts.diagonal().long()
+    dense = Cooccurrence(d, max_bytes=1 << 30, width=64, device="cpu")
+    sketch = Cooccurrence(d, max_bytes=0, width=128, device="cpu")
+    for a in range(0, rows, 700):
+        dense.update(idx[a : a + 700], val[a : a + 700])
+        sketch.update(idx[a : a + 700], val[a : a + 700])
+    partner, count, lift = dense.partners(fired, 5, chunk=100)
+    excess = counts - fired[:, None] * fired[None, :] / rows
+    excess.fill_diagonal_(-torch.inf)
+    want = excess.topk(5, dim=1).values
+    got = excess.gather(1, partner)
+    assert torch.allclose(got, want)  # same excesses, largest first (ties may swap partners)
+    assert torch.equal(count, counts.gather(1, partner))
+    expected = fired[:, None] * fired[partner] / rows
+    assert torch.allclose(lift, count / expected)
+    _, s_count, _ = sketch.partners(fired, 5, chunk=100)
+    assert (s_count >= count.min(1, keepdim=True).values - 1e-6).all()  # never undercounts
+    W = torch.randn(d, 12, generator=g)
+    index, cosine = nearest_features(W, 4, chunk=100)
+    U = torch.nn.functional.normalize(W, dim=1)
+    sims = U @ U.t()
+    sims.fill_diagonal_(-torch.inf)
+    top = sims.topk(4, dim=1)
+    assert torch.allclose(cosine, top.values, atol=1e-6) and torch.equal(index, top.indices)
+
+
 def test_oracle_features_are_exact(make_planted, tmp_path) -> None:
     store, sae = make_planted(traced=True)
     r = analyze_features(

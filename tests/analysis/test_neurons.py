@@ -135,3 +135,29 @@ def test_cli_json_and_errors(make_planted, tmp_path, capsys) -> None:
     assert main([*args, "--out", str(tmp_path / "c")]) == 2
     assert "--no-texts" in capsys.readouterr().err
     assert not (tmp_path / "b").exists() and not (tmp_path / "c").exists()
+
+
+def test_toy_relu_hidden_calibration_with_oracle_sae() -> None:
+    from polysemy.analysis.chorus_calibration import calibrate_neurons_toy
+
+    c = calibrate_neurons_toy(n_features=16, n_hidden=8, sparsity=(0.9, 0.97), steps=800,
+                              rows=3000)  # fmt: skip
+    assert c.sae == "oracle" and c.live_neurons <= 16 and c.top1.n == c.live_neurons
+    # With the exact decoder the reported voices follow the hidden layer's loadings.
+    assert c.top1.estimate >= 0.6 and c.top1_in_top3.estimate >= c.top1.estimate
+    assert c.effective_spearman > 0.9
+    assert abs(c.effective_median - c.true_effective_median) < 0.2 * c.true_effective_median
+    assert c.effective_median < c.baseline_effective_median  # privileged vs rotated basis
+    assert len(c.per_instance) == 2 and all(p["live"] <= 8 for p in c.per_instance)
+
+
+def test_planted_calibration_rates_are_consistent() -> None:
+    from polysemy.analysis.chorus_calibration import calibrate_neurons
+
+    c = calibrate_neurons(n_features=32, d_in=16, tokens=5000, train_tokens=30_000, lr=4e-3,
+                          batch_size=256)  # fmt: skip
+    assert c.top1.n == c.top3.n == 16
+    assert c.top3_recovered.n <= c.top3_defined.n <= 16
+    assert c.top3.estimate <= c.top1_in_top3.estimate  # a right top-3 set holds the top one
+    assert c.top1.estimate > 0.3  # chance is about 1 in 32
+    assert c.recipe["d_sae"] == 32 and c.recipe["k"] == 5

@@ -14,7 +14,11 @@ from polysemy.analysis.attributions import (
     analyze_attributions,
 )
 from polysemy.analysis.attributions_calibration import calibrate_attributions
-from polysemy.analysis.chorus_calibration import calibrate_features, calibrate_neurons
+from polysemy.analysis.chorus_calibration import (
+    calibrate_features,
+    calibrate_neurons,
+    calibrate_neurons_toy,
+)
 from polysemy.analysis.edit_calibration import EditsCalibration, calibrate_edits
 from polysemy.analysis.edits import EditsConfig, EditsResult, analyze_edits
 from polysemy.analysis.features import FeaturesConfig, FeaturesResult, analyze_features
@@ -72,6 +76,7 @@ __all__ = [
     "calibrate_features",
     "calibrate_geometry",
     "calibrate_neurons",
+    "calibrate_neurons_toy",
     "calibrate_probes",
     "calibrate_pruning",
     "evaluate",

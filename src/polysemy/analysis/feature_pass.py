@@ -28,12 +28,29 @@ def sparse_code(sae: Any, x: Float[Tensor, "batch d_in"]) -> tuple[Tensor, Tenso
     if getattr(sae, "arch", "") in TOPK_ARCHS:
         from polysemy.sae.fast_topk import row_topk
 
-        val, idx = row_topk(sae.pre_activations(x), sae.k)  # (batch, k)
+        # Float32 into a buffer the SAE reuses every batch: a fresh [4096, 24576] result is
+        # 400 MB whose first touch (page faults) cost more than the matmul itself here.
+        scratch = getattr(sae, "scratch_pre_activations", None)
+        pre = scratch(x) if scratch is not None else sae.pre_activations(x)
+        val, idx = row_topk(pre, sae.k)  # (batch, k)
         return idx, val.clamp_min(0.0)
     z = sae.encode(x)  # (batch, d_sae)
     m = max(1, int((z > 0).sum(1).max()))
     val, idx = z.topk(m, dim=1)
     return idx, val.clamp_min(0.0)
+
+
+def top_per_row(values: Float[Tensor, "rows d"], n: int) -> tuple[Tensor, Tensor]:
+    """The `n` largest entries of each row, largest first: `(values [rows, n], index)`.
+    `row_topk`'s exact group-maximum selection, then a sort of the n survivors only."""
+    from polysemy.sae.fast_topk import row_topk
+
+    if n == 0:
+        empty = values.new_zeros(values.shape[0], 0)
+        return empty, empty.long()
+    v, i = row_topk(values, n)
+    v, order = v.sort(dim=1, descending=True)
+    return v, i.gather(1, order)
 
 
 def segment_top(
@@ -88,6 +105,9 @@ class Cooccurrence:
     Dense `[d_sae, d_sae]` counts when they fit in `max_bytes`; otherwise a count-min sketch
     (Cormode & Muthukrishnan 2005): `depth` hashed tables `[d_sae, width]` per feature, whose
     minimum over tables never undercounts and overcounts by the colliding partners' counts.
+
+    Each unordered pair is counted once, under its smaller feature (f < g: row f, bucket of
+    g), which halves the updates; `partners` reads g > f from row f and g < f from row g.
     """
 
     def __init__(
@@ -97,63 +117,83 @@ class Cooccurrence:
         self.dense = d_sae * d_sae * 4 <= max_bytes
         self.method = "dense" if self.dense else "count-min sketch"
         if self.dense:
-            self.counts = torch.zeros(d_sae * d_sae, device=device)
+            self.width, self.depth = d_sae, 1
+            self.bucket = torch.arange(d_sae, device=device)[None, :]  # (1, d_sae)
         else:
             self.depth, self.width = 2, width
             g = torch.Generator().manual_seed(12345)
             prime = 2_147_483_647
-            self.prime = prime
-            self.a = torch.randint(1, prime, (self.depth,), generator=g).to(device)
-            self.b = torch.randint(0, prime, (self.depth,), generator=g).to(device)
-            self.counts = torch.zeros(self.depth, d_sae * width, device=device)
+            a = torch.randint(1, prime, (self.depth, 1), generator=g)
+            b = torch.randint(0, prime, (self.depth, 1), generator=g)
+            # Each feature's bucket in each table, computed once: (depth, d_sae).
+            self.bucket = (((a * torch.arange(d_sae) + b) % prime) % width).to(device)
+        self.counts = torch.zeros(self.depth, d_sae * self.width, device=device)
         self.rows = 0
+        self._pairs: tuple[int, Tensor, Tensor] | None = None
 
-    def _hash(self, t: int, j: Tensor) -> Tensor:
-        return ((self.a[t] * j + self.b[t]) % self.prime) % self.width
+    def _upper(self, m: int, device: torch.device) -> tuple[Tensor, Tensor]:
+        # The m (m - 1) / 2 slot pairs (a, b), a < b, of a row's m latents.
+        if self._pairs is None or self._pairs[0] != m:
+            a, b = torch.triu_indices(m, m, offset=1)
+            self._pairs = (m, a.to(device), b.to(device))
+        return self._pairs[1], self._pairs[2]
 
     def update(self, idx: Tensor, val: Tensor) -> None:
-        """Add the pairs of each row's active features (`idx [batch, m]`, val > 0)."""
-        active = val > 0
-        pair = active[:, :, None] & active[:, None, :]  # (batch, m, m)
-        pair &= ~torch.eye(idx.shape[1], dtype=torch.bool, device=idx.device)
-        i = idx[:, :, None].expand_as(pair)[pair]
-        j = idx[:, None, :].expand_as(pair)[pair]
-        ones = torch.ones(i.numel(), device=idx.device)
-        if self.dense:
-            self.counts.index_add_(0, i * self.d_sae + j, ones)
-        else:
-            for t in range(self.depth):
-                self.counts[t].index_add_(0, i * self.width + self._hash(t, j), ones)
+        """Add the pairs of each row's active features (`idx [batch, m]`, distinct within a
+        row, val > 0)."""
+        idx, order = idx.sort(dim=1)  # slot a < b now means feature i < j
+        val = val.gather(1, order)
+        sa, sb = self._upper(idx.shape[1], idx.device)
+        i, j = idx[:, sa].flatten(), idx[:, sb].flatten()  # (batch * m (m - 1) / 2,)
+        # Padding (val 0) adds 0: a weight instead of a boolean selection, so no compaction.
+        active = (val > 0).float()
+        weight = (active[:, sa] * active[:, sb]).flatten()
+        base = i * self.width
+        for t in range(self.depth):
+            self.counts[t].index_add_(0, base + self.bucket[t][j], weight)
         self.rows += idx.shape[0]
 
-    def partners(self, fired: Tensor, n: int, chunk: int = 512) -> tuple[Tensor, Tensor, Tensor]:
+    def partners(self, fired: Tensor, n: int, chunk: int = 1024) -> tuple[Tensor, Tensor, Tensor]:
         """Per feature, the `n` partners with the largest excess co-occurrence over
         independence, `c_ij - n_i n_j / N` (the shuffled-rows null), as `(partner, count,
         lift)`; lift = c_ij N / (n_i n_j). `fired` counts rows each feature fired in, over
         the same rows."""
         d, N = self.d_sae, max(self.rows, 1)
+        device = self.counts.device
         partner = torch.empty(d, n, dtype=torch.int64)
         count = torch.empty(d, n)
         lift = torch.empty(d, n)
-        fired = fired.float().to(self.counts.device)
-        all_j = torch.arange(d, device=self.counts.device)
+        fired = fired.float().to(device)
+        tables = self.counts.view(self.depth, d, self.width)
+        # Two buffers reused by every chunk: fresh [chunk, d_sae] results page-fault.
+        c = torch.empty(min(chunk, d), d, device=device)
+        other = torch.empty_like(c) if self.depth > 1 else c
+        low = torch.empty_like(c)
+        # Partners g < f sit in column bucket(f) of row g: read from a transposed copy (one
+        # pass over each table), not as a strided column gather per chunk (a pass per chunk).
+        columns = [tables[t].t().contiguous() for t in range(self.depth)]  # (width, d_sae)
         for a in range(0, d, chunk):
-            rows = torch.arange(a, min(a + chunk, d), device=self.counts.device)
-            if self.dense:
-                c = self.counts.view(d, d)[rows]  # (chunk, d)
-            else:
-                tables = self.counts.view(self.depth, d, self.width)
-                c = torch.stack(
-                    [tables[t][rows][:, self._hash(t, all_j)] for t in range(self.depth)]
-                ).amin(0)  # (chunk, d)
-            expected = fired[rows, None] * fired[None, :] / N
-            excess = c - expected
-            excess[torch.arange(rows.numel()), rows] = -torch.inf  # not its own partner
-            _, j = excess.topk(n, dim=1)
-            cj = c.gather(1, j)
-            partner[rows.cpu()] = j.cpu()
-            count[rows.cpu()] = cj.cpu()
-            lift[rows.cpu()] = (cj / expected.gather(1, j).clamp_min(1e-12)).cpu()
+            b = min(a + chunk, d)
+            cc, oo = c[: b - a], other[: b - a]
+            lower = (
+                torch.arange(d, device=device)[None, :] < torch.arange(a, b, device=device)[:, None]
+            )  # (chunk, d_sae): partner g < f, counted under g
+            for t in range(self.depth):  # count-min: min over tables of each partner's bucket
+                out = cc if t == 0 else oo
+                torch.index_select(tables[t, a:b], 1, self.bucket[t], out=out)  # g > f
+                below = torch.index_select(columns[t], 0, self.bucket[t, a:b], out=low[: b - a])
+                torch.where(lower, below, out, out=out)
+                if t > 0:
+                    torch.minimum(cc, oo, out=cc)
+            excess = oo if self.depth > 1 else torch.empty_like(cc)
+            # excess = c - n_i n_j / N, the outer product added in place.
+            torch.addr(cc, fired[a:b], fired, alpha=-1.0 / N, out=excess)
+            excess.diagonal(offset=a).fill_(-torch.inf)  # not its own partner
+            _, j = top_per_row(excess, n)
+            cj = cc.gather(1, j)
+            expected = fired[a:b, None] * fired[j] / N
+            partner[a:b], count[a:b] = j.cpu(), cj.cpu()
+            lift[a:b] = (cj / expected.clamp_min(1e-12)).cpu()
         return partner, count, lift
 
 
