@@ -207,3 +207,24 @@ def parse_device(text: str) -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"--device {text!r} asked for CUDA, but no CUDA device is available")
     return device
+
+
+def load_sae_arg(path: str, device: Any, store: Any = None) -> Any:
+    """The SAE a command's `--sae` names, with its path in its metadata; refused in one line
+    when the folder is missing or (given the `store` it will read) its d_in is not the
+    store's."""
+    from pathlib import Path
+
+    from polysemy.sae import load_sae
+
+    if not Path(path).exists():
+        raise FileNotFoundError(f"sae {path!r} does not exist")
+    sae = load_sae(path, device=device)
+    if sae.metadata is not None:
+        sae.metadata.setdefault("path", path)
+    if store is not None and sae.d_in != store.d_in:
+        raise ValueError(
+            f"sae {path!r} has d_in={sae.d_in} but acts {str(store.path)!r} have "
+            f"d_in={store.d_in}; train or pick an SAE at this site"
+        )
+    return sae

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 
 from polysemy.analysis.attributions import AttributionsConfig
-from polysemy.cli._common import add_command, add_out_flags, emit
+from polysemy.cli._common import add_command, add_out_flags, emit, load_sae_arg
 from polysemy.cli._flags import add_config_flags, config_from_args
 
 
@@ -38,7 +38,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pathlib import Path
 
     from polysemy.analysis.attributions import analyze_attributions, require_captum
     from polysemy.analysis.folder import start_analysis
@@ -52,13 +51,7 @@ def run(args: argparse.Namespace) -> int:
     start_analysis(args.out, force=args.force)  # refuse a bad --out before loading anything
     sae = None
     if args.sae is not None:
-        from polysemy.sae import load_sae
-
-        if not Path(args.sae).exists():
-            raise FileNotFoundError(f"sae {args.sae!r} does not exist")
-        sae = load_sae(args.sae, device=args.device)
-        if sae.metadata is not None:
-            sae.metadata.setdefault("path", args.sae)
+        sae = load_sae_arg(args.sae, args.device)
     loaded = load_model(args.model, device=args.device)
     result = analyze_attributions(
         loaded, config, sae=sae, out=args.out, force=args.force, progress=not args.json

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from polysemy.cli._common import add_command, add_out_flags, emit
+from polysemy.cli._common import add_command, add_out_flags, emit, load_sae_arg
 from polysemy.cli._flags import add_config_flags, config_from_args
 
 
@@ -36,7 +36,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pathlib import Path
 
     from polysemy.analysis.edits import EditsConfig, analyze_edits
     from polysemy.analysis.folder import start_analysis
@@ -46,13 +45,7 @@ def run(args: argparse.Namespace) -> int:
     start_analysis(args.out, force=args.force)
     sae = None
     if args.sae is not None:
-        from polysemy.sae import load_sae
-
-        if not Path(args.sae).exists():
-            raise FileNotFoundError(f"sae {args.sae!r} does not exist")
-        sae = load_sae(args.sae, device=args.device)
-        if sae.metadata is not None:
-            sae.metadata.setdefault("path", args.sae)
+        sae = load_sae_arg(args.sae, args.device)
     loaded = load_model(args.model, device=args.device)
     result = analyze_edits(loaded, config, sae=sae, out=args.out, force=args.force)
     summary = result.summary()

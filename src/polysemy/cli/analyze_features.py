@@ -6,10 +6,8 @@ polysemy analyze features --sae saes/l3-mlp --acts acts/minilm-l3-mlp --out anal
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
-from typing import Any
 
-from polysemy.cli._common import add_command, add_out_flags, emit
+from polysemy.cli._common import add_command, add_out_flags, emit, load_sae_arg
 from polysemy.cli._flags import add_config_flags, config_from_args
 
 
@@ -36,28 +34,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_out_flags(p)
 
 
-def load_sae_checked(path: str, store: Any, device: Any) -> Any:
-    """The SAE at `path`, refused in one line when its d_in is not the store's."""
-    from polysemy.sae import load_sae
-
-    if not Path(path).exists():
-        raise FileNotFoundError(f"sae {path!r} does not exist")
-    sae = load_sae(path, device=device)
-    if sae.d_in != store.d_in:
-        raise ValueError(
-            f"sae {path!r} has d_in={sae.d_in} but acts {str(store.path)!r} have "
-            f"d_in={store.d_in}; train or pick an SAE at this site"
-        )
-    return sae
-
-
 def run(args: argparse.Namespace) -> int:
     from polysemy.activations.store import ActivationStore
     from polysemy.analysis.features import FeaturesConfig, analyze_features
 
     config = config_from_args(FeaturesConfig, args)
     store = ActivationStore(args.acts)
-    sae = load_sae_checked(args.sae, store, args.device)
+    sae = load_sae_arg(args.sae, args.device, store)
     result = analyze_features(
         sae, store, config, out=args.out, force=args.force, device=args.device,
         seed=args.seed, progress=not args.json,

@@ -9,7 +9,7 @@ import argparse
 from typing import Any
 
 from polysemy.analysis.fidelity import FidelityConfig
-from polysemy.cli._common import add_command, add_out_flags, emit
+from polysemy.cli._common import add_command, add_out_flags, emit, load_sae_arg
 from polysemy.cli._flags import add_config_flags, config_from_args
 
 
@@ -49,20 +49,13 @@ def add_model_flags(p: argparse.ArgumentParser) -> None:
 
 def open_inputs(args: argparse.Namespace, *, sae: bool) -> tuple[Any, Any, Any]:
     """(model, corpus, SAE or None) named by the flags; FileNotFoundError naming `sae`."""
-    from pathlib import Path
 
     from polysemy.corpora import open_corpus
     from polysemy.models import load_model
 
     loaded_sae = None
     if sae and args.sae is not None:
-        from polysemy.sae import load_sae
-
-        if not Path(args.sae).exists():
-            raise FileNotFoundError(f"sae {args.sae!r} does not exist")
-        loaded_sae = load_sae(args.sae, device=args.device)
-        if loaded_sae.metadata is not None:
-            loaded_sae.metadata.setdefault("path", args.sae)
+        loaded_sae = load_sae_arg(args.sae, args.device)
     corpus = open_corpus(args.corpus, seed=args.seed, text_field=args.text_field)
     loaded = load_model(args.model, device=args.device)
     return loaded, corpus, loaded_sae

@@ -7,9 +7,8 @@ polysemy analyze geometry --sae saes/l3 --acts acts/minilm-l3 --out analyses/geo
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
-from polysemy.cli._common import add_command, add_out_flags, emit
+from polysemy.cli._common import add_command, add_out_flags, emit, load_sae_arg
 from polysemy.cli._flags import add_config_flags, config_from_args
 
 
@@ -42,16 +41,11 @@ def run(args: argparse.Namespace) -> int:
     from polysemy.activations.store import ActivationStore
     from polysemy.analysis.folder import start_analysis
     from polysemy.analysis.geometry import GeometryConfig, analyze_geometry
-    from polysemy.sae import load_sae
 
     config = config_from_args(GeometryConfig, args)
     start_analysis(args.out, force=args.force)  # refuse a bad --out before loading anything
-    if not Path(args.sae).exists():
-        raise FileNotFoundError(f"sae {args.sae!r} does not exist")
-    sae = load_sae(args.sae, device=args.device)
     store = ActivationStore(args.acts)
-    if store.d_in != sae.d_in:
-        raise ValueError(f"sae {args.sae!r} has d_in={sae.d_in} but acts has d_in={store.d_in}")
+    sae = load_sae_arg(args.sae, args.device, store)
     result = analyze_geometry(
         sae,
         store,

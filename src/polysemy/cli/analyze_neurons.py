@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import argparse
 
-from polysemy.cli._common import add_command, add_out_flags, emit
+from polysemy.cli._common import add_command, add_out_flags, emit, load_sae_arg
 from polysemy.cli._flags import add_config_flags, config_from_args
 
 
@@ -37,11 +37,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from polysemy.activations.store import ActivationStore
     from polysemy.analysis.neurons import NeuronsConfig, analyze_neurons
-    from polysemy.cli.analyze_features import load_sae_checked
 
     config = config_from_args(NeuronsConfig, args)
     store = ActivationStore(args.acts)
-    sae = load_sae_checked(args.sae, store, args.device)
+    sae = load_sae_arg(args.sae, args.device, store)
     result = analyze_neurons(
         sae, store, config, out=args.out, force=args.force, device=args.device,
         seed=args.seed, progress=not args.json,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from polysemy.cli._common import add_command, add_out_flags, emit
+from polysemy.cli._common import add_command, add_out_flags, emit, load_sae_arg
 from polysemy.cli._flags import add_config_flags, config_from_args
 
 
@@ -40,7 +40,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pathlib import Path
 
     from polysemy.analysis.folder import start_analysis
     from polysemy.analysis.probes import ProbesConfig, analyze_probes
@@ -49,11 +48,7 @@ def run(args: argparse.Namespace) -> int:
     start_analysis(args.out, force=args.force)  # refuse a bad --out before loading anything
     sae = None
     if args.sae is not None:
-        from polysemy.sae import load_sae
-
-        if not Path(args.sae).exists():
-            raise FileNotFoundError(f"sae {args.sae!r} does not exist")
-        sae = load_sae(args.sae, device=args.device)
+        sae = load_sae_arg(args.sae, args.device)
     loaded = None
     if args.model is not None:
         from polysemy.models import load_model
