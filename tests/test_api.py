@@ -61,6 +61,7 @@ def test_top_level_names_resolve_and_import_lazily() -> None:
     for name in ps.__all__:
         assert getattr(ps, name) is not None, name
     assert ps.toy.__name__ == "polysemy.toy"
+    assert ps.analysis.analyze_neurons.__module__ == "polysemy.analysis.neurons"
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         _ = ps.nope  # type: ignore[attr-defined]
     # `import polysemy` alone must not pay for torch (the CLI's --help and scripts start fast).

@@ -12,7 +12,9 @@ The notebook API, one import away (`import polysemy as ps`):
     z = run.sae.encode(store.read(0, 8))             # [8, d_sae] feature activations
 
 Also: `list_sites`, `ActivationStore`, `load_sae`, `SAEConfig`, `TrainConfig`, `synth`, and
-the `toy` namespace (`ps.toy.train`, `ps.toy.reproduce`). docs/python.md walks through them.
+the `toy` namespace (`ps.toy.train`, `ps.toy.reproduce`), and `analysis`, the evidence tools
+(`ps.analysis.analyze_neurons`, `ps.analysis.ablate`, ... and their calibrations).
+docs/python.md walks through them.
 Names are imported on first use, so `import polysemy` (and `polysemy --help`) stays fast.
 
 Subpackages: `toy`, `synth`, `models`, `corpora`, `activations`, `sae`, `analysis`, `report`.
@@ -40,13 +42,14 @@ _EXPORTS: dict[str, str] = {
 }
 # `synth` is the subpackage, made callable (see polysemy/synth/__init__.py): a function of the
 # same name would be replaced by the subpackage the first time anything imports it.
-_SUBMODULES = ("toy", "synth")
+_SUBMODULES = ("toy", "synth", "analysis")
 
 __all__ = [
     "ActivationStore",
     "SAEConfig",
     "TrainConfig",
     "__version__",
+    "analysis",
     "evaluate",
     "harvest",
     "list_sites",
@@ -59,7 +62,7 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from polysemy import toy
+    from polysemy import analysis, toy
     from polysemy.activations.store import ActivationStore
     from polysemy.analysis.reconstruction import evaluate
     from polysemy.api import harvest, synth, train_sae

@@ -66,6 +66,7 @@ from polysemy.analysis.stats import (
     quantiles,
     verdict,
 )
+from polysemy.analysis.targets import parse_target
 from polysemy.models.loading import LoadedModel
 from polysemy.models.sites import Site
 from polysemy.progress import progress_bar
@@ -133,14 +134,6 @@ class AblateConfig:
         if self.effect == "readout" and self.readout is None:
             raise ParameterError("readout", "a file when effect is readout", None)
         check_int("seed", self.seed)
-
-
-def parse_target(text: str) -> tuple[str, int]:
-    """`feature:12` -> ("feature", 12); ParameterError naming `targets` otherwise."""
-    kind, _, index = str(text).partition(":")
-    if kind not in ("feature", "neuron") or not index.isdigit():
-        raise ParameterError("targets", "a list of feature:F or neuron:N", text)
-    return kind, int(index)
 
 
 @dataclass(frozen=True)

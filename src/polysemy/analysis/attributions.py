@@ -65,6 +65,7 @@ from polysemy.analysis.stats import (
     spearman,
     verdict,
 )
+from polysemy.analysis.targets import parse_target
 from polysemy.models.loading import LoadedModel
 from polysemy.models.sites import Site, read_sites
 from polysemy.progress import progress_bar
@@ -127,7 +128,7 @@ class AttributionsConfig:
                 value = tuple(v for v in value.split(",") if v)
             object.__setattr__(self, name, tuple(value))
         if self.target:
-            parse_target(self.target)
+            parse_target(self.target, parameter="target", direction=True)
         for m in self.methods:
             check_choice("methods", m, METHODS)
         for b in self.baselines:
@@ -164,17 +165,6 @@ def require_captum() -> None:
         raise ImportError(
             "attributions need captum: pip install 'polysemy[attributions]' (or captum>=0.9)"
         )
-
-
-def parse_target(text: str) -> tuple[str, int]:
-    """`feature:12` -> ("feature", 12), `direction` -> ("direction", -1); ParameterError
-    naming `target` otherwise."""
-    kind, _, index = str(text).partition(":")
-    if kind == "direction" and not index:
-        return kind, -1
-    if kind not in ("feature", "neuron") or not index.isdigit():
-        raise ParameterError("target", "feature:F, neuron:N or direction", text)
-    return kind, int(index)
 
 
 @dataclass(frozen=True)
@@ -409,7 +399,7 @@ def _resolve_target(
 ) -> tuple[str, int, Tensor | None]:
     if not config.target:
         raise ParameterError("target", "feature:F, neuron:N or direction", "")
-    kind, index = parse_target(config.target)
+    kind, index = parse_target(config.target, parameter="target", direction=True)
     if kind == "feature":
         if sae is None:
             raise ParameterError("sae", "given to attribute to a feature", None)

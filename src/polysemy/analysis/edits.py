@@ -65,6 +65,7 @@ from polysemy.analysis.stats import (
     quantiles,
     verdict,
 )
+from polysemy.analysis.targets import parse_target
 from polysemy.models.loading import LoadedModel
 from polysemy.models.sites import read_sites
 from polysemy.validation import ParameterError, check_choice, check_int, configured
@@ -129,14 +130,6 @@ class EditsConfig:
         check_int("permutations", self.permutations, least=100)
         check_int("min_pairs", self.min_pairs, least=2)
         check_int("seed", self.seed)
-
-
-def parse_target(text: str) -> tuple[str, int]:
-    """`feature:12` -> ("feature", 12); ParameterError naming `targets` otherwise."""
-    kind, _, index = str(text).partition(":")
-    if kind not in ("feature", "neuron") or not index.isdigit():
-        raise ParameterError("targets", "a list of feature:F or neuron:N", text)
-    return kind, int(index)
 
 
 class EditPair(NamedTuple):
