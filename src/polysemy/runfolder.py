@@ -45,7 +45,9 @@ SAE = RunKind("config.json", "polysemy.sae/1")
 TOY_REPORT = RunKind("summary.json", "polysemy.toy-report/1")
 # What `polysemy analyze ...` writes (polysemy.analysis.folder).
 ANALYSIS = RunKind("analysis.json", "polysemy.analysis/1")
-KNOWN_KINDS = (TOY, ACTIVATIONS, SAE, TOY_REPORT, ANALYSIS)
+# What `polysemy report` writes (polysemy.report.write_report).
+REPORT = RunKind("report.json", "polysemy.report/1")
+KNOWN_KINDS = (TOY, ACTIVATIONS, SAE, TOY_REPORT, ANALYSIS, REPORT)
 
 
 def detect_kind(folder: Path) -> str | None:
