@@ -1,0 +1,37 @@
+"""Chorus cards: the sentence, token highlighting (escaped) and the Markdown form."""
+
+from __future__ import annotations
+
+from polysemy.report.chorus import ChorusCard, Context, card_html, card_markdown, highlight
+
+
+def card(text: str | None) -> ChorusCard:
+    return ChorusCard(
+        neuron=17, effective_features=4.23, baseline=6.07,
+        voices=((3, 0.41), (12, 0.22), (40, 0.09)), error_share=0.12,
+        contexts=(Context(3, 5, 101, 2.5, text), Context(12, 2, 7, 1.25, None)),
+    )  # fmt: skip
+
+
+def test_sentence_names_a_chorus_never_one_concept() -> None:
+    assert card(None).sentence() == (
+        "Neuron 17 is a chorus of about 4.2 features (effective number; rotation baseline "
+        "6.1); its strongest voices are feature 3 (41%), feature 12 (22%) and feature 40 "
+        "(9%), and which one you hear depends on context:"
+    )
+    assert "12% of this neuron's activation" in card(None).error_line()
+
+
+def test_highlight_marks_the_token_and_escapes_the_rest() -> None:
+    assert highlight("a <b> [[bank]] & c") == "a &lt;b&gt; <mark>bank</mark> &amp; c"
+    assert highlight("no marker") == "no marker"
+
+
+def test_card_html_and_markdown() -> None:
+    html = card_html(card("the river [[bank]] was"))
+    assert '<div class="chorus" id="neuron-17">' in html
+    assert "the river <mark>bank</mark> was" in html
+    assert "row 7 (activation 1.25; the store holds no text)" in html
+    assert "feature 3 (dominates 5 of the top rows)" in html
+    md = card_markdown(card("the river [[bank]] was"))
+    assert "the river **bank** was" in md and "SAE error line" in md
