@@ -14,10 +14,16 @@ CLAIMS = [
         "claim": {"text": "neuron 3 carries feature 7", "kind": "carries", "neuron": 3},
         "verdict": "supported",
         "evidence": {
-            "share": {"estimate": 0.41, "low": 0.35, "high": 0.47, "level": 0.95, "n": 400,
-                      "method": "bootstrap"},
+            "share": {
+                "estimate": 0.41,
+                "low": 0.35,
+                "high": 0.47,
+                "level": 0.95,
+                "n": 400,
+                "method": "bootstrap",
+            },
             "null_range": [0.01, 0.08],
-        },  # fmt: skip
+        },
         "sentence": "Feature 7 carries 41% [35%, 47%] of neuron 3, above the rotated null.",
     },
     {

@@ -35,3 +35,32 @@ def test_card_html_and_markdown() -> None:
     assert "feature 3 (dominates 5 of the top rows)" in html
     md = card_markdown(card("the river [[bank]] was"))
     assert "the river **bank** was" in md and "SAE error line" in md
+
+
+def test_cards_pick_best_reconstructed_neurons_and_skip_silent_rows(tmp_path) -> None:
+    import json
+
+    from polysemy.report.chorus import chorus_cards
+
+    (tmp_path / "analysis.json").write_text(json.dumps({
+        "format": "polysemy.analysis/1", "kind": "neurons", "inputs": {},
+        "summary": {"baseline": {"effective_features_median": 9.5}},
+    }))  # fmt: skip
+    neurons = [
+        {"neuron": 0, "effective_features": 3.0, "error_share": 0.5, "features": [[1, 0.3]]},
+        {"neuron": 1, "effective_features": 2.0, "error_share": 0.1, "features": [[4, 0.6]]},
+    ]
+    ctx = lambda f, a, text=None: {"feature": f, "contexts": [  # noqa: E731
+        {"row": 10 + f, "activation": a, "contribution": a, **({"text": text} if text else {})}
+    ]}  # fmt: skip
+    contexts = [
+        {"neuron": 0, "groups": [ctx(1, 1.0)]},
+        {"neuron": 1, "groups": [ctx(4, 0.0), ctx(5, 2.0, "a [[b]] c")]},
+    ]
+    (tmp_path / "neurons.json").write_text(json.dumps(neurons))
+    (tmp_path / "contexts.json").write_text(json.dumps(contexts))
+    cards = chorus_cards(tmp_path, cards=1)
+    assert [c.neuron for c in cards] == [1]
+    assert cards[0].baseline == 9.5
+    assert [(c.feature, c.text) for c in cards[0].contexts] == [(5, "a [[b]] c")]
+    assert "<mark>b</mark>" in card_html(cards[0])

@@ -180,7 +180,7 @@ def test_not_a_run_folder_is_one_line_value_error(tmp_path: Path, make: str) -> 
 def test_out_holding_another_run_is_refused(run_folder: Path, tmp_path: Path) -> None:
     out = tmp_path / "store"
     shutil.copytree(run_folder / "stores" / "mlp", out)
-    with pytest.raises(ValueError, match="already holds a polysemy.activations/1 run"):
+    with pytest.raises(ValueError, match=r"already holds a polysemy\.activations/1 run"):
         write_report(run_folder / "analyses" / "features-mlp", out)
     assert not (out / "index.html").exists()
 

@@ -94,7 +94,9 @@ def bars(
     """A bar per label with its interval as asymmetric error bars (a missing bound: 0)."""
     est = [float(e) for e in estimates]
     plus = [0.0 if h is None else max(float(h) - e, 0.0) for e, h in zip(est, highs, strict=True)]
-    minus = [0.0 if lo is None else max(e - float(lo), 0.0) for e, lo in zip(est, lows, strict=True)]
+    minus = [
+        0.0 if lo is None else max(e - float(lo), 0.0) for e, lo in zip(est, lows, strict=True)
+    ]
     return {
         "type": "bar",
         "name": name,
@@ -120,9 +122,7 @@ def draw_png(chart: Chart, path: str | os.PathLike[str]) -> Path:
         x, y = trace["x"], np.asarray(trace["y"], dtype=np.float64)
         if trace["type"] == "bar":
             err = trace.get("error_y")
-            yerr = (
-                np.vstack([err.get("arrayminus", err["array"]), err["array"]]) if err else None
-            )
+            yerr = np.vstack([err.get("arrayminus", err["array"]), err["array"]]) if err else None
             if _is_text(x):
                 j = categorical.index(trace)
                 width = 0.8 / n_cat

@@ -62,8 +62,10 @@ class ChorusCard:
 
     def sentence(self) -> str:
         """The card's headline sentence (plain text)."""
-        base = f"rotation baseline {self.baseline:.1f}" if self.baseline is not None else (
-            "no rotation baseline recorded"
+        base = (
+            f"rotation baseline {self.baseline:.1f}"
+            if self.baseline is not None
+            else ("no rotation baseline recorded")
         )
         voices = [f"feature {f} ({s:.0%})" for f, s in self.voices]
         listed = (
@@ -98,17 +100,17 @@ def chorus_cards(
     out = []
     for r in chosen:
         groups = by_neuron.get(int(r["neuron"]), {}).get("groups", [])
-        picked = tuple(
-            Context(
-                feature=int(g["feature"]),
-                rows=len(g["contexts"]),
-                row=int(g["contexts"][0]["row"]),
-                activation=float(g["contexts"][0]["activation"]),
-                text=g["contexts"][0].get("text"),
-            )
-            for g in groups[:contexts]
-            if g.get("contexts")
-        )
+        # A row where the neuron is silent says nothing about what it carries.
+        fired = [
+            (int(g["feature"]), [c for c in g.get("contexts", []) if float(c["activation"]) > 0])
+            for g in groups
+        ]
+        fired = sorted((f for f in fired if f[1]), key=lambda f: -len(f[1]))[:contexts]
+        picked = [
+            Context(feature, len(rows), int(rows[0]["row"]), float(rows[0]["activation"]),
+                    rows[0].get("text"))
+            for feature, rows in fired
+        ]  # fmt: skip
         out.append(
             ChorusCard(
                 neuron=int(r["neuron"]),
@@ -116,7 +118,7 @@ def chorus_cards(
                 baseline=baseline,
                 voices=tuple((int(f), float(s)) for f, s in r["features"][:voices]),
                 error_share=float(r["error_share"]),
-                contexts=picked,
+                contexts=tuple(picked),
             )
         )
     return out
@@ -134,8 +136,7 @@ def highlight(text: str) -> str:
     """HTML of a context: escaped, with the `[[token]]` marker turned into `<mark>`."""
     parts = _MARK.split(text)
     return "".join(
-        f"<mark>{_html.escape(p)}</mark>" if i % 2 else _html.escape(p)
-        for i, p in enumerate(parts)
+        f"<mark>{_html.escape(p)}</mark>" if i % 2 else _html.escape(p) for i, p in enumerate(parts)
     )
 
 
@@ -155,7 +156,11 @@ def card_html(card: ChorusCard) -> str:
             "holds no text)</span>"
         )
         items.append(f"<li><b>{esc(_context_label(c))}</b>: {shown}</li>")
-    ctx = f"<ul>{''.join(items)}</ul>" if items else "<p>(no contexts recorded)</p>"
+    ctx = (
+        f"<ul>{''.join(items)}</ul>"
+        if items
+        else "<p>(no recorded context in which this neuron fires)</p>"
+    )
     return (
         f'<div class="chorus" id="neuron-{card.neuron}"><p>{esc(card.sentence())}</p>{ctx}'
         f'<p class="error-line">{esc(card.error_line())}</p></div>'

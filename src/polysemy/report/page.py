@@ -18,7 +18,7 @@ from polysemy.report.chorus import card_html, card_markdown
 from polysemy.report.html import _CSS, _fmt
 from polysemy.report.sections import ReportSection, Table
 
-__all__ = ["PLOTLY_FILE", "DATA_FILE", "charts_script", "render_html", "render_markdown"]
+__all__ = ["DATA_FILE", "PLOTLY_FILE", "charts_script", "render_html", "render_markdown"]
 
 PLOTLY_FILE = "plotly.min.js"
 DATA_FILE = "data.js"
@@ -27,7 +27,8 @@ _EXTRA_CSS = """
 figure{margin:1em 0}figcaption{font-size:.9em;color:#444}
 .plot{min-height:340px}.plot img{max-width:100%}
 .chorus{border:1px solid #ddd;border-left:4px solid #5b7bd5;padding:.4em 1em;margin:.8em 0;
-border-radius:4px;background:#fbfbfe}.chorus ul{margin:.2em 0}.error-line{color:#6b3b00;font-size:.9em}
+border-radius:4px;background:#fbfbfe}.chorus ul{margin:.2em 0}
+.error-line{color:#6b3b00;font-size:.9em}
 mark{background:#ffe58a;padding:0 .15em;border-radius:2px}.ctx{font-family:ui-monospace,monospace;
 font-size:.9em}
 """

@@ -70,8 +70,10 @@ def interval_text(value: Any) -> str:
         return f"{head}[{_fmt(value['low'])}, {_fmt(value['high'])}]" + (
             f" ({tail})" if tail else ""
         )
-    if isinstance(value, (list, tuple)) and len(value) == 2 and all(
-        isinstance(v, (int, float)) or v is None for v in value
+    if (
+        isinstance(value, (list, tuple))
+        and len(value) == 2
+        and all(isinstance(v, (int, float)) or v is None for v in value)
     ):
         return f"[{_fmt(value[0])}, {_fmt(value[1])}]"
     return _fmt(value)
@@ -276,7 +278,8 @@ def section_geometry(src: Source, config: Any) -> ReportSection:
                 caption=(
                     f"n = {s.get('interference_pairs')} pairs"
                     f"{' (sampled)' if s.get('interference_sampled') else ''}; median "
-                    f"{_fmt(s.get('interference_p50'))} vs null {_fmt(s.get('interference_null_p50'))}"
+                    f"{_fmt(s.get('interference_p50'))} vs null "
+                    f"{_fmt(s.get('interference_null_p50'))}"
                     f", p99 {_fmt(s.get('interference_p99'))} vs null "
                     f"{_fmt(s.get('interference_null_p99'))}; Welch bound "
                     f"{_fmt(s.get('welch_bound'))}. Mean feature dimensionality "
@@ -325,10 +328,14 @@ def section_fidelity(src: Source, config: Any) -> ReportSection:
                     + "; ".join(f"{k} {interval_text(intervals[k])}" for k in keys)
                 ),
                 traces=[
-                    bars(keys, [intervals[k]["estimate"] for k in keys],
-                         [intervals[k].get("low") for k in keys],
-                         [intervals[k].get("high") for k in keys], name="estimate")
-                ],  # fmt: skip
+                    bars(
+                        keys,
+                        [intervals[k]["estimate"] for k in keys],
+                        [intervals[k].get("low") for k in keys],
+                        [intervals[k].get("high") for k in keys],
+                        name="estimate",
+                    )
+                ],
             )
         )
     text = (
@@ -351,7 +358,9 @@ def _ci(value: Any) -> tuple[float | None, float | None]:
 
 def section_ablate(src: Source, config: Any) -> ReportSection:
     s = _summary(src)
-    results = [r for r in s.get("results", []) if not str(r.get("target", "")).startswith("random:")]
+    results = [
+        r for r in s.get("results", []) if not str(r.get("target", "")).startswith("random:")
+    ]
     charts, rows = [], []
     if results:
         lows, highs = zip(*(_ci(r.get("ci")) for r in results), strict=True)
@@ -452,10 +461,14 @@ def section_edits(src: Source, config: Any) -> ReportSection:
                     "control pairs."
                 ),
                 traces=[
-                    bars(names, [e.get("estimate", math.nan) for e in eff],
-                         [e.get("low") for e in eff], [e.get("high") for e in eff],
-                         name="sensitivity")
-                ],  # fmt: skip
+                    bars(
+                        names,
+                        [e.get("estimate", math.nan) for e in eff],
+                        [e.get("low") for e in eff],
+                        [e.get("high") for e in eff],
+                        name="sensitivity",
+                    )
+                ],
             )
         )
         rows = [
@@ -481,7 +494,7 @@ def _evidence_text(evidence: Any) -> str:
 
 def section_claims(src: Source, config: Any) -> ReportSection:
     path = src.path / "claims.json"
-    claims = []
+    claims: list[dict[str, Any]] = []
     if path.is_file():
         claims = json.loads(path.read_text()).get("claims", []) or []
     rows = []
@@ -493,9 +506,11 @@ def section_claims(src: Source, config: Any) -> ReportSection:
     counts: dict[str, int] = {}
     for c in claims:
         counts[str(c.get("verdict"))] = counts.get(str(c.get("verdict")), 0) + 1
-    text = f"{len(claims)} claims tested: " + (
-        ", ".join(f"{n} {v}" for v, n in sorted(counts.items())) or "none"
-    ) + ". Each verdict is read from its intervals: inconclusive where they cannot decide."
+    text = (
+        f"{len(claims)} claims tested: "
+        + (", ".join(f"{n} {v}" for v, n in sorted(counts.items())) or "none")
+        + ". Each verdict is read from its intervals: inconclusive where they cannot decide."
+    )
     return ReportSection(
         f"Claims: {src.name}", src.kind, src.name, text,
         tables=[Table(["claim", "verdict", "sentence", "evidence (intervals)"], rows)],
@@ -505,7 +520,9 @@ def section_claims(src: Source, config: Any) -> ReportSection:
 def section_generic(src: Source, config: Any) -> ReportSection:
     kind = src.kind.split(":", 1)[-1]
     return ReportSection(
-        f"{kind.capitalize()}: {src.name}", src.kind, src.name,
+        f"{kind.capitalize()}: {src.name}",
+        src.kind,
+        src.name,
         f"The {kind} analysis's summary, as recorded (intervals beside each estimate).",
         tables=[_flat_table(_summary(src))],
     )
@@ -530,8 +547,15 @@ def section_toy(src: Source, config: Any) -> ReportSection:
                     f"{cfg.get('n_hidden')} dimensions each; no interval: one model per "
                     "sparsity (the values are exact for that model)."
                 ),
-                traces=[{"type": "scatter", "mode": "lines+markers", "name": "D*", "x": x,
-                         "y": [i.get("dimensions_per_feature") for i in insts]}],  # fmt: skip
+                traces=[
+                    {
+                        "type": "scatter",
+                        "mode": "lines+markers",
+                        "name": "D*",
+                        "x": x,
+                        "y": [i.get("dimensions_per_feature") for i in insts],
+                    }
+                ],
                 xlabel="1 / density",
                 ylabel="dimensions per feature",
                 log_x=True,
