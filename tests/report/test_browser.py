@@ -77,7 +77,7 @@ def test_report_renders_offline_in_chromium(report_dir: Path) -> None:
             assert "is a chorus of about" in cards.first.inner_text()
             assert "SAE error line" in cards.first.inner_text()
             ARTIFACTS.mkdir(exist_ok=True)
-            page.screenshot(path=str(ARTIFACTS / "report.png"), full_page=True)
+            page.screenshot(path=str(ARTIFACTS / "report.png"))
             page.locator(".chorus").first.screenshot(path=str(ARTIFACTS / "report-chorus.png"))
         finally:
             browser.close()
