@@ -34,3 +34,16 @@ def test_draw_png_renders_every_trace_kind(tmp_path: Path) -> None:
     assert draw_png(line, tmp_path / "l.png").stat().st_size > 1000
     assert chart.plotly()["layout"]["xaxis"]["type"] == "-"
     assert line.plotly()["layout"]["xaxis"]["type"] == "log"
+
+
+def test_data_script_writes_gaps_for_non_finite_values() -> None:
+    import json
+
+    from polysemy.report.page import charts_script
+
+    chart = Chart(id="c", title="t", caption="n = 2",
+                  traces=[bars(["a", "b"], [float("nan"), 1.0], [None, 0.5], [None, 2.0],
+                               name="x")])  # fmt: skip
+    text = charts_script([chart])
+    data = json.loads(text[len("window.POLYSEMY_CHARTS = ") :].rstrip().rstrip(";"))
+    assert data["c"]["data"][0]["y"] == [None, 1.0]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import html as _html
 import json
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -47,9 +48,20 @@ _RENDER_JS = """
 """
 
 
+def _finite(value: Any) -> Any:
+    """NaN and infinities as null (a gap in the chart): JSON has no NaN."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
 def charts_script(charts: Sequence[Chart]) -> str:
     """`data.js`: every chart's plotly spec, keyed by its id."""
-    data = {c.id: c.plotly() for c in charts}
+    data = {c.id: _finite(c.plotly()) for c in charts}
     return "window.POLYSEMY_CHARTS = " + json.dumps(data, allow_nan=False) + ";\n"
 
 

@@ -365,9 +365,9 @@ def section_ablate(src: Source, config: Any) -> ReportSection:
     if results:
         lows, highs = zip(*(_ci(r.get("ci")) for r in results), strict=True)
         nlows, nhighs = zip(*(_ci(r.get("null_range")) for r in results), strict=True)
-        null_mid = [
-            (lo + hi) / 2 if lo is not None and hi is not None else 0.0
-            for lo, hi in zip(nlows, nhighs, strict=True)
+        per_target = (s.get("null") or {}).get("per_target") or {}
+        null_mean = [
+            float(per_target.get(r["target"], {}).get("mean_effect", math.nan)) for r in results
         ]
         names = [str(r["target"]) for r in results]
         charts.append(
@@ -375,12 +375,13 @@ def section_ablate(src: Source, config: Any) -> ReportSection:
                 id=_chart_id(src, "ablate"),
                 title=f"Ablation effect ({s.get('effect')}) per target, against random directions",
                 caption=(
-                    f"n = {s.get('n')} examples per target; whiskers: the effect's interval "
-                    "(target) and the central range of the random-direction null (null)."
+                    f"n = {s.get('n')} examples per target; whiskers: the mean effect's "
+                    "interval (target), and the mean and central range of the same ablation "
+                    f"along {(s.get('null') or {}).get('directions')} random directions (null)."
                 ),
                 traces=[
                     bars(names, [r["mean_effect"] for r in results], lows, highs, name="target"),
-                    bars(names, null_mid, nlows, nhighs, name="random directions (null)"),
+                    bars(names, null_mean, nlows, nhighs, name="random directions (null)"),
                 ],
                 ylabel="mean effect",
             )
@@ -419,7 +420,7 @@ def section_probes(src: Source, config: Any) -> ReportSection:
                 id=_chart_id(src, "probes"),
                 title=f"Probe accuracy for {s.get('concept')}",
                 caption=(
-                    f"n = {', '.join(f'{k} {v}' for k, v in rows_n.items())} rows; whiskers: "
+                    f"n = {', '.join(f'{v} {k}' for k, v in rows_n.items())} rows; whiskers: "
                     "each accuracy's interval. Null: a control task (random label per word "
                     "type) and chance (majority share)."
                 ),
@@ -448,6 +449,8 @@ def section_edits(src: Source, config: Any) -> ReportSection:
     results = s.get("results", []) or []
     charts, rows = [], []
     if results:
+        found = s.get("pairs")
+        pairs: dict[str, Any] = found if isinstance(found, dict) else {}
         sens = [r.get("sensitivity", {}) for r in results]
         eff = [x.get("effect", {}) for x in sens]
         names = [str(r["target"]) for r in results]
@@ -456,9 +459,9 @@ def section_edits(src: Source, config: Any) -> ReportSection:
                 id=_chart_id(src, "edits"),
                 title=f"Response to edits of {s.get('concept')}",
                 caption=(
-                    f"n = {s.get('pairs')} counterfactual pairs; whiskers: each effect's "
-                    "interval. Null: edit labels permuted between the concept's and the "
-                    "control pairs."
+                    f"n = {pairs.get(str(s.get('concept')))} {s.get('concept')} pairs and "
+                    f"{pairs.get('control')} control pairs; whiskers: each effect's interval. "
+                    "Null: edit labels permuted between the concept's and the control pairs."
                 ),
                 traces=[
                     bars(
