@@ -191,3 +191,19 @@ def test_out_holding_another_run_is_refused(run_folder: Path, tmp_path: Path) ->
 def test_config_refuses_bad_values(field: str, value: object) -> None:
     with pytest.raises(ValueError, match=field):
         ReportConfig(**{field: value})
+
+
+def test_toy_tour_figures_and_checks(tmp_path: Path) -> None:
+    import polysemy as ps
+    from polysemy.report.toy_report import write_toy_report
+
+    tour = tmp_path / "tour"
+    ps.toy.reproduce(out=tour, experiments=["correlation"], fast=True, render=write_toy_report)
+    out = write_report(tour)
+    record = json.loads((out / "report.json").read_text())
+    # The tour's own runs/ are its data, drawn on its page: reported once, as the tour.
+    assert [s["kind"] for s in record["sources"]] == ["toy-report"]
+    html = (out / "index.html").read_text()
+    assert '<img src="figures/root-correlation.png"' in html
+    assert (out / "figures" / "root-correlation.png").read_bytes()[:4] == b"\x89PNG"
+    assert re.search(r"<td>Correlated and anti-correlated features[^<]*</td><td>2 of 2</td>", html)

@@ -601,7 +601,7 @@ def section_toy_report(src: Source, config: Any) -> ReportSection:
         for p in sorted(src.path.glob("*.png"))
     ]
     rows = [
-        [str(e.get("name", e.get("title", ""))),
+        [str(e.get("title") or e.get("name", "")),
          f"{sum(bool(c.get('passed')) for c in e.get('checks', []))} of {len(e.get('checks', []))}"]
         for e in rec.get("experiments", []) if isinstance(e, dict)
     ]  # fmt: skip
