@@ -207,3 +207,19 @@ def test_toy_tour_figures_and_checks(tmp_path: Path) -> None:
     assert '<img src="figures/root-correlation.png"' in html
     assert (out / "figures" / "root-correlation.png").read_bytes()[:4] == b"\x89PNG"
     assert re.search(r"<td>Correlated and anti-correlated features[^<]*</td><td>2 of 2</td>", html)
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        ({"estimate": 0.5, "low": 0.25, "high": 0.75, "level": 0.95, "n": 9,
+          "method": "bootstrap"}, "0.5 [0.25, 0.75] (95% bootstrap, n=9)"),
+        ([0.1, 0.2], "[0.1, 0.2]"),
+        ({"q05": 0.125, "q50": 0.5}, "q05 0.125, q50 0.5"),
+        (3, "3"),
+    ],
+)  # fmt: skip
+def test_interval_text(value: object, text: str) -> None:
+    from polysemy.report.sections import interval_text
+
+    assert interval_text(value) == text

@@ -76,6 +76,12 @@ def interval_text(value: Any) -> str:
         and all(isinstance(v, (int, float)) or v is None for v in value)
     ):
         return f"[{_fmt(value[0])}, {_fmt(value[1])}]"
+    if (
+        isinstance(value, dict)
+        and value
+        and all(isinstance(v, (int, float, str)) or v is None for v in value.values())
+    ):
+        return ", ".join(f"{k} {_fmt(v)}" for k, v in value.items())
     return _fmt(value)
 
 
