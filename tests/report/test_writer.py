@@ -190,7 +190,7 @@ def test_out_holding_another_run_is_refused(run_folder: Path, tmp_path: Path) ->
 )
 def test_config_refuses_bad_values(field: str, value: object) -> None:
     with pytest.raises(ValueError, match=field):
-        ReportConfig(**{field: value})
+        ReportConfig(**{field: value})  # type: ignore[arg-type]
 
 
 def test_toy_tour_figures_and_checks(tmp_path: Path) -> None:
@@ -223,3 +223,15 @@ def test_interval_text(value: object, text: str) -> None:
     from polysemy.report.sections import interval_text
 
     assert interval_text(value) == text
+
+
+def test_an_unreadable_folder_gets_its_own_section(run_folder: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(run_folder / "analyses" / "features-mlp", run / "features")
+    bad = run / "neurons"
+    shutil.copytree(run_folder / "analyses" / "neurons-mlp", bad)
+    (bad / "neurons.json").write_text('[{"neuron": 0}]')  # a format this version cannot read
+    out = write_report(run)
+    titles = json.loads((out / "report.json").read_text())["sections"]
+    assert titles == ["Unreadable analysis:neurons: neurons", "Features: features"]
+    assert "KeyError" in (out / "index.html").read_text()

@@ -9,6 +9,7 @@ recomputed except the binning of a histogram) and returns a `ReportSection`: tex
 from __future__ import annotations
 
 import json
+import logging
 import math
 import shutil
 from collections.abc import Callable, Sequence
@@ -25,6 +26,8 @@ from polysemy.report.html import _fmt
 from polysemy.report.sources import Source, Sources
 
 __all__ = ["ReportSection", "Table", "interval_text", "sections_for"]
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -509,7 +512,11 @@ def section_claims(src: Source, config: Any) -> ReportSection:
     rows = []
     for c in claims:
         claim = c.get("claim", {})
-        label = claim.get("text") or claim.get("name") or json.dumps(claim, sort_keys=True)
+        label = (
+            claim.get("text") or claim.get("name") or json.dumps(claim, sort_keys=True)
+            if isinstance(claim, dict)
+            else str(claim)
+        )
         rows.append([str(label), str(c.get("verdict")), str(c.get("sentence", "")),
                      _evidence_text(c.get("evidence"))])  # fmt: skip
     counts: dict[str, int] = {}
@@ -641,8 +648,24 @@ def sections_for(sources: Sources, config: Any) -> list[ReportSection]:
     known = {k for k, _ in _ORDER}
     out = []
     for kind, build in _ORDER:
-        out += [build(src, config) for src in sources.of(kind)]
+        out += [_built(build, src, config) for src in sources.of(kind)]
     for src in sources.items:
         if src.kind.startswith("analysis:") and src.kind not in known:
-            out.append(section_generic(src, config))
+            out.append(_built(section_generic, src, config))
     return out
+
+
+def _built(
+    build: Callable[[Source, Any], ReportSection], src: Source, config: Any
+) -> ReportSection:
+    """One section; a folder this version cannot read (a newer or hand-edited format) is
+    reported as such in its own section rather than losing the whole report."""
+    try:
+        return build(src, config)
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError, OSError) as exc:
+        logger.warning("report: could not read %s (%s): %s", src.name, src.kind, exc)
+        return ReportSection(
+            f"Unreadable {src.kind}: {src.name}", src.kind, src.name,
+            f"This folder could not be read by this version of polysemy "
+            f"({type(exc).__name__}: {exc}); its files are untouched.",
+        )  # fmt: skip
