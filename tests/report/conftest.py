@@ -43,19 +43,21 @@ def run_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from polysemy.analysis.geometry import analyze_geometry
     from polysemy.analysis.neurons import analyze_neurons
 
-    run = tmp_path_factory.mktemp("report") / "run"
-    store = ps.synth(
-        run / "stores" / "mlp", n_features=32, d_in=16, active=2.0, tokens=4000,
-        neuron_support=2, seed=0, progress=False,
+    root = tmp_path_factory.mktemp("report")
+    run = root / "run"
+    planted = ps.synth(
+        root / "synth", n_features=32, d_in=16, active=2.0, tokens=4000, neuron_support=2,
+        seed=0, progress=False,
     )  # fmt: skip
+    store = _traced_copy(planted, run / "stores" / "mlp")
     ps.train_sae(
         store, out=run / "saes" / "mlp", arch="topk", d_sae=48, k=4, tokens=20_000,
         batch_size=256, log_every=20, progress=False, seed=0,
     )  # fmt: skip
     sae = ps.load_sae(run / "saes" / "mlp")
     analyses = run / "analyses"
-    analyze_neurons(sae, store, out=analyses / "neurons-mlp", texts=False, resamples=200)
-    analyze_features(sae, store, out=analyses / "features-mlp", texts=False)
+    analyze_neurons(sae, store, out=analyses / "neurons-mlp", resamples=200)
+    analyze_features(sae, store, out=analyses / "features-mlp")
     analyze_geometry(sae, store, out=analyses / "geometry-mlp", resamples=200, permutations=200)
     ps.toy.train(
         out=run / "toy" / "tiny", n_features=5, n_hidden=2, sparsity=[0.0, 0.9], steps=200,
@@ -66,6 +68,40 @@ def run_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
         summary={"n": len(CLAIMS)}, files={"claims.json": {"claims": CLAIMS}},
     )  # fmt: skip
     return run
+
+
+def _traced_copy(planted: Any, out: Path) -> Any:
+    """The planted rows with text traces: each row is given a token of real sentences (the
+    `concepts` corpus, MiniLM's tokenizer), so contexts print as text with their token
+    marked, as in a harvested store."""
+    import torch
+    from transformers import AutoTokenizer
+
+    from polysemy.activations.store import ActivationStore, StoreWriter
+    from polysemy.corpora import open_corpus
+    from polysemy.models import minilm_path
+
+    tok = AutoTokenizer.from_pretrained(str(minilm_path()))
+    rows = planted.rows
+    ids: list[int] = []
+    doc: list[int] = []
+    pos: list[int] = []
+    for d, text in enumerate(open_corpus("concepts:heldout:400").take(400)):
+        piece = tok(text)["input_ids"][1:-1]
+        ids += piece
+        doc += [d] * len(piece)
+        pos += list(range(len(piece)))
+        if len(ids) >= rows:
+            break
+    with StoreWriter(out, d_in=planted.d_in, dtype="float32", source=planted.source) as w:
+        w.append(
+            planted.read(0, rows),
+            tokens=torch.tensor(ids[:rows], dtype=torch.int32),
+            doc=torch.tensor(doc[:rows], dtype=torch.int64),
+            pos=torch.tensor(pos[:rows], dtype=torch.int32),
+        )
+        w.copy_tokenizer(tok)
+    return ActivationStore(out)
 
 
 @pytest.fixture(scope="session")

@@ -76,6 +76,8 @@ def test_report_renders_offline_in_chromium(report_dir: Path) -> None:
             assert cards.count() >= 1
             assert "is a chorus of about" in cards.first.inner_text()
             assert "SAE error line" in cards.first.inner_text()
+            # Each context's own token is highlighted in its card.
+            assert page.locator(".chorus .ctx mark").count() >= cards.count()
             ARTIFACTS.mkdir(exist_ok=True)
             page.screenshot(path=str(ARTIFACTS / "report.png"))
             page.locator(".chorus").first.screenshot(path=str(ARTIFACTS / "report-chorus.png"))

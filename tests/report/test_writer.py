@@ -64,6 +64,10 @@ def test_chorus_cards_describe_measured_mixtures(report_dir: Path, run_folder: P
     assert f"{best['error_share']:.0%} of this neuron" in html
     md = (report_dir / "report.md").read_text()
     assert len(CARD.findall(md)) == len(cards)
+    # Contexts are traced to text, the row's token highlighted (the store has text traces).
+    assert len(re.findall(r'<span class="ctx">[^<]*<mark>[^<]+</mark>', html)) >= len(cards)
+    assert "the store holds no text" not in html
+    assert re.search(r"- feature \d+ \(dominates \d+ of the top rows\): .*\*\*\S+\*\*", md)
 
 
 def test_every_figure_states_n_and_interval(report_dir: Path) -> None:
