@@ -13,6 +13,12 @@ def card(text: str | None) -> ChorusCard:
     )  # fmt: skip
 
 
+def test_small_voices_keep_a_size() -> None:
+    c = card(None)
+    c = ChorusCard(**{**c.__dict__, "voices": ((3, 0.41), (12, 0.004))})
+    assert "feature 3 (41%) and feature 12 (0.4%)" in c.sentence()
+
+
 def test_sentence_names_a_chorus_never_one_concept() -> None:
     assert card(None).sentence() == (
         "Neuron 17 is a chorus of about 4.2 features (effective number; rotation baseline "
@@ -60,7 +66,13 @@ def test_cards_pick_best_reconstructed_neurons_and_skip_silent_rows(tmp_path) ->
     (tmp_path / "neurons.json").write_text(json.dumps(neurons))
     (tmp_path / "contexts.json").write_text(json.dumps(contexts))
     cards = chorus_cards(tmp_path, cards=1)
-    assert [c.neuron for c in cards] == [1]
+    # A neuron never seen firing comes after those that were, whatever its error share.
+    neurons[0]["error_share"] = 0.01
+    contexts[0]["groups"] = [ctx(1, -0.5)]
+    (tmp_path / "neurons.json").write_text(json.dumps(neurons))
+    (tmp_path / "contexts.json").write_text(json.dumps(contexts))
+    assert [c.neuron for c in chorus_cards(tmp_path, cards=2)] == [1, 0]
+    assert [c.neuron for c in cards] == [1]  # lower error share, and seen firing
     assert cards[0].baseline == 9.5
     assert [(c.feature, c.text) for c in cards[0].contexts] == [(5, "a [[b]] c")]
     assert "<mark>b</mark>" in card_html(cards[0])

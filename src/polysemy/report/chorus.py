@@ -67,7 +67,7 @@ class ChorusCard:
             if self.baseline is not None
             else ("no rotation baseline recorded")
         )
-        voices = [f"feature {f} ({s:.0%})" for f, s in self.voices]
+        voices = [f"feature {f} ({_percent(s)})" for f, s in self.voices]
         listed = (
             ", ".join(voices[:-1]) + f" and {voices[-1]}" if len(voices) > 1 else "".join(voices)
         )
@@ -84,11 +84,17 @@ class ChorusCard:
         )
 
 
+def _percent(share: float) -> str:
+    # A voice under 1% still has a size: "0%" would read as silence.
+    return f"{share:.0%}" if share >= 0.01 else f"{share:.1%}"
+
+
 def chorus_cards(
     folder: str | os.PathLike[str], *, cards: int = 12, voices: int = 3, contexts: int = 3
 ) -> list[ChorusCard]:
     """Cards for up to `cards` neurons of a neurons analysis folder: the neurons the SAE
-    explains best (lowest error share), so the chorus described is the one measured."""
+    explains best (lowest error share), so the chorus described is the one measured, taking
+    first those seen firing in their top contexts (a silent neuron has no context to show)."""
     folder = Path(folder)
     records = json.loads((folder / "neurons.json").read_text())
     ctx_path = folder / "contexts.json"
@@ -96,16 +102,15 @@ def chorus_cards(
     if ctx_path.is_file():
         by_neuron = {int(c["neuron"]): c for c in json.loads(ctx_path.read_text())}
     baseline = _baseline(folder)
-    chosen = sorted(records, key=lambda r: (r["error_share"], r["neuron"]))[:cards]
+    fired_by_neuron = {j: _fired(c.get("groups", [])) for j, c in by_neuron.items()}
+    # Neurons seen firing first (a card without a context shows no chorus), then by error.
+    chosen = sorted(
+        records,
+        key=lambda r: (not fired_by_neuron.get(int(r["neuron"])), r["error_share"], r["neuron"]),
+    )[:cards]
     out = []
     for r in chosen:
-        groups = by_neuron.get(int(r["neuron"]), {}).get("groups", [])
-        # A row where the neuron is silent says nothing about what it carries.
-        fired = [
-            (int(g["feature"]), [c for c in g.get("contexts", []) if float(c["activation"]) > 0])
-            for g in groups
-        ]
-        fired = sorted((f for f in fired if f[1]), key=lambda f: -len(f[1]))[:contexts]
+        fired = fired_by_neuron.get(int(r["neuron"]), [])[:contexts]
         picked = [
             Context(feature, len(rows), int(rows[0]["row"]), float(rows[0]["activation"]),
                     rows[0].get("text"))
@@ -122,6 +127,16 @@ def chorus_cards(
             )
         )
     return out
+
+
+def _fired(groups: list[dict[str, Any]]) -> list[tuple[int, list[dict[str, Any]]]]:
+    """Each group's rows where the neuron fires (a row where it is silent says nothing about
+    what it carries), most rows first; groups left empty are dropped."""
+    fired = [
+        (int(g["feature"]), [c for c in g.get("contexts", []) if float(c["activation"]) > 0])
+        for g in groups
+    ]
+    return sorted((f for f in fired if f[1]), key=lambda f: -len(f[1]))
 
 
 def _baseline(folder: Path) -> float | None:

@@ -203,7 +203,8 @@ def section_neurons(src: Source, config: Any) -> ReportSection:
         "Each neuron's activation split into the SAE features that carry it (and the SAE's "
         "error line). A neuron is described as a chorus of features with the contexts in "
         "which each voice dominates, never as one named concept. Cards below: the "
-        f"{len(cards)} neurons the SAE reconstructs best (lowest error share)."
+        f"{len(cards)} neurons the SAE reconstructs best (lowest error share) among those "
+        "seen firing in their top contexts."
     )
     if s.get("warning"):
         text += f"\n\nWarning: {s['warning']}."

@@ -35,7 +35,8 @@ class ReportConfig:
     """What the report shows."""
 
     chorus_cards: int = 12
-    """Neurons given a chorus card per neurons analysis (those the SAE reconstructs best)."""
+    """Neurons given a chorus card per neurons analysis (those the SAE reconstructs best,
+    among the neurons seen firing)."""
     voices: int = 3
     """Strongest features named in each card."""
     contexts: int = 3
