@@ -86,7 +86,7 @@ class ChorusCard:
 
 def _percent(share: float) -> str:
     # A voice under 1% still has a size: "0%" would read as silence.
-    return f"{share:.0%}" if share >= 0.01 else f"{share:.1%}"
+    return f"{share:.0%}" if share >= 0.0095 else f"{share:.1%}"  # 0.0096 -> "1%", not "1.0%"
 
 
 def chorus_cards(
