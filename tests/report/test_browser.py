@@ -29,7 +29,9 @@ INSTALL = (
 )
 
 
-def _require_browser() -> None:
+@pytest.fixture(scope="session")
+def browser_ready() -> None:
+    """Skip (fail under CI) before the run folder is built when there is no browser."""
     missing = []
     if not (Path(CHROMIUM).is_file() or shutil.which(CHROMIUM)):
         missing.append(f"no chromium at {CHROMIUM}")
@@ -44,8 +46,7 @@ def _require_browser() -> None:
         pytest.skip(message)
 
 
-def test_report_renders_offline_in_chromium(report_dir: Path) -> None:
-    _require_browser()
+def test_report_renders_offline_in_chromium(browser_ready: None, report_dir: Path) -> None:
     from playwright.sync_api import sync_playwright
 
     errors: list[str] = []
