@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -105,3 +106,28 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     run = make_run(tmp_path_factory.mktemp("explorer"))
     build_index(run)
     return run
+
+
+@pytest.fixture(scope="session")
+def live_url(tiny_run: Path) -> Any:
+    """The explorer of `tiny_run` served by uvicorn on 127.0.0.1, an ephemeral port."""
+    import threading
+    import time
+
+    import uvicorn
+
+    from polysemy.explorer.server import create_app, url_of
+
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(tiny_run), host="127.0.0.1", port=0, log_level="warning")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("the explorer server did not start")
+        time.sleep(0.02)
+    yield url_of(server, "127.0.0.1")
+    server.should_exit = True
+    thread.join(timeout=5)

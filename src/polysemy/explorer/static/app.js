@@ -122,6 +122,10 @@ const pending = [];
 
 // A plotly figure in a card, with a caption saying sample size and interval.
 function plot(title, traces, layout, caption) {
+  // plotly.js 3 takes axis titles only as {text}.
+  for (const axis of ["xaxis", "yaxis"]) {
+    if (layout && layout[axis] && typeof layout[axis].title === "string") layout[axis].title = { text: layout[axis].title };
+  }
   const div = el("div", { class: "plot" });
   const card = el("div", { class: "card" }, el("strong", { text: title }), div, caption ? el("div", { class: "caption", text: caption }) : null);
   pending.push(() =>

@@ -1,0 +1,120 @@
+"""build_index / ensure_index on a tiny run folder written by the real library."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+from safetensors.torch import load_file
+
+from polysemy.explorer import build_index, ensure_index
+
+
+def _read(run: Path, rel: str) -> object:
+    return json.loads((run / "explorer" / rel).read_text())
+
+
+def test_index_lists_what_the_run_holds(tiny_run: Path) -> None:
+    index = _read(tiny_run, "index.json")
+    assert index["format"] == "polysemy.explorer/1"
+    (d,) = index["dictionaries"]
+    assert d["id"] == "mlp" and d["d_sae"] == 32 and d["d_in"] == 16
+    assert d["pages"] == ["features", "neurons", "geometry"]
+    assert set(d["summaries"]) == {"features", "neurons", "geometry"}
+    assert [t["id"] for t in index["toys"]] == ["toy-relu"]
+    assert index["claims"] == 2
+    assert d["density"]["n"] == 32 and len(d["top_features"]) == 32
+
+
+def test_one_file_per_feature_and_neuron_with_the_analyses_numbers(tiny_run: Path) -> None:
+    arrays = load_file(str(tiny_run / "analyses" / "features-mlp" / "features.safetensors"))
+    examples = json.loads((tiny_run / "analyses" / "features-mlp" / "examples.json").read_text())
+    files = sorted((tiny_run / "explorer" / "dicts" / "mlp" / "features").iterdir())
+    assert len(files) == 32
+    for f in (0, 7, 31):
+        page = _read(tiny_run, f"dicts/mlp/features/{f}.json")
+        assert page["density"] == pytest.approx(float(arrays["density"][f]))
+        assert page["histogram"]["counts"] == arrays["histogram"][f].tolist()
+        assert [g for g, _ in page["neighbours"]] == arrays["neighbours"][f].tolist()
+        assert page["top"] == examples[f]["top"]
+        assert len(page["spread"]["top_neurons"]) == 8
+        assert "dimensionality" in page["geometry"]
+    neurons = json.loads((tiny_run / "analyses" / "neurons-mlp" / "neurons.json").read_text())
+    for rec in neurons[:3]:
+        page = _read(tiny_run, f"dicts/mlp/neurons/{rec['neuron']}.json")
+        assert page["features"] == rec["features"]
+        assert page["other_share"] + page["error_share"] + sum(s for _, s in page["features"]) == (
+            pytest.approx(1.0)
+        )
+        assert page["groups"], "contexts grouped by dominant feature"
+    overview = _read(tiny_run, "dicts/mlp/neurons.json")
+    assert sum(overview["counts"]) == 16 and sum(overview["baseline_counts"]) == 16
+
+
+def test_claims_reach_their_targets(tiny_run: Path) -> None:
+    assert [c["verdict"] for c in _read(tiny_run, "dicts/mlp/features/3.json")["claims"]] == [
+        "supported"
+    ]
+    assert "claims" not in _read(tiny_run, "dicts/mlp/features/4.json")
+    assert _read(tiny_run, "dicts/mlp/neurons/2.json")["claims"][0]["verdict"] == "inconclusive"
+    assert len(_read(tiny_run, "claims.json")) == 2
+
+
+def test_search_index_finds_words_of_example_texts(tiny_run: Path) -> None:
+    shard = _read(tiny_run, f"search/{b'ba'.hex()}.json")
+    postings = shard["bank"]
+    assert postings and all(p[0] == "mlp" for p in postings)
+    acts = [p[2] for p in postings]
+    assert acts == sorted(acts, reverse=True)
+    for _, f, _, text in postings[:5]:
+        page = _read(tiny_run, f"dicts/mlp/features/{f}.json")
+        assert text in [e["text"] for e in page["top"] + page["quantiles"]]
+        assert "bank" in text.lower()
+
+
+def test_geometry_and_toy_pages(tiny_run: Path) -> None:
+    geo = _read(tiny_run, "dicts/mlp/geometry.json")
+    n = len(geo["map"]["features"])
+    assert n == 16 and len(geo["map"]["abs_cos"]) == n
+    assert geo["scatter"]["shown"] == geo["scatter"]["pairs"] == 120
+    toy = _read(tiny_run, "toys/toy-relu.json")
+    assert len(toy["instances"]) == 2
+    wtw = toy["instances"][0]["WtW"]
+    assert len(wtw) == 6 and all(wtw[i][j] == pytest.approx(wtw[j][i]) for i in range(6) for j in range(6))
+    norms = toy["instances"][0]["feature_norms"]
+    assert [wtw[i][i] for i in range(6)] == pytest.approx([x * x for x in norms], rel=1e-4)
+
+
+def test_ensure_index_rebuilds_only_when_a_source_changed(tiny_run: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run, symlinks=True)
+    marker = run / "explorer" / "index.json"
+    ensure_index(run)  # copied files have new mtimes: rebuilt once
+    first = marker.stat().st_mtime_ns
+    ensure_index(run)
+    assert marker.stat().st_mtime_ns == first
+    time.sleep(0.01)
+    claims = run / "analyses" / "claims-demo" / "claims.json"
+    record = json.loads(claims.read_text())
+    record["claims"] = record["claims"][:1]
+    claims.write_text(json.dumps(record))
+    ensure_index(run)
+    assert marker.stat().st_mtime_ns != first
+    assert json.loads(marker.read_text())["claims"] == 1
+
+
+def test_single_analysis_folder_and_refusals(tiny_run: Path, tmp_path: Path) -> None:
+    one = tmp_path / "neurons"
+    shutil.copytree(tiny_run / "analyses" / "neurons-mlp", one)
+    build_index(one)
+    index = json.loads((one / "explorer" / "index.json").read_text())
+    assert index["dictionaries"][0]["pages"] == ["neurons"]
+    with pytest.raises(FileNotFoundError, match="run must be a folder"):
+        build_index(tmp_path / "missing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="holds no analysis"):
+        build_index(tmp_path / "empty")
+    assert not (tmp_path / "empty" / "explorer").exists()
