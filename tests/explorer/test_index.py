@@ -83,7 +83,9 @@ def test_geometry_and_toy_pages(tiny_run: Path) -> None:
     toy = _read(tiny_run, "toys/toy-relu.json")
     assert len(toy["instances"]) == 2
     wtw = toy["instances"][0]["WtW"]
-    assert len(wtw) == 6 and all(wtw[i][j] == pytest.approx(wtw[j][i]) for i in range(6) for j in range(6))
+    assert len(wtw) == 6 and all(
+        wtw[i][j] == pytest.approx(wtw[j][i]) for i in range(6) for j in range(6)
+    )
     norms = toy["instances"][0]["feature_norms"]
     assert [wtw[i][i] for i in range(6)] == pytest.approx([x * x for x in norms], rel=1e-4)
 

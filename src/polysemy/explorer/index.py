@@ -211,7 +211,7 @@ def _group(found: dict[str, list[tuple[Path, dict[str, Any]]]]) -> list[_Diction
             if d is not None:
                 d.analyses[kind].append(path)
             continue
-        store = _name(inputs.get("acts")) if kind != "geometry" else _name(inputs.get("acts"))
+        store = _name(inputs.get("acts"))
         if store == "ActivationStore" or store == "Tensor":
             store = None
         d = match(store, d_sae, sae_path)
@@ -433,7 +433,10 @@ def _features(
     ablation = _ablation(d)
     null_pr = arrays.get("null_participation_ratio")
     null_range = (
-        [float(torch.quantile(null_pr.double(), 0.025)), float(torch.quantile(null_pr.double(), 0.975))]
+        [
+            float(torch.quantile(null_pr.double(), 0.025)),
+            float(torch.quantile(null_pr.double(), 0.975)),
+        ]
         if null_pr is not None
         else None
     )
@@ -463,9 +466,11 @@ def _features(
             page["partners"] = [
                 [g, c, lift]
                 for g, c, lift in zip(
-                    cols["partners"][f], cols["partner_count"][f], cols["partner_lift"][f],
+                    cols["partners"][f],
+                    cols["partner_count"][f],
+                    cols["partner_lift"][f],
                     strict=True,
-                )  # fmt: skip
+                )
                 if c > 0
             ]
             page["rows"] = entry["summaries"].get("features", {}).get("rows")
@@ -533,7 +538,7 @@ def _index_words(
 def _write_search(search: dict[str, dict[str, list[list[Any]]]], out: Path) -> list[str]:
     out.mkdir()
     for key, words in search.items():
-        for word, postings in words.items():
+        for postings in words.values():
             postings.sort(key=lambda p: -p[2])
             del postings[SEARCH_POSTINGS:]
         _dump(out / f"{key}.json", _clean(words))
@@ -643,8 +648,14 @@ def _write_toy(path: Path, record: dict[str, Any], out: Path, toy_id: str) -> di
     for i, inst in enumerate(record.get("instances", [])[:TOY_INSTANCES]):
         item = {
             k: inst.get(k)
-            for k in ("sparsity", "loss", "feature_norms", "represented", "superposition",
-                      "dimensions_per_feature")  # fmt: skip
+            for k in (
+                "sparsity",
+                "loss",
+                "feature_norms",
+                "represented",
+                "superposition",
+                "dimensions_per_feature",
+            )
         }
         if W is not None and i < W.shape[0]:
             Wi = W[i].double()  # (n_hidden, n_features)
