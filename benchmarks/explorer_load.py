@@ -32,11 +32,11 @@ import torch
 from polysemy.analysis.folder import write_analysis
 from polysemy.explorer import build_index
 
-WORDS = (
+WORDS = tuple(
     "the river bank was full of fish today she opened an account at downtown interest rates "
     "central rose again heron waited on muddy stream python lists keep their items insertion "
     "order cat sat warm mat near door model layer neuron feature chorus voice context"
-).split()
+).split(" ")
 
 
 def synthetic_run(root: Path, d_sae: int, d_in: int, examples: int, seed: int = 0) -> Path:
