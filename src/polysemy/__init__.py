@@ -13,7 +13,8 @@ The notebook API, one import away (`import polysemy as ps`):
 
 Also: `list_sites`, `ActivationStore`, `load_sae`, `SAEConfig`, `TrainConfig`, `synth`, and
 the `toy` namespace (`ps.toy.train`, `ps.toy.reproduce`), and `analysis`, the evidence tools
-(`ps.analysis.analyze_neurons`, `ps.analysis.ablate`, ... and their calibrations).
+(`ps.analysis.analyze_neurons`, `ps.analysis.ablate`, ... and their calibrations), and
+`explorer` (`ps.explorer.build_index(run)`, the index `polysemy explore` serves).
 docs/python.md walks through them.
 Names are imported on first use, so `import polysemy` (and `polysemy --help`) stays fast.
 
@@ -42,7 +43,7 @@ _EXPORTS: dict[str, str] = {
 }
 # `synth` is the subpackage, made callable (see polysemy/synth/__init__.py): a function of the
 # same name would be replaced by the subpackage the first time anything imports it.
-_SUBMODULES = ("toy", "synth", "analysis")
+_SUBMODULES = ("toy", "synth", "analysis", "explorer")
 
 __all__ = [
     "ActivationStore",
@@ -51,6 +52,7 @@ __all__ = [
     "__version__",
     "analysis",
     "evaluate",
+    "explorer",
     "harvest",
     "list_sites",
     "load_model",
@@ -62,7 +64,7 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from polysemy import analysis, toy
+    from polysemy import analysis, explorer, toy
     from polysemy.activations.store import ActivationStore
     from polysemy.analysis.reconstruction import evaluate
     from polysemy.api import harvest, synth, train_sae
