@@ -79,6 +79,13 @@ def test_geometry_and_toy_pages(tiny_run: Path) -> None:
     geo = _read(tiny_run, "dicts/mlp/geometry.json")
     n = len(geo["map"]["features"])
     assert n == 16 and len(geo["map"]["abs_cos"]) == n
+    grid, feats = geo["map"]["abs_cos"], geo["map"]["features"]
+    assert all(grid[i][i] is None for i in range(n))  # blank: 1 by definition
+    pairs = load_file(str(tiny_run / "analyses" / "geometry-mlp" / "pairs.safetensors"))
+    for a, b, c in list(zip(pairs["feature_i"].tolist(), pairs["feature_j"].tolist(),
+                            pairs["abs_cos"].tolist(), strict=True))[:20]:  # fmt: skip
+        i, j = feats.index(a), feats.index(b)
+        assert grid[i][j] == grid[j][i] == pytest.approx(c)
     assert geo["scatter"]["shown"] == geo["scatter"]["pairs"] == 120
     toy = _read(tiny_run, "toys/toy-relu.json")
     assert len(toy["instances"]) == 2

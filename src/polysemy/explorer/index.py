@@ -623,7 +623,8 @@ def _geometry(d: _Dictionary, out: Path) -> None:
         feats = list(dict.fromkeys(torch.stack([fi, fj], 1).flatten().tolist()))
         keep = feats[:HEATMAP_FEATURES]
         pos = {f: k for k, f in enumerate(keep)}
-        grid = torch.eye(len(keep), dtype=torch.float64)
+        # The diagonal (1 by definition) is left blank so the colour scale shows the pairs.
+        grid = torch.full((len(keep), len(keep)), float("nan"), dtype=torch.float64)
         for a, b, c in zip(fi.tolist(), fj.tolist(), pairs["abs_cos"].tolist(), strict=True):
             if a in pos and b in pos:
                 grid[pos[a], pos[b]] = grid[pos[b], pos[a]] = c

@@ -309,10 +309,11 @@ async function neuron(id, j) {
   const names = (p.features || []).slice(0, 8).map(([f]) => `feature ${f}`);
   nodes.push(el("p", { text: `A chorus of about ${fmt(p.effective_features, 1)} features (participation ratio ${fmt(p.participation_ratio, 1)}); its strongest voices are ${names.slice(0, 3).join(", ") || "none"}; the SAE's error carries ${pct(p.error_share)} over ${fmt(p.rows)} rows.` }));
   if (p.claims) nodes.push(...section("Claim verdicts", claimsList(p.claims)));
-  const traces = (p.features || []).map(([f, s]) => ({ type: "bar", orientation: "h", y: ["neuron " + j], x: [s], name: `feature ${f}` }));
+  // Legend off (the Voices table below names every bar); the strongest voices are labelled.
+  const traces = (p.features || []).map(([f, s], k) => ({ type: "bar", orientation: "h", y: ["neuron " + j], x: [s], name: `feature ${f}`, text: k < 3 ? [`f${f}`] : [""], textposition: "inside", hovertemplate: `feature ${f}: %{x:.2%}<extra></extra>` }));
   traces.push({ type: "bar", orientation: "h", y: ["neuron " + j], x: [p.other_share], name: "other features", marker: { color: "#cfd8dc" } });
   traces.push({ type: "bar", orientation: "h", y: ["neuron " + j], x: [p.error_share], name: "SAE error", marker: { color: "#455a64" } });
-  const plots = [plot("Stacked decomposition by feature", traces, { barmode: "stack", height: 220, xaxis: { title: "share of the neuron's activation", range: [0, 1] }, legend: { orientation: "h", y: -0.6 }, margin: { l: 80, r: 15, t: 10, b: 40 } }, `shares over n = ${fmt(p.rows)} rows; the error line is the SAE's reconstruction error`)];
+  const plots = [plot("Stacked decomposition by feature", traces, { barmode: "stack", height: 200, showlegend: false, xaxis: { title: "share of the neuron's activation (grey: other features, dark: SAE error)", range: [0, 1] }, margin: { l: 80, r: 15, t: 10, b: 50 } }, `shares over n = ${fmt(p.rows)} rows; the error line is the SAE's reconstruction error`)];
   if (o) plots.push(effectivePlot(o, p.effective_features));
   nodes.push(el("div", { class: "grid" }, plots));
   nodes.push(...section("Voices", table(["feature", "share"], (p.features || []).map(([f, s]) => [featureLink(id, f), pct(s)]))));
@@ -341,11 +342,15 @@ async function geometry(id) {
   const plots = [];
   if (p.interference) {
     const x = centers(p.interference.edges, false);
-    plots.push(plot("Interference |cos| between decoder rows", [{ type: "bar", x, y: p.interference.counts, name: "dictionary", opacity: 0.75 }, { type: "bar", x, y: p.interference.null_counts, name: "random directions", opacity: 0.55 }], { barmode: "overlay", xaxis: { title: "|cos|" }, yaxis: { title: "pairs", type: "log" } }, `n = ${fmt(p.interference.pairs)} pairs, same pairs for the null`));
+    // Zoom to the bins that hold pairs (|cos| of a wide dictionary stays far below 1).
+    let last = 0;
+    p.interference.counts.forEach((c, k) => { if (c > 0 || p.interference.null_counts[k] > 0) last = k; });
+    const xmax = p.interference.edges[Math.min(last + 2, p.interference.edges.length - 1)];
+    plots.push(plot("Interference |cos| between decoder rows", [{ type: "bar", x, y: p.interference.counts, name: "dictionary", opacity: 0.75 }, { type: "bar", x, y: p.interference.null_counts, name: "random directions", opacity: 0.55 }], { barmode: "overlay", xaxis: { title: "|cos|", range: [0, xmax] }, yaxis: { title: "pairs", type: "log" } }, `n = ${fmt(p.interference.pairs)} pairs, same pairs for the null`));
   }
   if (p.map) {
     const labels = p.map.features.map((f) => "f" + f);
-    plots.push(plot("Interference map (most frequent features)", [{ type: "heatmap", z: p.map.abs_cos, x: labels, y: labels, colorscale: "Viridis", zmin: 0, zmax: 1 }], { height: 420, xaxis: { showticklabels: labels.length <= 32 }, yaxis: { showticklabels: labels.length <= 32, autorange: "reversed" } }, `|cos| among the ${labels.length} most frequent features of the test`));
+    plots.push(plot("Interference map (most frequent features)", [{ type: "heatmap", z: p.map.abs_cos, x: labels, y: labels, colorscale: "Viridis", zmin: 0, hoverongaps: false }], { height: 420, xaxis: { showticklabels: labels.length <= 32 }, yaxis: { showticklabels: labels.length <= 32, autorange: "reversed" } }, `|cos| among the ${labels.length} most frequent features of the test`));
   }
   if (p.scatter) {
     const sc = p.scatter;
