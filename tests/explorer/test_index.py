@@ -127,3 +127,38 @@ def test_single_analysis_folder_and_refusals(tiny_run: Path, tmp_path: Path) -> 
     with pytest.raises(ValueError, match="holds no analysis"):
         build_index(tmp_path / "empty")
     assert not (tmp_path / "empty" / "explorer").exists()
+
+
+def test_ablation_effects_reach_the_feature_page(tmp_path: Path) -> None:
+    """A real `ablate` run (tiny random BERT, a random SAE saved at its site) joins the SAE's
+    dictionary by site; the targeted feature's page gets its effects against the null."""
+    import torch
+
+    from polysemy.analysis.ablation import ablate
+    from polysemy.analysis.ablation_calibration import tiny_encoder
+    from polysemy.corpora import open_corpus
+    from polysemy.sae import sae_from_weights
+    from polysemy.sae.io import save_sae
+
+    site = "encoder.layer.0.output"
+    g = torch.Generator().manual_seed(0)
+    W_dec = torch.nn.functional.normalize(torch.randn(16, 32, generator=g), dim=-1)
+    sae = sae_from_weights("relu", W_enc=W_dec.T.clone(), b_enc=torch.zeros(16),
+                           W_dec=W_dec * 0.5, b_dec=torch.zeros(32))  # fmt: skip
+    run = tmp_path / "run"
+    save_sae(sae, run / "saes" / "l0", source={"site": site}, training={})
+    ablate(tiny_encoder(seed=0), open_corpus("concepts:heldout:40").take(40), sae=sae,
+           site=site, targets=("feature:5", "neuron:3"), examples=8, random=4,
+           out=run / "analyses" / "ablate-l0")  # fmt: skip
+    build_index(run)
+    index = json.loads((run / "explorer" / "index.json").read_text())
+    (d,) = index["dictionaries"]
+    assert d["id"] == "l0" and d["d_sae"] == 16 and "ablate" in d["summaries"]
+    page = _read(run, "dicts/l0/features/5.json")
+    a = page["ablation"]
+    effects = load_file(str(run / "analyses" / "ablate-l0" / "effects.safetensors"))
+    assert a["n"] == 8 and sum(a["counts"]) == 8
+    assert sum(a["null_counts"]) == pytest.approx(8)  # mean over the 4 random directions
+    assert a["summary"]["target"] == "feature:5"
+    assert a["summary"]["mean_effect"] == pytest.approx(float(effects["targets"][0].mean()))
+    assert "ablation" not in _read(run, "dicts/l0/features/4.json")
