@@ -4,6 +4,22 @@
 "use strict";
 
 const main = document.getElementById("main");
+// plotly.min.js (4.6 MB, from the installed plotly package) is loaded on first need, after
+// the page's text is painted: parsing it takes a second or more on a busy machine, and only
+// the first page with plots of a session pays it.
+let plotlyPromise = null;
+function plotlyReady() {
+  if (!plotlyPromise) {
+    plotlyPromise = new Promise((resolve, reject) => {
+      if (window.Plotly) return resolve();
+      const script = el("script", { src: "/static/plotly.min.js" });
+      script.addEventListener("load", () => resolve());
+      script.addEventListener("error", () => reject(new Error("plotly.min.js did not load")));
+      document.head.append(script);
+    });
+  }
+  return plotlyPromise;
+}
 const cache = new Map();
 let INDEX = null;
 
@@ -173,7 +189,12 @@ function dictOf(id) {
 async function render(title, kind, nodes) {
   document.title = `${title} · polysemy explorer`;
   main.replaceChildren(...nodes.flat().filter((n) => n));
+  main.dataset.shown = kind;
   const jobs = pending.splice(0);
+  if (jobs.length) {
+    if (!window.Plotly) await new Promise((r) => requestAnimationFrame(() => setTimeout(r, 0)));  // paint the text first
+    await plotlyReady();
+  }
   await Promise.all(jobs.map((job) => job()));
   main.dataset.ready = kind;
 }
@@ -425,6 +446,7 @@ async function search(query) {
 
 async function route() {
   main.dataset.ready = "";
+  main.dataset.shown = "";
   const parts = location.hash.replace(/^#\/?/, "").split("/").map(decodeURIComponent);
   const [page, a, b] = parts;
   const int = (x) => (/^\d+$/.test(x || "") ? Number(x) : NaN);
