@@ -4,11 +4,11 @@ Writes analysis folders in the real formats (features: `features.safetensors` an
 `examples.json`; neurons: `neurons.json`, `contexts.json`, `neurons.safetensors`) with seeded
 random numbers at d_sae = 24,576 and 1,536 neurons, builds the explorer index with the library
 (timed), serves it with `polysemy explore` in its own process on 127.0.0.1, and sends
-`--requests` GETs (feature pages, neuron pages, search shards, index.json; a fixed seeded mix)
-from `--clients` threads, then stops. Prints errors and p50/p99 latency per kind, against
-the reference of a static file of the same server (style.css), and, when /usr/bin/chromium
-is there, the full load time of a feature page in the browser (first visit: plotly parsed;
-then moving to other features).
+`--requests` GETs (feature and neuron page shards of 64, search shards, index.json; a fixed
+seeded mix) from `--clients` threads, then stops. Prints errors and p50/p99 latency per kind,
+against the reference of a static file of the same server (style.css), and, when
+/usr/bin/chromium is there, the load time of feature pages in the browser (first visit:
+text shown, then plots drawn once plotly is parsed; then moving to other features).
 
     python benchmarks/explorer_load.py --requests 2000
 """
@@ -250,8 +250,10 @@ def main() -> None:
         for _ in range(args.requests):
             kind = rng.choices([k for k, _ in mix], [w for _, w in mix])[0]
             path = {
-                "feature": lambda: f"/data/dicts/mlp/features/{rng.randrange(args.d_sae)}.json",
-                "neuron": lambda: f"/data/dicts/mlp/neurons/{rng.randrange(args.d_in)}.json",
+                "feature": lambda: (
+                    f"/data/dicts/mlp/features/{rng.randrange(args.d_sae) // 64}.json"
+                ),
+                "neuron": lambda: f"/data/dicts/mlp/neurons/{rng.randrange(args.d_in) // 64}.json",
                 "search": lambda: f"/data/search/{rng.choice(shards)}.json",
                 "index": lambda: "/data/index.json",
                 "static": lambda: "/static/style.css",

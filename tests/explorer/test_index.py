@@ -6,6 +6,7 @@ import json
 import shutil
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from safetensors.torch import load_file
@@ -13,8 +14,15 @@ from safetensors.torch import load_file
 from polysemy.explorer import build_index, ensure_index
 
 
-def _read(run: Path, rel: str) -> object:
+def _read(run: Path, rel: str) -> Any:
     return json.loads((run / "explorer" / rel).read_text())
+
+
+def _page(run: Path, rel: str) -> Any:
+    """A feature's or neuron's page (`dicts/mlp/features/3`) from its 64-id shard."""
+    folder, _, ident = rel.rpartition("/")
+    shard = _read(run, f"{folder}/{int(ident) // 64}.json")
+    return shard.get(ident)
 
 
 def test_index_lists_what_the_run_holds(tiny_run: Path) -> None:
@@ -33,9 +41,12 @@ def test_one_file_per_feature_and_neuron_with_the_analyses_numbers(tiny_run: Pat
     arrays = load_file(str(tiny_run / "analyses" / "features-mlp" / "features.safetensors"))
     examples = json.loads((tiny_run / "analyses" / "features-mlp" / "examples.json").read_text())
     files = sorted((tiny_run / "explorer" / "dicts" / "mlp" / "features").iterdir())
-    assert len(files) == 32
+    assert [p.name for p in files] == ["0.json"]  # one shard of 64 holds all 32 features
+    assert sorted(_read(tiny_run, "dicts/mlp/features/0.json"), key=int) == [
+        str(f) for f in range(32)
+    ]
     for f in (0, 7, 31):
-        page = _read(tiny_run, f"dicts/mlp/features/{f}.json")
+        page = _page(tiny_run, f"dicts/mlp/features/{f}")
         assert page["density"] == pytest.approx(float(arrays["density"][f]))
         assert page["histogram"]["counts"] == arrays["histogram"][f].tolist()
         assert [g for g, _ in page["neighbours"]] == arrays["neighbours"][f].tolist()
@@ -44,7 +55,7 @@ def test_one_file_per_feature_and_neuron_with_the_analyses_numbers(tiny_run: Pat
         assert "dimensionality" in page["geometry"]
     neurons = json.loads((tiny_run / "analyses" / "neurons-mlp" / "neurons.json").read_text())
     for rec in neurons[:3]:
-        page = _read(tiny_run, f"dicts/mlp/neurons/{rec['neuron']}.json")
+        page = _page(tiny_run, f"dicts/mlp/neurons/{rec['neuron']}")
         assert page["features"] == rec["features"]
         assert page["other_share"] + page["error_share"] + sum(s for _, s in page["features"]) == (
             pytest.approx(1.0)
@@ -55,11 +66,11 @@ def test_one_file_per_feature_and_neuron_with_the_analyses_numbers(tiny_run: Pat
 
 
 def test_claims_reach_their_targets(tiny_run: Path) -> None:
-    assert [c["verdict"] for c in _read(tiny_run, "dicts/mlp/features/3.json")["claims"]] == [
+    assert [c["verdict"] for c in _page(tiny_run, "dicts/mlp/features/3")["claims"]] == [
         "supported"
     ]
-    assert "claims" not in _read(tiny_run, "dicts/mlp/features/4.json")
-    assert _read(tiny_run, "dicts/mlp/neurons/2.json")["claims"][0]["verdict"] == "inconclusive"
+    assert "claims" not in _page(tiny_run, "dicts/mlp/features/4")
+    assert _page(tiny_run, "dicts/mlp/neurons/2")["claims"][0]["verdict"] == "inconclusive"
     assert len(_read(tiny_run, "claims.json")) == 2
 
 
@@ -70,7 +81,7 @@ def test_search_index_finds_words_of_example_texts(tiny_run: Path) -> None:
     acts = [p[2] for p in postings]
     assert acts == sorted(acts, reverse=True)
     for _, f, _, text in postings[:5]:
-        page = _read(tiny_run, f"dicts/mlp/features/{f}.json")
+        page = _page(tiny_run, f"dicts/mlp/features/{f}")
         assert text in [e["text"] for e in page["top"] + page["quantiles"]]
         assert "bank" in text.lower()
 
@@ -154,11 +165,11 @@ def test_ablation_effects_reach_the_feature_page(tmp_path: Path) -> None:
     index = json.loads((run / "explorer" / "index.json").read_text())
     (d,) = index["dictionaries"]
     assert d["id"] == "l0" and d["d_sae"] == 16 and "ablate" in d["summaries"]
-    page = _read(run, "dicts/l0/features/5.json")
+    page = _page(run, "dicts/l0/features/5")
     a = page["ablation"]
     effects = load_file(str(run / "analyses" / "ablate-l0" / "effects.safetensors"))
     assert a["n"] == 8 and sum(a["counts"]) == 8
     assert sum(a["null_counts"]) == pytest.approx(8)  # mean over the 4 random directions
     assert a["summary"]["target"] == "feature:5"
     assert a["summary"]["mean_effect"] == pytest.approx(float(effects["targets"][0].mean()))
-    assert "ablation" not in _read(run, "dicts/l0/features/4.json")
+    assert "ablation" not in _page(run, "dicts/l0/features/4")

@@ -60,13 +60,13 @@ def test_pages_static_and_data(client: TestClient) -> None:
     assert client.get("/static/index.py").status_code == 404
     index = client.get("/data/index.json").json()
     assert index["dictionaries"][0]["id"] == "mlp"
-    assert client.get("/data/dicts/mlp/features/3.json").json()["feature"] == 3
-    assert client.get("/data/dicts/mlp/neurons/0.json").json()["neuron"] == 0
+    assert client.get("/data/dicts/mlp/features/0.json").json()["3"]["feature"] == 3
+    assert client.get("/data/dicts/mlp/neurons/0.json").json()["0"]["neuron"] == 0
 
 
 @pytest.mark.parametrize(
-    "path", ["/data/dicts/mlp/features/32.json", "/data/dicts/mlp/features/999999.json",
-             "/data/dicts/mlp/features/-1.json", "/data/dicts/mlp/neurons/99.json",
+    "path", ["/data/dicts/mlp/features/1.json", "/data/dicts/mlp/features/999999.json",
+             "/data/dicts/mlp/features/-1.json", "/data/dicts/mlp/neurons/2.json",
              "/data/dicts/nope/features/0.json", "/data/nothing"],
 )  # fmt: skip
 def test_unknown_ids_are_404(client: TestClient, path: str) -> None:

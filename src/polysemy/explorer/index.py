@@ -7,8 +7,8 @@ on a single analysis folder or on a hand-made one. It groups the feature-level a
 store's folder name, the SAE's path or its size) and writes, atomically:
 
     explorer/index.json                      the run: dictionaries, toys, claims, summaries
-    explorer/dicts/<d>/features/<f>.json     one file per feature (the feature page)
-    explorer/dicts/<d>/neurons/<j>.json      one file per neuron (the neuron page)
+    explorer/dicts/<d>/features/<k>.json     feature pages of features 64k .. 64k + 63
+    explorer/dicts/<d>/neurons/<k>.json      neuron pages of neurons 64k .. 64k + 63
     explorer/dicts/<d>/neurons.json          effective features against the rotated basis
     explorer/dicts/<d>/geometry.json         interference map, overlap vs co-occurrence
     explorer/toys/<t>.json                   W^T W and feature norms per instance
@@ -16,9 +16,10 @@ store's folder name, the SAE's path or its size) and writes, atomically:
     explorer/search/<hex>.json               words of the features' example texts, sharded
                                              by their first two characters
 
-One small file per page keeps every page a single static read (< 200 ms at 24k features), so
-the server computes nothing. `ensure_index(run)` rebuilds only when a source changed (the
-index records the size and modification time of every file it read).
+A page is one static read of a small file (a shard of 64 features is about 0.2 MB; one file
+per feature made 24k files, and creating them was most of the build), so the server computes
+nothing and pages open fast at 24k features. `ensure_index(run)` rebuilds only when a source
+changed (the index records the size and modification time of every file it read).
 
 >>> path = build_index("runs/demo")           # doctest: +SKIP
 >>> path = ensure_index("runs/demo")          # doctest: +SKIP  (no work when up to date)
@@ -52,6 +53,10 @@ SEARCH_POSTINGS = 50
 """Features kept per word in the search index (those with the strongest matching example)."""
 HEATMAP_FEATURES = 64
 """Most frequent features drawn in the geometry page's interference map."""
+SHARD = 64
+"""Features (and neurons) per page file: `features/<f // SHARD>.json` maps `str(f)` to the
+feature's page. Creating a file costs about 2 ms here, so 24k one-feature files took most of
+the build; a 64-feature shard is still a ~0.2 MB read per page."""
 SCATTER_PAIRS = 4000
 """Feature pairs drawn in the overlap vs co-occurrence scatter (a seeded sample)."""
 TOY_INSTANCES = 12
@@ -275,6 +280,7 @@ def _write(
         "toys": toys,
         "claims": len(claims),
         "search_shards": shards,
+        "shard_size": SHARD,
     }
 
 
@@ -444,6 +450,7 @@ def _features(
     geo_cols = {k: v.tolist() for k, v in geo.items() if v.dim() == 1 and v.shape[0] == d_sae}
     edges = arrays["histogram_edges"].tolist() if "histogram_edges" in arrays else None
     labels: list[str | None] = [None] * d_sae
+    shard: dict[str, Any] = {}
     for f in range(d_sae):
         page: dict[str, Any] = {"dictionary": d.id, "feature": f, "d_sae": d_sae}
         if cols:
@@ -496,7 +503,10 @@ def _features(
             page["ablation"] = ablation[f"feature:{f}"]
         if about.get(f"feature:{f}"):
             page["claims"] = [claims[i] for i in about[f"feature:{f}"]]
-        _dump(out / "features" / f"{f}.json", _clean(page))
+        shard[str(f)] = _clean(page)
+        if len(shard) == SHARD or f == d_sae - 1:
+            _dump(out / "features" / f"{f // SHARD}.json", shard)
+            shard = {}
     if cols:
         density = torch.tensor(cols["density"], dtype=torch.float64)
         alive = density[density > 0]
@@ -582,6 +592,7 @@ def _neurons(
         ],
     }
     _dump(out / "neurons.json", _clean(overview))
+    shards: dict[int, dict[str, Any]] = defaultdict(dict)
     for r in records:
         j = int(r["neuron"])
         shown = sum(s for _, s in r.get("features", []))
@@ -597,7 +608,9 @@ def _neurons(
         }
         if about.get(f"neuron:{j}"):
             page["claims"] = [claims[i] for i in about[f"neuron:{j}"]]
-        _dump(out / "neurons" / f"{j}.json", _clean(page))
+        shards[j // SHARD][str(j)] = _clean(page)
+    for k, shard in shards.items():
+        _dump(out / "neurons" / f"{k}.json", shard)
     entry["n_neurons"] = len(records)
     entry["pages"].append("neurons")
 

@@ -48,6 +48,12 @@ async function getJSON(path) {
   return value;
 }
 
+// One feature's (or neuron's) page from its shard file (INDEX.shard_size ids per file).
+async function pageOf(folder, id) {
+  const shard = await getJSON(`${folder}/${Math.floor(id / INDEX.shard_size)}.json`);
+  return shard ? shard[String(id)] || null : null;
+}
+
 function fmt(x, digits = 3) {
   if (x === null || x === undefined) return "–";
   if (typeof x !== "number") return String(x);
@@ -263,7 +269,7 @@ async function dictionary(id) {
 async function feature(id, f) {
   const d = dictOf(id);
   if (!d || !Number.isInteger(f) || f < 0 || (d.d_sae && f >= d.d_sae)) return notFound(`dictionary ${id} has no feature ${f}` + (d ? ` (d_sae = ${d.d_sae})` : ""));
-  const p = await getJSON(`dicts/${id}/features/${f}.json`);
+  const p = await pageOf(`dicts/${id}/features`, f);
   if (!p) return notFound(`dictionary ${id} has no feature ${f}`);
   const nodes = [
     el("h1", { text: `Feature ${f}` }, el("span", { class: "muted", text: ` of ${id}` })),
@@ -322,7 +328,7 @@ function effectivePlot(o, value) {
 }
 
 async function neuron(id, j) {
-  const p = await getJSON(`dicts/${id}/neurons/${j}.json`);
+  const p = await pageOf(`dicts/${id}/neurons`, j);
   if (!p) return notFound(`dictionary ${id} has no neuron ${j}`);
   const o = await getJSON(`dicts/${id}/neurons.json`);
   const nodes = [el("h1", { text: `Neuron ${j}` }, el("span", { class: "muted", text: ` of ${id}` })), el("p", {}, link(`#/neurons/${id}`, "all neurons"))];
