@@ -173,3 +173,32 @@ def test_ablation_effects_reach_the_feature_page(tmp_path: Path) -> None:
     assert a["summary"]["target"] == "feature:5"
     assert a["summary"]["mean_effect"] == pytest.approx(float(effects["targets"][0].mean()))
     assert "ablation" not in _page(run, "dicts/l0/features/4")
+
+
+def test_dictionaries_are_told_apart_by_store_and_sae(tiny_run: Path, tmp_path: Path) -> None:
+    """Two dictionaries of the same size (as in a demo's mlp and resid): every analysis joins
+    its own, geometry (which records no store) by its recorded SAE path."""
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    shutil.rmtree(run / "explorer")
+    for sub in ("stores", "saes"):
+        shutil.copytree(run / sub / "mlp", run / sub / "resid")
+    config = json.loads((run / "saes" / "resid" / "config.json").read_text())
+    config["source"]["acts"] = str(run / "stores" / "resid")
+    (run / "saes" / "resid" / "config.json").write_text(json.dumps(config))
+    for kind in ("features", "neurons", "geometry"):
+        src, dst = run / "analyses" / f"{kind}-mlp", run / "analyses" / f"{kind}-resid"
+        shutil.copytree(src, dst)
+        record = json.loads((dst / "analysis.json").read_text())
+        if "sae_path" in record["inputs"]:
+            record["inputs"]["sae_path"] = str(run / "saes" / "resid")
+        else:
+            record["inputs"]["acts"] = str(run / "stores" / "resid")
+        (dst / "analysis.json").write_text(json.dumps(record))
+    build_index(run)
+    index = _read(run, "index.json")
+    got = {d["id"]: d["pages"] for d in index["dictionaries"]}
+    assert got == {
+        "mlp": ["features", "neurons", "geometry"],
+        "resid": ["features", "neurons", "geometry"],
+    }

@@ -220,6 +220,10 @@ def _group(found: dict[str, list[tuple[Path, dict[str, Any]]]]) -> list[_Diction
         if store == "ActivationStore" or store == "Tensor":
             store = None
         d = match(store, d_sae, sae_path)
+        if d is None and store is None:
+            # Last resort, the demo's naming: `analyses/<kind>-<name>` for dictionary <name>.
+            suffix = path.name.partition("-")[2]
+            d = next((d for d in dicts if suffix and suffix in (d.id, d.store)), None)
         if d is None:
             d = new(store or path.name, store=store, site=inputs.get("site"))
         d.d_sae = d.d_sae or d_sae
