@@ -206,7 +206,10 @@ def serve(
                 webbrowser.open(url)
 
     threading.Thread(target=when_up, daemon=True).start()
-    server.run()
+    try:
+        server.run()
+    finally:
+        server.should_exit = True  # ends `when_up` when the server never started
 
 
 def url_of(server: Any, host: str) -> str:
