@@ -61,6 +61,8 @@ SCATTER_PAIRS = 4000
 """Feature pairs drawn in the overlap vs co-occurrence scatter (a seeded sample)."""
 TOY_INSTANCES = 12
 """Toy instances drawn per toy run."""
+# Bumped whenever the files change shape within a format, so an older index is rebuilt.
+_LAYOUT = 2
 _WORD = re.compile(r"\w+")
 _ID = re.compile(r"[^A-Za-z0-9_-]+")
 
@@ -152,7 +154,7 @@ def _discover(root: Path) -> dict[str, list[tuple[Path, dict[str, Any]]]]:
 
 def _stamp(root: Path, found: dict[str, list[tuple[Path, dict[str, Any]]]]) -> list[Any]:
     """Size and modification time of every source file (a rewrite changes one of them)."""
-    stamp: list[Any] = [FORMAT]
+    stamp: list[Any] = [FORMAT, _LAYOUT]
     for kind in sorted(found):
         for folder, _ in found[kind]:
             for p in sorted(folder.iterdir()):
