@@ -137,6 +137,9 @@ def test_every_page_kind_draws(
 ) -> None:
     page = guarded.open(hash_, kind)
     assert plots(page) >= min_plots
+    text = page.locator("main").inner_text()
+    for broken in ("[object ", "undefined", "NaN"):  # a value drawn as text by mistake
+        assert broken not in text, (broken, text[:500])
     if tokens:
         marks = page.locator("mark.tok")
         assert marks.count() > 0 and marks.first.inner_text().strip()
@@ -170,6 +173,12 @@ def test_click_through_navigation_and_search(guarded: Guarded) -> None:
     page.click("#nav >> text=claims")
     guarded.ready("claims")
     assert page.locator(".badge.supported").count() >= 1
+    page.click("main a[href='#/feature/mlp/3']")  # the claim's target
+    guarded.ready("feature")
+    assert page.locator("h1").inner_text().startswith("Feature 3")
+    assert page.locator(".claim .badge.supported").count() == 1
+    page.click("#nav >> text=claims")
+    guarded.ready("claims")
     page.click("#nav >> text=toy toy-relu")
     guarded.ready("toy")
     page.click("#nav-home")

@@ -32,7 +32,7 @@ function el(tag, attrs, ...children) {
     if (k === "text") node.textContent = v;
     else node.setAttribute(k, v);
   }
-  for (const c of children.flat()) {
+  for (const c of children.flat(Infinity)) {
     if (c === null || c === undefined || c === false) continue;
     node.append(c instanceof Node ? c : document.createTextNode(String(c)));
   }
@@ -401,6 +401,21 @@ async function toy(id) {
   return render(`toy ${id}`, "toy", nodes);
 }
 
+// Links to the pages of the features and neurons a claim names (`feature:12`, "neuron": 7),
+// in the dictionary it names (site, sae or dictionary) or, when it names none, the only one.
+function targetLinks(claim) {
+  const text = JSON.stringify(claim || {});
+  const names = [claim?.site, claim?.sae, claim?.dictionary].filter((x) => typeof x === "string");
+  const dicts = INDEX.dictionaries.filter((d) => !names.length || names.some((n) => [d.id, d.site, d.store, d.sae].includes(n) || n.split("/").pop() === d.id));
+  if (dicts.length !== 1) return null;
+  const found = new Set();
+  for (const m of text.matchAll(/"?(feature|neuron)"?\s*:\s*"?(\d+)/g)) found.add(`${m[1]}/${m[2]}`);
+  return el("div", {}, [...found].map((t) => {
+    const [kind, n] = t.split("/");
+    return [link(`#/${kind}/${dicts[0].id}/${n}`, `${kind} ${n}`), " "];
+  }));
+}
+
 async function claimsPage() {
   const claims = (await getJSON("claims.json")) || [];
   const nodes = [el("h1", { text: "Claims" })];
@@ -411,7 +426,7 @@ async function claimsPage() {
   nodes.push(
     table(
       ["verdict", "claim", "evidence"],
-      claims.map((c) => [badge(c.verdict), el("div", {}, el("div", { text: c.sentence || "" }), el("pre", { text: JSON.stringify(c.claim) })), el("pre", { text: JSON.stringify(c.evidence, null, 1) })]),
+      claims.map((c) => [badge(c.verdict), el("div", {}, el("div", { text: c.sentence || "" }), el("pre", { text: JSON.stringify(c.claim) }), targetLinks(c.claim)), el("pre", { text: JSON.stringify(c.evidence, null, 1) })]),
     ),
   );
   return render("claims", "claims", nodes);
