@@ -188,3 +188,15 @@ def test_click_through_navigation_and_search(guarded: Guarded) -> None:
 def test_unknown_feature_shows_not_found(guarded: Guarded) -> None:
     page = guarded.open("#/feature/mlp/999999", "notfound")
     assert "no feature 999999" in page.locator("main").inner_text()
+
+
+def test_missing_browser_skips_with_the_install_command_except_under_ci(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(globals(), "CHROMIUM", "/nonexistent/chromium")
+    monkeypatch.delenv("CI", raising=False)
+    with pytest.raises(pytest.skip.Exception, match="apt-get install -y chromium"):
+        _require_browser()
+    monkeypatch.setenv("CI", "1")
+    with pytest.raises(pytest.fail.Exception, match="cannot run under CI"):
+        _require_browser()
