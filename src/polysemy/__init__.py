@@ -14,11 +14,12 @@ The notebook API, one import away (`import polysemy as ps`):
 Also: `list_sites`, `ActivationStore`, `load_sae`, `SAEConfig`, `TrainConfig`, `synth`, and
 the `toy` namespace (`ps.toy.train`, `ps.toy.reproduce`), and `analysis`, the evidence tools
 (`ps.analysis.analyze_neurons`, `ps.analysis.ablate`, ... and their calibrations), and
-`report` (`ps.report.write_report(RUN)`: an offline HTML + Markdown report of a run folder).
+`report` (`ps.report.write_report(RUN)`: an offline HTML + Markdown report of a run folder),
+and `explorer` (`ps.explorer.build_index(run)`, the index `polysemy explore` serves).
 docs/python.md walks through them.
 Names are imported on first use, so `import polysemy` (and `polysemy --help`) stays fast.
 
-Subpackages: `toy`, `synth`, `models`, `corpora`, `activations`, `sae`, `analysis`, `report`.
+Subpackages: `toy`, `synth`, `models`, `corpora`, `activations`, `sae`, `analysis`, `report`, `explorer`.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ _EXPORTS: dict[str, str] = {
 }
 # `synth` is the subpackage, made callable (see polysemy/synth/__init__.py): a function of the
 # same name would be replaced by the subpackage the first time anything imports it.
-_SUBMODULES = ("toy", "synth", "analysis", "report")
+_SUBMODULES = ("toy", "synth", "analysis", "report", "explorer")
 
 __all__ = [
     "ActivationStore",
@@ -52,6 +53,7 @@ __all__ = [
     "__version__",
     "analysis",
     "evaluate",
+    "explorer",
     "harvest",
     "list_sites",
     "load_model",
@@ -64,7 +66,7 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from polysemy import analysis, report, toy
+    from polysemy import analysis, explorer, report, toy
     from polysemy.activations.store import ActivationStore
     from polysemy.analysis.reconstruction import evaluate
     from polysemy.api import harvest, synth, train_sae

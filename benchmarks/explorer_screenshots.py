@@ -1,0 +1,125 @@
+"""The explorer screenshots in docs/images/ (explorer-*.png), reproducibly.
+
+Builds a small real run (MiniLM layer-3 MLP on 30,000 pydocs tokens, a TopK SAE with
+d_sae 3072 and k 16 trained on 150,000 tokens, the features, neurons and geometry analyses,
+a toy sweep), builds its explorer index, serves it on 127.0.0.1 and screenshots each page
+kind in headless Chromium (900 px wide, 128-colour PNGs). The claims page is taken from the
+explorer tests' tiny run, whose claims are hand-written in the run-folder format (the claims
+battery writes real ones). About 5 minutes on 2 shared cores.
+
+    python benchmarks/explorer_screenshots.py --work /tmp/explorer-shots --out docs/images
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import threading
+import time
+from pathlib import Path
+
+import torch
+
+import polysemy as ps
+from polysemy.analysis.features import analyze_features
+from polysemy.analysis.geometry import analyze_geometry
+from polysemy.analysis.neurons import analyze_neurons
+from polysemy.explorer import build_index
+
+SITE = "encoder.layer.3.intermediate.intermediate_act_fn.output"
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def minilm_run(run: Path) -> None:
+    if (run / "analyses" / "geometry-mlp").is_dir():
+        return
+    model = ps.load_model("minilm")
+    store = ps.harvest(model, ps.open_corpus("pydocs"), site=SITE, tokens=30_000,
+                       out=run / "stores" / "mlp", progress=False)  # fmt: skip
+    ps.train_sae(store, out=run / "saes" / "mlp", arch="topk", d_sae=3072, k=16,
+                 tokens=150_000, progress=False)  # fmt: skip
+    sae = ps.load_sae(run / "saes" / "mlp")
+    analyze_features(sae, store, out=run / "analyses" / "features-mlp")
+    analyze_neurons(sae, store, out=run / "analyses" / "neurons-mlp", rows=30_000)
+    analyze_geometry(sae, store, out=run / "analyses" / "geometry-mlp", split="all",
+                     min_count=10, top_features=128,
+                     inputs={"sae_path": str(run / "saes" / "mlp")})  # fmt: skip
+    ps.toy.train(out=run / "toy" / "relu-output", n_features=20, n_hidden=5,
+                 sparsity=(0.0, 0.7, 0.9, 0.97, 0.99), importance_decay=0.7, steps=3000,
+                 progress=False)  # fmt: skip
+
+
+def shoot(run: Path, out: Path, pages: dict[str, tuple[str, str]]) -> None:
+    import uvicorn
+    from PIL import Image
+    from playwright.sync_api import sync_playwright
+
+    from polysemy.explorer.server import create_app, url_of
+
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(run), host="127.0.0.1", port=0, log_level="warning")
+    )
+    threading.Thread(target=server.run, daemon=True).start()
+    while not server.started:
+        time.sleep(0.05)
+    base = url_of(server, "127.0.0.1")
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS)
+            page = browser.new_page(viewport={"width": 1200, "height": 1000})
+            for name, (route, kind) in pages.items():
+                page.goto(base + route)
+                page.wait_for_selector(f"#main[data-ready='{kind}']", timeout=30_000)
+                path = out / f"explorer-{name}.png"
+                page.screenshot(path=str(path))
+                im = Image.open(path).convert("RGB")
+                im = im.resize((900, im.height * 900 // im.width), Image.LANCZOS)
+                im.quantize(colors=128, method=Image.Quantize.MEDIANCUT).save(path, optimize=True)
+                print(f"{path}: {path.stat().st_size / 1e3:.0f} kB")
+            browser.close()
+    finally:
+        server.should_exit = True
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--work", default="/tmp/explorer-shots")
+    ap.add_argument("--out", default="docs/images")
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    work, out = Path(args.work), Path(args.out)
+    minilm_run(work / "run")
+    build_index(work / "run")
+    shoot(work / "run", out, {
+        "home": ("#/", "home"),
+        "dictionary": ("#/dict/mlp", "dictionary"),
+        "feature": ("#/feature/mlp/333", "feature"),
+        "neurons": ("#/neurons/mlp", "neurons"),
+        "neuron": ("#/neuron/mlp/100", "neuron"),
+        "geometry": ("#/geometry/mlp", "geometry"),
+        "toy": ("#/toy/toy-relu-output", "toy"),
+        "search": ("#/search/read", "search"),
+    })  # fmt: skip
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "explorer"))
+    from conftest import make_run  # the tests' tiny run, with its hand-written claims
+
+    (work / "tiny").mkdir(exist_ok=True)
+    tiny = work / "tiny" / "run"
+    if not tiny.is_dir():
+        make_run(work / "tiny")
+    build_index(tiny)
+    shoot(tiny, out, {"claims": ("#/claims", "claims")})
+
+
+if __name__ == "__main__":
+    main()
