@@ -45,7 +45,9 @@ SAE = RunKind("config.json", "polysemy.sae/1")
 TOY_REPORT = RunKind("summary.json", "polysemy.toy-report/1")
 # What `polysemy analyze ...` writes (polysemy.analysis.folder).
 ANALYSIS = RunKind("analysis.json", "polysemy.analysis/1")
-KNOWN_KINDS = (TOY, ACTIVATIONS, SAE, TOY_REPORT, ANALYSIS)
+# What `polysemy demo` writes (polysemy.demo.state): stores, SAEs and analyses under one folder.
+DEMO = RunKind("demo.json", "polysemy.demo/1")
+KNOWN_KINDS = (TOY, ACTIVATIONS, SAE, TOY_REPORT, ANALYSIS, DEMO)
 
 
 def detect_kind(folder: Path) -> str | None:
