@@ -13,11 +13,13 @@ The notebook API, one import away (`import polysemy as ps`):
 
 Also: `list_sites`, `ActivationStore`, `load_sae`, `SAEConfig`, `TrainConfig`, `synth`, and
 the `toy` namespace (`ps.toy.train`, `ps.toy.reproduce`), and `analysis`, the evidence tools
-(`ps.analysis.analyze_neurons`, `ps.analysis.ablate`, ... and their calibrations).
+(`ps.analysis.analyze_neurons`, `ps.analysis.ablate`, ... and their calibrations), and
+`demo`, the whole pipeline on MiniLM (`ps.demo.run_demo(ps.demo.preset("quick"))`).
 docs/python.md walks through them.
 Names are imported on first use, so `import polysemy` (and `polysemy --help`) stays fast.
 
-Subpackages: `toy`, `synth`, `models`, `corpora`, `activations`, `sae`, `analysis`, `report`.
+Subpackages: `toy`, `synth`, `models`, `corpora`, `activations`, `sae`, `analysis`, `report`,
+`demo`.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ _EXPORTS: dict[str, str] = {
 }
 # `synth` is the subpackage, made callable (see polysemy/synth/__init__.py): a function of the
 # same name would be replaced by the subpackage the first time anything imports it.
-_SUBMODULES = ("toy", "synth", "analysis")
+_SUBMODULES = ("toy", "synth", "analysis", "demo")
 
 __all__ = [
     "ActivationStore",
@@ -50,6 +52,7 @@ __all__ = [
     "TrainConfig",
     "__version__",
     "analysis",
+    "demo",
     "evaluate",
     "harvest",
     "list_sites",
@@ -62,7 +65,7 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from polysemy import analysis, toy
+    from polysemy import analysis, demo, toy
     from polysemy.activations.store import ActivationStore
     from polysemy.analysis.reconstruction import evaluate
     from polysemy.api import harvest, synth, train_sae

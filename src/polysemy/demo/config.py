@@ -65,8 +65,14 @@ class DemoConfig:
     """Held-out concept sentences per ablation."""
     ablate_random: int = 39
     """Random directions per ablation target: the null (39 allow a 5% rank test)."""
+    geometry_features: int = 256
+    """Most frequent latents whose pairs enter the overlap vs co-occurrence test (its cost
+    grows with their square times `resamples`)."""
     geometry_min_count: int = 20
     """Held-out rows a latent must fire on to enter the overlap vs co-occurrence test."""
+    interference_pairs: int = 100_000
+    """Decoder row pairs sampled for the interference quantiles (geometry; each pair costs a
+    gathered d_in-long dot product, so the analysis default of 1M costs ~50 s per SAE here)."""
     resamples: int = 1000
     """Bootstrap resamples behind every interval."""
     seed: int = 0
@@ -90,7 +96,9 @@ class DemoConfig:
         check_int("ablate_features", self.ablate_features, least=1)
         check_int("ablate_examples", self.ablate_examples, least=2)
         check_int("ablate_random", self.ablate_random, least=2)
+        check_int("geometry_features", self.geometry_features, least=5)
         check_int("geometry_min_count", self.geometry_min_count, least=1)
+        check_int("interference_pairs", self.interference_pairs, least=100)
         check_int("resamples", self.resamples, least=100)
         check_int("seed", self.seed, least=0)
 
@@ -107,16 +115,21 @@ class DemoConfig:
 
 
 _QUICK = {
-    "concepts": 5_000,
-    "tokens": 24_000,
+    "concepts": 4_000,
+    "tokens": 16_000,
     "mlp_expansion": 2,
     "resid_expansion": 4,
-    "sae_tokens": 48_000,
-    "analysis_rows": 16_000,
+    "sae_tokens": 32_000,
+    "sae_batch_size": 512,
+    "checkpoint_every": 20,
+    "analysis_rows": 8_000,
     "fidelity_examples": 64,
     "ablate_features": 2,
     "ablate_examples": 32,
     "ablate_random": 19,
+    "geometry_features": 128,
+    "interference_pairs": 20_000,
+    "resamples": 200,
 }
 _TINY = {
     "concepts": 50,
@@ -133,7 +146,9 @@ _TINY = {
     "ablate_features": 1,
     "ablate_examples": 4,
     "ablate_random": 2,
+    "geometry_features": 16,
     "geometry_min_count": 1,
+    "interference_pairs": 1000,
     "resamples": 100,
 }
 

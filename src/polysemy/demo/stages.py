@@ -263,7 +263,8 @@ def _geometry(ctx: StageContext, name: str) -> dict[str, Any]:
         resamples=c.resamples,
         permutations=c.resamples,
         min_count=c.geometry_min_count,
-        top_features=min(256, ctx.load_sae(name).d_sae),
+        interference_pairs=c.interference_pairs,
+        top_features=c.geometry_features,
     )
     result = analyze_geometry(
         ctx.load_sae(name),
