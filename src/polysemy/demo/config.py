@@ -35,9 +35,10 @@ class DemoConfig:
     """Layer whose MLP neurons and residual stream are harvested."""
     corpus: str = "pydocs"
     """Text to harvest (a spec for open_corpus); concept sentences are mixed in."""
-    concepts: int = 20_000
-    """Generated concept sentences mixed into the harvest corpus, 4 after each document (0: none)."""
-    tokens: int = 120_000
+    concepts: int = 10_000
+    """Generated concept sentences mixed into the harvest corpus, 4 after each document
+    (0: none)."""
+    tokens: int = 48_000
     """Rows harvested per site (text tokens)."""
     seq_len: int = 128
     """Tokens per harvested sequence, special tokens included."""
@@ -49,31 +50,31 @@ class DemoConfig:
     """Dictionary size of the MLP SAE, in multiples of the 1536 neurons."""
     resid_expansion: int = 8
     """Dictionary size of the residual-stream SAE, in multiples of its 384 dimensions."""
-    sae_tokens: int = 400_000
+    sae_tokens: int = 80_000
     """Training rows per SAE (the store is passed over again when it holds fewer)."""
     sae_batch_size: int = 1024
     """Rows per SAE training step."""
     checkpoint_every: int = 50
     """SAE steps between resumable training states (a killed demo resumes from the last)."""
-    analysis_rows: int = 60_000
+    analysis_rows: int = 24_000
     """Store rows read by the neurons, features and geometry analyses."""
-    fidelity_examples: int = 200
+    fidelity_examples: int = 128
     """Held-out concept sentences run with each SAE spliced in (fidelity)."""
-    ablate_features: int = 4
+    ablate_features: int = 3
     """Most active MLP SAE features ablated (beside the most active neuron)."""
-    ablate_examples: int = 100
+    ablate_examples: int = 64
     """Held-out concept sentences per ablation."""
     ablate_random: int = 39
     """Random directions per ablation target: the null (39 allow a 5% rank test)."""
-    geometry_features: int = 256
+    geometry_features: int = 128
     """Most frequent latents whose pairs enter the overlap vs co-occurrence test (its cost
     grows with their square times `resamples`)."""
     geometry_min_count: int = 20
     """Held-out rows a latent must fire on to enter the overlap vs co-occurrence test."""
-    interference_pairs: int = 100_000
+    interference_pairs: int = 50_000
     """Decoder row pairs sampled for the interference quantiles (geometry; each pair costs a
-    gathered d_in-long dot product, so the analysis default of 1M costs ~50 s per SAE here)."""
-    resamples: int = 1000
+    gathered d_in-long dot product: the analysis default of 1M took ~50 s per SAE here)."""
+    resamples: int = 500
     """Bootstrap resamples behind every interval."""
     seed: int = 0
     """Seed of the corpus, the SAEs, the nulls and every bootstrap."""
@@ -115,7 +116,7 @@ class DemoConfig:
 
 
 _QUICK = {
-    "concepts": 4_000,
+    "concepts": 3_000,
     "tokens": 16_000,
     "mlp_expansion": 2,
     "resid_expansion": 4,
@@ -127,7 +128,7 @@ _QUICK = {
     "ablate_features": 2,
     "ablate_examples": 32,
     "ablate_random": 19,
-    "geometry_features": 128,
+    "geometry_features": 64,
     "interference_pairs": 20_000,
     "resamples": 200,
 }
