@@ -74,6 +74,7 @@ def test_tiny_demo_writes_the_run_folder(tiny_run: tuple[Path, ps.demo.DemoResul
     targets = record["stages"]["ablate-mlp"]["verdicts"]
     assert any(t.startswith("feature:") for t in targets)
     assert any(t.startswith("neuron:") for t in targets)
+    assert not any(t.startswith("random:") for t in targets)
     assert result.explore_command == f"polysemy explore {out}"
     assert (result.report is not None) == _installed("report")
 

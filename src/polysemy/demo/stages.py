@@ -331,7 +331,10 @@ def ablate_mlp(ctx: StageContext) -> dict[str, Any]:
         force=True,
         progress=ctx.progress,
     )
-    verdicts = {r["target"]: r["verdict"] for r in result.summary()["results"]}
+    # the summary also lists a few of the random directions as targets: record ours only
+    verdicts = {
+        r["target"]: r["verdict"] for r in result.summary()["results"] if r["target"] in targets
+    }
     return {"out": str(out), "verdicts": verdicts}
 
 
