@@ -1,8 +1,8 @@
 """What `polysemy demo` runs and with what budgets: one frozen `DemoConfig`, three presets.
 
-The budgets are sized on the machine this was written on (2 CPU cores, shared): `full` in
-about 10 minutes, `quick` in under 3, `tiny` in seconds (tests). docs/demo.md has the
-measured seconds of every stage.
+Budgets measured on 2 shared CPU cores (docs/demo.md, every stage): `full` is about 340
+CPU-seconds (3-6 minutes idle, 20 at load 12), `quick` about 80 (1-1.5 minutes idle, 4.5 at
+load 12), `tiny` seconds (tests).
 
 >>> preset("quick").tokens < preset("full").tokens
 True
@@ -155,7 +155,7 @@ _TINY = {
 
 
 def preset(name: PresetName = "full", **overrides: Any) -> DemoConfig:
-    """The `full` demo (~10 min on 2 cores), `quick` (< 3 min) or `tiny` (seconds, for tests),
+    """The `full` demo (~340 CPU-s), `quick` (~80 CPU-s) or `tiny` (seconds, for tests),
     with `overrides` (fields of DemoConfig) on top."""
     check_choice("preset", name, PRESETS)
     base = {"full": {}, "quick": _QUICK, "tiny": _TINY}[name]
