@@ -34,7 +34,7 @@ $(BIN)/python:
 
 $(VENV)/.installed-run: pyproject.toml | $(BIN)/python
 	$(PIP) $(TORCH) 2>&1 | $(QUIET)
-	$(PIP) -e '.[hf]' 2>&1 | $(QUIET)
+	$(PIP) -e '.[hf,report,explore]' 2>&1 | $(QUIET)
 	$(BIN)/python -c "import polysemy, torch; assert torch.__version__.startswith('2.13.0')"
 	@touch $@
 
@@ -42,7 +42,7 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 	$(PIP) $(TORCH) 2>&1 | $(QUIET)
 	$(PIP) -e '.[test]' 2>&1 | $(QUIET)
 	$(BIN)/python -c "import polysemy, torch, pytest; assert torch.__version__.startswith('2.13.0')"
-	@touch $@ $(VENV)/.installed-run
+	@touch $@
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -15,11 +15,13 @@ Also: `list_sites`, `ActivationStore`, `load_sae`, `SAEConfig`, `TrainConfig`, `
 the `toy` namespace (`ps.toy.train`, `ps.toy.reproduce`), and `analysis`, the evidence tools
 (`ps.analysis.analyze_neurons`, `ps.analysis.ablate`, ... and their calibrations), and
 `report` (`ps.report.write_report(RUN)`: an offline HTML + Markdown report of a run folder),
-and `explorer` (`ps.explorer.build_index(run)`, the index `polysemy explore` serves).
+`explorer` (`ps.explorer.build_index(run)`, the index `polysemy explore` serves), and `demo`,
+the whole pipeline on MiniLM (`ps.demo.run_demo(ps.demo.preset("quick"))`).
 docs/python.md walks through them.
 Names are imported on first use, so `import polysemy` (and `polysemy --help`) stays fast.
 
-Subpackages: `toy`, `synth`, `models`, `corpora`, `activations`, `sae`, `analysis`, `report`, `explorer`.
+Subpackages: `toy`, `synth`, `models`, `corpora`, `activations`, `sae`, `analysis`, `report`,
+`explorer`, `demo`.
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ _EXPORTS: dict[str, str] = {
 }
 # `synth` is the subpackage, made callable (see polysemy/synth/__init__.py): a function of the
 # same name would be replaced by the subpackage the first time anything imports it.
-_SUBMODULES = ("toy", "synth", "analysis", "report", "explorer")
+_SUBMODULES = ("toy", "synth", "analysis", "report", "explorer", "demo")
 
 __all__ = [
     "ActivationStore",
@@ -52,6 +54,7 @@ __all__ = [
     "TrainConfig",
     "__version__",
     "analysis",
+    "demo",
     "evaluate",
     "explorer",
     "harvest",
@@ -66,7 +69,7 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from polysemy import analysis, explorer, report, toy
+    from polysemy import analysis, demo, explorer, report, toy
     from polysemy.activations.store import ActivationStore
     from polysemy.analysis.reconstruction import evaluate
     from polysemy.api import harvest, synth, train_sae

@@ -47,7 +47,9 @@ TOY_REPORT = RunKind("summary.json", "polysemy.toy-report/1")
 ANALYSIS = RunKind("analysis.json", "polysemy.analysis/1")
 # What `polysemy report` writes (polysemy.report.write_report).
 REPORT = RunKind("report.json", "polysemy.report/1")
-KNOWN_KINDS = (TOY, ACTIVATIONS, SAE, TOY_REPORT, ANALYSIS, REPORT)
+# What `polysemy demo` writes (polysemy.demo.state): stores, SAEs and analyses under one folder.
+DEMO = RunKind("demo.json", "polysemy.demo/1")
+KNOWN_KINDS = (TOY, ACTIVATIONS, SAE, TOY_REPORT, ANALYSIS, REPORT, DEMO)
 
 
 def detect_kind(folder: Path) -> str | None:

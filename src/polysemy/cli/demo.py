@@ -1,20 +1,27 @@
-"""`polysemy demo`: a short, self-contained tour that writes one HTML page.
+"""`polysemy demo`: the real pipeline on MiniLM, or (`--toy`) the short toy-model tour.
 
-For now it runs the toy reproductions in their fast (short-training) variants, which takes
-a minute or two on two CPU cores, and writes `runs/demo/index.html`.
+polysemy demo                      # ~10 min on 2 cores: harvest, SAEs, analyses, report
+polysemy demo --quick              # < 3 min, smaller budgets
+polysemy demo --toy                # toy models of superposition only (runs/demo-toy)
+
+The real demo is `polysemy.demo.run_demo`; every budget of `DemoConfig` is a flag, on top of
+the preset. A killed demo rerun with the same flags picks up where it stopped.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import functools
 import os
 import time
 from pathlib import Path
 
-from polysemy.cli._common import add_json_flag, emit
+from polysemy.cli._common import add_command, emit
+from polysemy.cli._flags import FLAGS_KEY, add_config_flags
 
 DEFAULT_OUT = "runs/demo"
+DEFAULT_TOY_OUT = "runs/demo-toy"
 
 # Fast variants of the reproductions, cheapest first (the whole list takes ~1-2 min on 2 cores).
 DEMO_EXPERIMENTS = (
@@ -29,36 +36,105 @@ DEMO_EXPERIMENTS = (
 
 
 DEMO_JOBS = min(2, os.cpu_count() or 1)
-"""Worker processes (one experiment each, single-threaded)."""
+"""Worker processes of the toy tour (one experiment each, single-threaded)."""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the `demo` command."""
-    p = subparsers.add_parser(
+    from polysemy.demo.config import DemoConfig
+
+    p = add_command(
+        subparsers,
         "demo",
-        help="run a short toy-model tour and write an HTML page",
+        help="unpack a real model end to end (MiniLM): SAEs, evidence, report, explorer",
         description=(
-            "Train small toy models of superposition (short-training variants of "
-            "`polysemy toy reproduce`), draw the figures and write index.html under --out."
+            "Harvest the MLP neurons and the residual stream of one MiniLM layer, train a "
+            "TopK SAE on each, run the evidence analyses (fidelity, neurons, features, "
+            "geometry, ablation), the claims battery, the report and the explorer index, all "
+            f"into --out (default {DEFAULT_OUT}); then print where the report is and the "
+            "command that opens the explorer. About 10 minutes on 2 cores; --quick under 3. "
+            "Rerun the same command to resume a killed demo. Budget flags override the "
+            "preset (their defaults shown are the full demo's)."
         ),
+        handler=run,
+        runtime=("device", "threads", "seed"),
     )
-    p.add_argument("--out", default=DEFAULT_OUT, help=f"output folder (default {DEFAULT_OUT})")
+    p.add_argument("--quick", action="store_true", help="smaller budgets: under 3 minutes")
     p.add_argument(
-        "--force", action="store_true", help="replace an --out that holds another kind of run"
+        "--toy",
+        action="store_true",
+        help=f"run the short toy-model tour instead (default --out {DEFAULT_TOY_OUT})",
     )
-    add_json_flag(p)
-    p.set_defaults(handler=run_demo)
+    p.add_argument("--out", default=None, help=f"output folder (default {DEFAULT_OUT})")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="start over: replace an --out that holds another run or another demo's config",
+    )
+    # None: not given, so the preset's value applies (see `demo_config`).
+    names = [f.name for f in dataclasses.fields(DemoConfig) if f.name != "seed"]
+    add_config_flags(p, DemoConfig, flags={name: {"default": None} for name in names})
 
 
-def run_demo(args: argparse.Namespace) -> int:
+def demo_config(args: argparse.Namespace) -> object:
+    """The preset `--quick` names (or the full demo), with every budget flag given on top."""
+    from polysemy.demo.config import DemoConfig, preset
+
+    flags = getattr(args, FLAGS_KEY, {})
+    given = {
+        f.name: getattr(args, f.name)
+        for f in dataclasses.fields(DemoConfig)
+        if f.name in flags and getattr(args, f.name, None) is not None
+    }
+    return preset("quick" if args.quick else "full", **given)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.toy:
+        if args.quick:
+            raise ValueError("--quick applies to the real demo; --toy is already short")
+        return run_toy_tour(args)
+    from polysemy.demo import run_demo
+
+    config = demo_config(args)
+    out = args.out or DEFAULT_OUT
+    result = run_demo(
+        config,  # type: ignore[arg-type]
+        out=out,
+        force=args.force,
+        device=args.device,
+        progress=not args.json,
+    )
+    lines = []
+    for name, record in result.stages.items():
+        if record.get("done"):
+            how = "done earlier" if name in result.resumed else f"{record['seconds']:.1f} s"
+            lines.append(f"{name:>15}  {how}")
+        else:
+            lines.append(f"{name:>15}  skipped: {record.get('skipped', 'not run')}")
+    report = result.report
+    lines.append(f"{result.seconds:.0f} s in all -> {result.out}")
+    lines.append(
+        f"report: {report.resolve()}"
+        if report is not None
+        else "report: not written (the report stage is not installed)"
+    )
+    lines.append(f"explore: {result.explore_command}")
+    emit(args, result.summary(), "\n".join(lines))
+    return 0
+
+
+def run_toy_tour(args: argparse.Namespace) -> int:
+    """The toy-model tour: fast variants of the reproductions and one HTML page."""
     from polysemy.report.toy_report import write_toy_report
     from polysemy.toy.runs import ReproduceConfig, reproduce
 
     started = time.perf_counter()
-    # Re-running the demo into its own folder replaces the previous demo: no --force needed.
+    out = args.out or DEFAULT_TOY_OUT
+    # Re-running the tour into its own folder replaces the previous tour: no --force needed.
     done = reproduce(
         ReproduceConfig(experiments=DEMO_EXPERIMENTS, fast=True, jobs=DEMO_JOBS),
-        args.out,
+        out,
         force=args.force,
         render=functools.partial(
             write_toy_report,
@@ -73,9 +149,9 @@ def run_demo(args: argparse.Namespace) -> int:
             ),
         ),
     )
-    page = Path(args.out) / "index.html"
+    page = Path(out) / "index.html"
     obj = {
-        "out": str(args.out),
+        "out": str(out),
         "page": str(page),
         "checks_passed": done.summary["checks_passed"],
         "checks_total": done.summary["checks_total"],

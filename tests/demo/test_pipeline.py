@@ -1,0 +1,119 @@
+"""Tests for polysemy/demo/pipeline.py: the real pipeline, end to end, on MiniLM (tiny
+budgets), its resume and its refusals. The kill-and-resume test is in tests/cli/test_demo.py."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+import polysemy as ps
+from polysemy.demo import STAGES, preset, run_demo
+from polysemy.demo.stages import harvest_corpus
+
+GUARDED = {"claims": "polysemy.analysis.claims", "report": None, "explorer": "polysemy.explorer"}
+
+
+def _installed(stage: str) -> bool:
+    if stage == "report":
+        import polysemy.report
+
+        return hasattr(polysemy.report, "write_report")
+    module = GUARDED[stage]
+    assert module is not None
+    return importlib.util.find_spec(module) is not None
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, ps.demo.DemoResult]:
+    out = tmp_path_factory.mktemp("demo") / "run"
+    return out, run_demo(preset("tiny"), out=out, progress=False)
+
+
+def test_tiny_demo_writes_the_run_folder(tiny_run: tuple[Path, ps.demo.DemoResult]) -> None:
+    out, result = tiny_run
+    record = json.loads((out / "demo.json").read_text())
+    assert record["format"] == "polysemy.demo/1"
+    assert record["config"] == preset("tiny").to_dict()
+    names = [name for name, _ in STAGES]
+    assert list(record["stages"]) == names
+    for name in names:
+        stage = record["stages"][name]
+        if name in GUARDED and not _installed(name):
+            assert stage == {"done": False, "seconds": 0.0, "skipped": "not installed"}
+            assert name in result.skipped
+        else:
+            assert stage["done"] is True and stage["seconds"] > 0, name
+            assert name in result.ran
+    assert result.resumed == ()
+
+    widths = {"mlp": 1536, "resid": 384}
+    for name, d_in in widths.items():
+        manifest = json.loads((out / "stores" / name / "manifest.json").read_text())
+        assert manifest["format"] == "polysemy.activations/1" and manifest["d_in"] == d_in
+        assert manifest["rows"] == preset("tiny").tokens
+        assert "concepts" in manifest["source"]["corpus"]
+        sae = json.loads((out / "saes" / name / "config.json").read_text())
+        assert sae["format"] == "polysemy.sae/1" and sae["arch"] == "topk" and sae["d_in"] == d_in
+    kinds = {
+        "fidelity-mlp": "fidelity",
+        "fidelity-resid": "fidelity",
+        "neurons-mlp": "neurons",
+        "features-mlp": "features",
+        "features-resid": "features",
+        "geometry-mlp": "geometry",
+        "geometry-resid": "geometry",
+        "ablate-mlp": "ablate",
+    }
+    for folder, kind in kinds.items():
+        analysis = json.loads((out / "analyses" / folder / "analysis.json").read_text())
+        assert analysis["format"] == "polysemy.analysis/1" and analysis["kind"] == kind
+    # the ablation tests features of the MLP SAE and a neuron, each against its null
+    targets = record["stages"]["ablate-mlp"]["verdicts"]
+    assert any(t.startswith("feature:") for t in targets)
+    assert any(t.startswith("neuron:") for t in targets)
+    assert not any(t.startswith("random:") for t in targets)
+    assert result.explore_command == f"polysemy explore {out}"
+    assert (result.report is not None) == _installed("report")
+
+
+def test_rerun_skips_done_stages(tiny_run: tuple[Path, ps.demo.DemoResult]) -> None:
+    out, first = tiny_run
+    manifest = out / "stores" / "mlp" / "manifest.json"
+    before = manifest.stat().st_mtime_ns
+    again = run_demo(preset("tiny"), out=out, progress=False)
+    assert set(again.resumed) == set(first.ran)
+    assert set(again.ran) <= set(first.skipped)  # only what could not run before is retried
+    assert manifest.stat().st_mtime_ns == before
+
+
+def test_refuses_another_config(tiny_run: tuple[Path, ps.demo.DemoResult]) -> None:
+    out, _ = tiny_run
+    with pytest.raises(ValueError, match=r"holds a demo run with another config \(k=4 \(now 8\)"):
+        run_demo(preset("tiny", k=8), out=out, progress=False)
+    assert json.loads((out / "demo.json").read_text())["config"]["k"] == 4
+
+
+def test_refuses_a_foreign_folder(tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(ValueError, match="pass force=True"):
+        run_demo(preset("tiny"), out=tmp_path, progress=False)
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+    assert not (tmp_path / "demo.json").exists()
+
+
+def test_harvest_corpus_mixes_concepts_after_each_document() -> None:
+    corpus = harvest_corpus(preset("tiny", concepts=8))
+    docs = corpus.take(12)
+    concepts = ps.open_corpus("concepts:train:8", seed=0).take(8)
+    assert docs[1:5] == concepts[:4] and docs[6:10] == concepts[4:8]
+    assert docs[0] not in concepts and docs[5] not in concepts
+    assert "concepts" in corpus.name
+    assert harvest_corpus(preset("tiny", concepts=0)).name == ps.open_corpus("pydocs").name
+
+
+def test_run_demo_refuses_a_non_config(tmp_path: Path) -> None:
+    with pytest.raises(TypeError, match="config must be a DemoConfig; got dict"):
+        run_demo({"tokens": 5}, out=tmp_path / "x")  # type: ignore[arg-type]
