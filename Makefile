@@ -42,7 +42,7 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 	$(PIP) $(TORCH) 2>&1 | $(QUIET)
 	$(PIP) -e '.[test]' 2>&1 | $(QUIET)
 	$(BIN)/python -c "import polysemy, torch, pytest; assert torch.__version__.startswith('2.13.0')"
-	@touch $@
+	@touch $@ $(VENV)/.installed-run
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache .mypy_cache .ruff_cache

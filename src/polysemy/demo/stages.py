@@ -357,20 +357,14 @@ def claims(ctx: StageContext) -> dict[str, Any]:
 
 def report(ctx: StageContext) -> dict[str, Any]:
     """The offline HTML (and Markdown) report of everything in the run folder."""
-    try:  # INTEGRATE: remove the guard once the report branch is merged
-        from polysemy.report import write_report  # type: ignore[attr-defined]
-    except ImportError as exc:
-        raise Skipped("not installed") from exc
+    from polysemy.report import write_report
     write_report(ctx.run)
     return {"out": str(ctx.run / "report" / "index.html")}
 
 
 def explorer(ctx: StageContext) -> dict[str, Any]:
     """Everything the explorer serves, precomputed into explorer/."""
-    try:  # INTEGRATE: remove the guard once the explorer branch is merged
-        from polysemy.explorer import build_index  # type: ignore[import-not-found]
-    except ImportError as exc:
-        raise Skipped("not installed") from exc
+    from polysemy.explorer import build_index
     build_index(ctx.run)
     return {"out": str(ctx.run / "explorer")}
 
