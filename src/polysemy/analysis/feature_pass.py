@@ -14,6 +14,8 @@ examples at evenly spaced activation quantiles) is the same merge on random keys
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -38,6 +40,53 @@ def sparse_code(sae: Any, x: Float[Tensor, "batch d_in"]) -> tuple[Tensor, Tenso
     m = max(1, int((z > 0).sum(1).max()))
     val, idx = z.topk(m, dim=1)
     return idx, val.clamp_min(0.0)
+
+
+@dataclass(frozen=True)
+class SparseCodes:
+    """The active latents of the first `rows` rows of a split, kept from one encoding pass
+    so that a second analysis over the same rows (`analyze_geometry(codes=...)` after
+    `analyze_features(keep_codes=...)`) does not encode them again: at d_sae 24,576 the
+    encoder matmul and the exact top-k are most of either pass's cost."""
+
+    idx: Int[Tensor, "rows m"]
+    """Latent ids, int32 (padding: any id with val 0)."""
+    val: Float[Tensor, "rows m"]
+    """Their activations (> 0 where the latent fired)."""
+    split: str
+    """Split of the store the rows are the first of (a tensor input has none: "all")."""
+    d_sae: int
+
+    @property
+    def rows(self) -> int:
+        return int(self.idx.shape[0])
+
+    @staticmethod
+    def stack(batches: list[tuple[Tensor, Tensor]], split: str, d_sae: int) -> SparseCodes:
+        """One `SparseCodes` from per-batch `(idx, val)` (widths may differ: padded)."""
+        if not batches:
+            return SparseCodes(torch.zeros(0, 1, dtype=torch.int32), torch.zeros(0, 1), split,
+                               d_sae)  # fmt: skip
+        m = max(i.shape[1] for i, _ in batches)
+        pad = lambda t, fill: torch.nn.functional.pad(t, (0, m - t.shape[1]), value=fill)  # noqa: E731
+        idx = torch.cat([pad(i.to("cpu", torch.int32), 0) for i, _ in batches])
+        val = torch.cat([pad(v.to("cpu", torch.float32), 0.0) for _, v in batches])
+        return SparseCodes(idx, val, split, d_sae)
+
+    def firing(self, rows: int, batch_size: int, columns: Tensor | None = None) -> Iterator[Tensor]:
+        """Boolean firing blocks `[batch, d_sae]` (or `[batch, len(columns)]`, in the order
+        of `columns`) of the first `rows` rows."""
+        width = self.d_sae if columns is None else int(columns.numel())
+        where = torch.full((self.d_sae,), -1, dtype=torch.int64)
+        where[torch.arange(self.d_sae) if columns is None else columns.cpu()] = torch.arange(width)
+        for a in range(0, min(rows, self.rows), batch_size):
+            idx, val = self.idx[a : a + batch_size], self.val[a : a + batch_size]
+            col = where[idx.long()]  # (batch, m): position in the block, -1 outside it
+            on = (val > 0) & (col >= 0)
+            block = torch.zeros(idx.shape[0], width, dtype=torch.bool)
+            row = torch.arange(idx.shape[0])[:, None].expand_as(idx)
+            block[row[on], col[on]] = True
+            yield block
 
 
 def top_per_row(values: Float[Tensor, "rows d"], n: int) -> tuple[Tensor, Tensor]:

@@ -50,6 +50,7 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from polysemy.activations.store import SPLITS, Split
+from polysemy.analysis.feature_pass import SparseCodes, sparse_code
 from polysemy.analysis.folder import start_analysis, write_analysis
 from polysemy.analysis.reconstruction import open_rows
 from polysemy.analysis.stats import (
@@ -435,32 +436,54 @@ def _dists(values: Tensor) -> dict[str, float]:
     return out
 
 
-def _firing_batches(
-    sae: Any,
-    acts: Any,
-    config: GeometryConfig,
-    device: Any,
-    columns: Tensor | None,
-    desc: str,
-    progress: bool,
-) -> Any:
-    """Boolean firing blocks `[rows, d_sae]` (or only `columns`) of the configured rows."""
+def encode_codes(
+    sae: Any, acts: Any, config: GeometryConfig, device: Any, progress: bool
+) -> SparseCodes:
+    """The sparse codes of the configured rows (the first `max_rows` of the split), from one
+    encoding pass: both of the analysis's passes (firing counts, then joint firing of the
+    chosen features) read them, so the encoder runs once, not twice."""
     _, batches, rows = open_rows(
         acts, split=config.split, batch_size=config.batch_size, device=device
     )
     total = rows if config.max_rows is None or rows is None else min(rows, config.max_rows)
+    kept: list[tuple[Tensor, Tensor]] = []
     seen = 0
-    with progress_bar(total, desc=desc, unit="row", enabled=progress) as bar:
+    with progress_bar(total, desc="encode", unit="row", enabled=progress) as bar:
         for batch in batches:
             if config.max_rows is not None and seen >= config.max_rows:
                 break
             if config.max_rows is not None:
                 batch = batch[: config.max_rows - seen]
-            z = sae.encode(batch)  # (batch, d_sae)
-            fired = z > 0
-            yield (fired if columns is None else fired[:, columns.to(fired.device)]).cpu()
+            idx, val = sparse_code(sae, batch)  # (batch, m) each
+            kept.append((idx.to(torch.int32), val.clone()))
             seen += batch.shape[0]
             bar.update(batch.shape[0])
+    if hasattr(sae, "release_scratch_"):
+        sae.release_scratch_()  # sparse_code's [batch, d_sae] buffer
+    return SparseCodes.stack(kept, config.split, int(sae.W_dec.shape[0]))
+
+
+def _rows_wanted(acts: Any, config: GeometryConfig) -> int | None:
+    _, _, rows = open_rows(acts, split=config.split, batch_size=config.batch_size)
+    return rows if config.max_rows is None or rows is None else min(rows, config.max_rows)
+
+
+def _check_codes(codes: SparseCodes, acts: Any, config: GeometryConfig, d_sae: int) -> None:
+    """Refuse codes that are not the rows this analysis would read."""
+    if not isinstance(codes, SparseCodes):
+        raise TypeError(f"codes must be SparseCodes; got {type(codes).__name__}")
+    if codes.d_sae != d_sae:
+        raise ParameterError("codes", f"codes of an SAE with d_sae={d_sae}", codes.d_sae)
+    if not isinstance(acts, Tensor) and codes.split != config.split:
+        raise ParameterError("codes", f"codes of split {config.split!r}", codes.split)
+    wanted = _rows_wanted(acts, config)
+    if wanted is not None and codes.rows < wanted:
+        raise ParameterError(
+            "codes",
+            f"codes of at least the {wanted} rows read (max_rows and the split's rows; "
+            "analyze_features(keep_codes=...) keeps that many)",
+            f"{codes.rows} rows",
+        )
 
 
 def _sae_d_in(sae: Any) -> int:
@@ -479,6 +502,7 @@ def analyze_geometry(
     device: str | torch.device = "cpu",
     progress: bool = False,
     inputs: dict[str, Any] | None = None,
+    codes: SparseCodes | None = None,
     **options: Any,
 ) -> GeometryResult:
     """Dimensionality and interference of `sae`'s decoder rows, and the rank correlation of
@@ -487,7 +511,9 @@ def analyze_geometry(
     `config` or its fields as keywords (`top_features=128`); writes an analysis folder of
     kind `geometry` to `out` when given (`analysis.json`, `features.safetensors`,
     `interference.safetensors`, `pairs.safetensors`; docs/evidence.md); `inputs` adds to
-    what its `inputs` record says was analysed (e.g. the SAE's path).
+    what its `inputs` record says was analysed (e.g. the SAE's path). `codes` are the sparse
+    codes of the same rows from an earlier pass (`analyze_features(keep_codes=...)`): then
+    nothing is encoded here.
     """
     config = configured(GeometryConfig, config, options)
     check_int("seed", seed, least=0)
@@ -504,12 +530,15 @@ def analyze_geometry(
     try:
         W_dec = sae.W_dec.detach().to("cpu", torch.float64)  # (d_sae, d_in)
         d_sae = W_dec.shape[0]
+        if codes is None:
+            codes = encode_codes(sae, acts, config, device, progress)
+        else:
+            _check_codes(codes, acts, config, d_sae)
+        rows = _rows_wanted(acts, config) or codes.rows
+        rows = min(rows, codes.rows)
         # Pass 1: how often every latent fires, to choose the features of the test.
-        counts = torch.zeros(d_sae, dtype=torch.int64)
-        rows = 0
-        for fired in _firing_batches(sae, acts, config, device, None, "count", progress):
-            counts += fired.sum(dim=0).to(torch.int64)
-            rows += fired.shape[0]
+        fired = codes.val[:rows] > 0
+        counts = torch.bincount(codes.idx[:rows][fired].long(), minlength=d_sae)
         if rows == 0:
             raise ValueError(f"split {config.split!r} of the activations has no rows")
         eligible = int((counts >= config.min_count).sum())
@@ -526,9 +555,7 @@ def analyze_geometry(
         order = torch.argsort(counts, descending=True, stable=True)
         features = order[:n_test]
         # Pass 2: joint firing of the chosen features.
-        cooc = count_cooccurrence(
-            _firing_batches(sae, acts, config, device, features, "co-occur", progress), n_test
-        )
+        cooc = count_cooccurrence(codes.firing(rows, config.batch_size, features), n_test)
     finally:
         if was_training and hasattr(sae, "train"):
             sae.train()
