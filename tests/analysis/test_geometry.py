@@ -231,3 +231,15 @@ def test_codes_from_the_features_pass_are_shared(tmp_path: Path) -> None:
         analyze_geometry(sae, store, codes=few, **opts)  # type: ignore[arg-type]
     with pytest.raises(ParameterError, match="codes must be codes of split 'heldout'"):
         analyze_geometry(sae, store, codes=f.codes, **{**opts, "split": "heldout"})  # type: ignore[arg-type]
+
+
+def test_ranker_counts_the_ranks_a_sort_gives() -> None:
+    from polysemy.analysis.geometry import _Ranker
+    from polysemy.analysis.stats import ranks
+
+    g = torch.Generator().manual_seed(0)
+    v = torch.randn(40, 40, generator=g, dtype=torch.float64).round(decimals=1)  # many ties
+    rank = _Ranker(v)
+    for _ in range(5):
+        sample = torch.randint(0, v.numel(), (700,), generator=g)  # with repeats
+        assert torch.equal(rank(sample), ranks(v.flatten()[sample]))
