@@ -44,34 +44,44 @@ def sparse_code(sae: Any, x: Float[Tensor, "batch d_in"]) -> tuple[Tensor, Tenso
 
 @dataclass(frozen=True)
 class SparseCodes:
-    """The active latents of the first `rows` rows of a split, kept from one encoding pass
-    so that a second analysis over the same rows (`analyze_geometry(codes=...)` after
-    `analyze_features(keep_codes=...)`) does not encode them again: at d_sae 24,576 the
-    encoder matmul and the exact top-k are most of either pass's cost."""
+    """Which latents fired (> 0) on each of the first `rows` rows of a split, kept from one
+    encoding pass so that a second analysis over the same rows (`analyze_geometry(codes=...)`
+    after `analyze_features(keep_codes=...)`) does not encode them again: at d_sae 24,576 the
+    encoder matmul and the exact top-k are most of either pass's cost. Stored as compressed
+    rows (4 bytes per firing), so the memory is the firing count, whatever the architecture."""
 
-    idx: Int[Tensor, "rows m"]
-    """Latent ids, int32 (padding: any id with val 0)."""
-    val: Float[Tensor, "rows m"]
-    """Their activations (> 0 where the latent fired)."""
+    latent: Int[Tensor, " nnz"]
+    """Ids of the latents that fired, row after row (int32)."""
+    row_start: Int[Tensor, " rows_plus_1"]
+    """Where each row's ids start in `latent` (int64; the last entry is nnz)."""
     split: str
     """Split of the store the rows are the first of (a tensor input has none: "all")."""
     d_sae: int
 
     @property
     def rows(self) -> int:
-        return int(self.idx.shape[0])
+        return int(self.row_start.numel()) - 1
 
     @staticmethod
-    def stack(batches: list[tuple[Tensor, Tensor]], split: str, d_sae: int) -> SparseCodes:
-        """One `SparseCodes` from per-batch `(idx, val)` (widths may differ: padded)."""
-        if not batches:
-            return SparseCodes(torch.zeros(0, 1, dtype=torch.int32), torch.zeros(0, 1), split,
-                               d_sae)  # fmt: skip
-        m = max(i.shape[1] for i, _ in batches)
-        pad = lambda t, fill: torch.nn.functional.pad(t, (0, m - t.shape[1]), value=fill)  # noqa: E731
-        idx = torch.cat([pad(i.to("cpu", torch.int32), 0) for i, _ in batches])
-        val = torch.cat([pad(v.to("cpu", torch.float32), 0.0) for _, v in batches])
-        return SparseCodes(idx, val, split, d_sae)
+    def part(idx: Int[Tensor, "batch m"], val: Float[Tensor, "batch m"]) -> tuple[Tensor, Tensor]:
+        """One batch of `sparse_code` output, kept compactly: `(latent ids that fired, firings
+        per row)`, both on the CPU."""
+        on = val > 0
+        return idx[on].to("cpu", torch.int32), on.sum(1).cpu()
+
+    @staticmethod
+    def stack(parts: list[tuple[Tensor, Tensor]], split: str, d_sae: int) -> SparseCodes:
+        """One `SparseCodes` from consecutive batches' `part`s."""
+        latent = torch.cat([p[0] for p in parts]) if parts else torch.zeros(0, dtype=torch.int32)
+        per_row = torch.cat([p[1] for p in parts]) if parts else torch.zeros(0, dtype=torch.int64)
+        row_start = torch.zeros(per_row.numel() + 1, dtype=torch.int64)
+        torch.cumsum(per_row, 0, out=row_start[1:])
+        return SparseCodes(latent, row_start, split, d_sae)
+
+    def counts(self, rows: int) -> Int[Tensor, " d_sae"]:
+        """Rows (of the first `rows`) on which each latent fired."""
+        end = int(self.row_start[min(rows, self.rows)])
+        return torch.bincount(self.latent[:end].long(), minlength=self.d_sae)
 
     def firing(self, rows: int, batch_size: int, columns: Tensor | None = None) -> Iterator[Tensor]:
         """Boolean firing blocks `[batch, d_sae]` (or `[batch, len(columns)]`, in the order
@@ -80,12 +90,14 @@ class SparseCodes:
         where = torch.full((self.d_sae,), -1, dtype=torch.int64)
         where[torch.arange(self.d_sae) if columns is None else columns.cpu()] = torch.arange(width)
         for a in range(0, min(rows, self.rows), batch_size):
-            idx, val = self.idx[a : a + batch_size], self.val[a : a + batch_size]
-            col = where[idx.long()]  # (batch, m): position in the block, -1 outside it
-            on = (val > 0) & (col >= 0)
-            block = torch.zeros(idx.shape[0], width, dtype=torch.bool)
-            row = torch.arange(idx.shape[0])[:, None].expand_as(idx)
-            block[row[on], col[on]] = True
+            b = min(a + batch_size, rows, self.rows)
+            lo, hi = int(self.row_start[a]), int(self.row_start[b])
+            per_row = self.row_start[a + 1 : b + 1] - self.row_start[a:b]  # (batch,)
+            row = torch.repeat_interleave(torch.arange(b - a), per_row)  # (entries,)
+            col = where[self.latent[lo:hi].long()]  # position in the block, -1 outside it
+            keep = col >= 0
+            block = torch.zeros(b - a, width, dtype=torch.bool)
+            block[row[keep], col[keep]] = True
             yield block
 
 

@@ -206,8 +206,8 @@ def analyze_features(
 ) -> FeaturesResult:
     """Per-feature statistics of `sae` on `store` in one streaming pass (module docstring);
     writes `features.safetensors` and `examples.json` to `out` when given. `keep_codes` > 0
-    keeps the sparse codes of the first that many rows in `result.codes` (about 8 bytes per
-    active latent per row), for `analyze_geometry(codes=...)` on the same split."""
+    keeps which latents fired on the first that many rows in `result.codes` (4 bytes per
+    firing), for `analyze_geometry(codes=...)` on the same split."""
     config = configured(FeaturesConfig, config, options)
     check_int("keep_codes", keep_codes, least=0)
     if store.d_in != sae.d_in:
@@ -243,7 +243,7 @@ def analyze_features(
             idx, val = sparse_code(sae, x)  # (batch, m) each
             if a < keep_codes:
                 take = min(b, keep_codes) - a
-                kept.append((idx[:take].to(torch.int32), val[:take].clone()))
+                kept.append(SparseCodes.part(idx[:take], val[:take]))
             if a < config.cooccurrence_rows:
                 take = min(b, config.cooccurrence_rows) - a
                 cooc.update(idx[:take], val[:take])

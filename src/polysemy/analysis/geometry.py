@@ -479,7 +479,7 @@ def encode_codes(
             if config.max_rows is not None:
                 batch = batch[: config.max_rows - seen]
             idx, val = sparse_code(sae, batch)  # (batch, m) each
-            kept.append((idx.to(torch.int32), val.clone()))
+            kept.append(SparseCodes.part(idx, val))
             seen += batch.shape[0]
             bar.update(batch.shape[0])
     if hasattr(sae, "release_scratch_"):
@@ -561,8 +561,7 @@ def analyze_geometry(
         rows = _rows_wanted(acts, config) or codes.rows
         rows = min(rows, codes.rows)
         # Pass 1: how often every latent fires, to choose the features of the test.
-        fired = codes.val[:rows] > 0
-        counts = torch.bincount(codes.idx[:rows][fired].long(), minlength=d_sae)
+        counts = codes.counts(rows)
         if rows == 0:
             raise ValueError(f"split {config.split!r} of the activations has no rows")
         eligible = int((counts >= config.min_count).sum())
