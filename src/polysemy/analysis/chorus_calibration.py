@@ -1,8 +1,9 @@
 """Calibration of the neurons and features analyses on planted stores, where the truth is known.
 
 A store from `polysemy.synth` with `neuron_support=s` plants each feature on s random
-coordinates, so neuron j's true chorus is known: with magnitudes drawn alike for every
-feature, the true share of feature f in neuron j is
+coordinates (with `chorus=c`, the well-posed layout of `plant_chorus`: exactly c features per
+neuron, distinct loadings, no near-twins), so neuron j's true chorus is known: with
+magnitudes drawn alike for every feature, the true share of feature f in neuron j is
 
     T[f, j] = n_f |F[f, j]| / sum_g n_g |F[g, j]|      (n_f: rows where f fired)
 
