@@ -121,9 +121,8 @@ def main() -> None:
                 f"{t_features + t_shared:.1f}s\n"
                 f"  geometry encoding its own rows (one sparse pass): {t_alone:.1f}s, so "
                 f"features + geometry separately {total + t_alone:.1f}s "
-                f"(ratio {(total + t_alone) / (t_features + t_shared):.2f}); before this "
-                f"change geometry encoded densely twice: one dense pass over {keep} rows "
-                f"{t_dense:.1f}s, so about {t_alone + 2 * t_dense:.0f}s for geometry then\n"
+                f"(ratio {(total + t_alone) / (t_features + t_shared):.2f}); geometry used to "
+                f"encode densely twice: one dense pass over {keep} rows {t_dense:.1f}s\n"
                 f"  peak RSS {peak_gib():.2f} GiB; load average {os.getloadavg()[0]:.1f}"
             )
         if args.reference:
