@@ -4,6 +4,11 @@ dense reference loop for comparison.
     python benchmarks/features_speed.py [--rows 262144] [--d-sae 24576] [--k 32] [--d-in 64]
         [--geometry] [--reference] [--threads N]
 
+With --geometry: the features pass again keeping the codes of geometry's rows, then
+`analyze_geometry` on those codes (encoded once) and on its own (encoding again), beside one
+dense encoding pass over the same rows (what each of geometry's two passes cost before it
+encoded once).
+
 The store is synthetic (no texts); the SAE is a randomly initialised TopK SAE (speed does not
 depend on training). Printed: the streaming pass (rows/s), the fixed per-run cost outside it
 (nearest features, co-occurrence partners, spread over neurons, bootstrap), the peak
@@ -87,13 +92,38 @@ def main() -> None:
             f"load average now {os.getloadavg()[0]:.1f}"
         )
         if args.geometry:
-            from polysemy.analysis.geometry import analyze_geometry
+            from polysemy.analysis.geometry import GeometryConfig, analyze_geometry
 
+            # Geometry reads the first max_rows (200k by default) rows; the features pass
+            # keeps their codes so geometry need not encode them again.
+            keep = min(args.rows, GeometryConfig().max_rows or args.rows)
+            t0 = time.perf_counter()
+            shared = analyze_features(
+                sae, store, texts=False, rows=args.rows, batch_size=args.batch_size,
+                keep_codes=keep,
+            )  # fmt: skip
+            t_features = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            analyze_geometry(sae, store, split="all", codes=shared.codes)
+            t_shared = time.perf_counter() - t0
+            del shared
             t0 = time.perf_counter()
             analyze_geometry(sae, store, split="all")
+            t_alone = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            with torch.no_grad():  # what each of geometry's two passes cost before: dense encode
+                for a in range(0, keep, args.batch_size):
+                    _ = sae.encode(store.read(a, min(a + args.batch_size, keep))) > 0
+            t_dense = time.perf_counter() - t0
             print(
-                f"analyze_geometry (defaults, split all): {time.perf_counter() - t0:.1f}s; "
-                f"peak RSS {peak_gib():.2f} GiB; load average {os.getloadavg()[0]:.1f}"
+                f"features + geometry, encoded once: features pass keeping {keep} rows' codes "
+                f"{t_features:.1f}s + geometry on them {t_shared:.1f}s = "
+                f"{t_features + t_shared:.1f}s\n"
+                f"  geometry encoding its own rows (one sparse pass): {t_alone:.1f}s, so "
+                f"features + geometry separately {total + t_alone:.1f}s "
+                f"(ratio {(total + t_alone) / (t_features + t_shared):.2f}); geometry used to "
+                f"encode densely twice: one dense pass over {keep} rows {t_dense:.1f}s\n"
+                f"  peak RSS {peak_gib():.2f} GiB; load average {os.getloadavg()[0]:.1f}"
             )
         if args.reference:
             ref = reference(sae, store, args.rows, args.batch_size, 10)

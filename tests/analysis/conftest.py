@@ -21,7 +21,8 @@ from polysemy.analysis.ablation_calibration import tiny_encoder
 from polysemy.corpora import open_corpus
 from polysemy.models import LoadedModel
 from polysemy.sae import sae_from_weights
-from polysemy.synth import SynthConfig, generate_activations, plant_dictionary
+from polysemy.synth import SynthConfig, generate_activations
+from polysemy.synth.planted import config_dictionary
 
 GPT2_TEXT = "the quick brown fox jumps over the lazy dog and the cat sat on the mat"
 
@@ -94,9 +95,7 @@ def planted(folder: Path, *, traced: bool = False, **options: Any) -> tuple[Acti
     config = SynthConfig(**{"n_features": 16, "d_in": 24, "active": 2.0, "tokens": 3000,
                             "neuron_support": 2, **options})  # fmt: skip
     x = generate_activations(config)
-    F = plant_dictionary(
-        config.n_features, config.d_in, seed=config.seed, neuron_support=config.neuron_support
-    )
+    F = config_dictionary(config)
     from polysemy.synth.planted import generate_chunks
 
     count = torch.zeros(config.n_features, dtype=torch.int64)

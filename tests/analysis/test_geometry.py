@@ -204,3 +204,42 @@ def test_minilm_end_to_end(tmp_path: Path, capsys) -> None:  # type: ignore[no-u
     assert test["ci"][0] <= test["rho"] <= test["ci"][1]
     assert got["verdict"] in ("effect", "no effect", "inconclusive")
     assert read_analysis(out, "geometry").summary["n"] == got["n"]
+
+
+def test_codes_from_the_features_pass_are_shared(tmp_path: Path) -> None:
+    from polysemy.analysis.features import analyze_features
+    from polysemy.api import synth
+    from polysemy.sae import SAEConfig, build_sae
+
+    store = synth(tmp_path / "s", n_features=48, d_in=16, active=4, tokens=3000, progress=False)
+    torch.manual_seed(0)
+    sae = build_sae(SAEConfig(arch="topk", d_in=16, d_sae=64, k=4)).eval()
+    opts = {"split": "all", "max_rows": 2500, "min_count": 5, "resamples": 100,
+            "permutations": 100}  # fmt: skip
+    alone = analyze_geometry(sae, store, **opts)  # type: ignore[arg-type]
+    # Encoded once: the firing counts are those of the dense encoder on the same rows.
+    dense = (sae.encode(store.read(0, 2500, split="all")) > 0).sum(0)
+    assert torch.equal(alone.firing_count, dense)
+    f = analyze_features(sae, store, texts=False, keep_codes=2500)
+    assert f.codes is not None and f.codes.rows == 2500 and f.codes.split == "all"
+    shared = analyze_geometry(sae, store, codes=f.codes, **opts)  # type: ignore[arg-type]
+    assert torch.equal(shared.features, alone.features)
+    assert torch.equal(shared.firing_count, alone.firing_count)
+    assert shared.cooccurrence.rho.estimate == alone.cooccurrence.rho.estimate
+    few = analyze_features(sae, store, texts=False, keep_codes=100).codes
+    with pytest.raises(ParameterError, match="codes must be codes of at least the 2500 rows"):
+        analyze_geometry(sae, store, codes=few, **opts)  # type: ignore[arg-type]
+    with pytest.raises(ParameterError, match="codes must be codes of split 'heldout'"):
+        analyze_geometry(sae, store, codes=f.codes, **{**opts, "split": "heldout"})  # type: ignore[arg-type]
+
+
+def test_ranker_counts_the_ranks_a_sort_gives() -> None:
+    from polysemy.analysis.geometry import _Ranker
+    from polysemy.analysis.stats import ranks
+
+    g = torch.Generator().manual_seed(0)
+    v = torch.randn(40, 40, generator=g, dtype=torch.float64).round(decimals=1)  # many ties
+    rank = _Ranker(v)
+    for _ in range(5):
+        sample = torch.randint(0, v.numel(), (700,), generator=g)  # with repeats
+        assert torch.equal(rank(sample), ranks(v.flatten()[sample]))

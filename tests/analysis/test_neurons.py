@@ -161,3 +161,28 @@ def test_planted_calibration_rates_are_consistent() -> None:
     assert c.top3.estimate <= c.top1_in_top3.estimate  # a right top-3 set holds the top one
     assert c.top1.estimate > 0.3  # chance is about 1 in 32
     assert c.recipe["d_sae"] == 32 and c.recipe["k"] == 5
+
+
+def test_oracle_recovers_a_planted_chorus(make_planted) -> None:
+    # The well-posed store: every neuron carries exactly 3 features with distinct loadings
+    # (24 features on 3 of 24 neurons each, a square dictionary the oracle inverts exactly).
+    store, sae = make_planted(n_features=24, d_in=24, neuron_support=3, chorus=3, active=3.0)
+    r = analyze_neurons(sae, store, texts=False, top_features=3)
+    mass = true_mass(store, sae, 2)  # (n_features, d_in)
+    true_top = mass.topk(3, dim=0).indices.t()  # (d_in, 3), in order
+    assert torch.equal(r.top_features[:, 0], true_top[:, 0])
+    assert all(
+        set(a) == set(b) for a, b in zip(r.top_features.tolist(), true_top.tolist(), strict=True)
+    )
+    assert r.effective_features.max() < 3.0 < r.baseline_effective_features_median.low
+
+
+def test_planted_chorus_calibration_is_well_posed() -> None:
+    from polysemy.analysis.chorus_calibration import calibrate_neurons
+
+    # 48 features on 2 of 32 neurons, exactly 3 per neuron, a small trained TopK SAE.
+    c = calibrate_neurons(n_features=48, d_in=32, neuron_support=2, chorus=3, tokens=10_000,
+                          train_tokens=100_000, lr=4e-3, batch_size=256, d_sae=96, k=5)  # fmt: skip
+    assert c.top3.n == c.top3_defined.n == 32  # every neuron has a true top 3
+    assert c.recovered >= 40
+    assert c.top1.estimate >= 0.8 and c.top3.estimate >= 0.7

@@ -48,6 +48,8 @@ def test_synth_options_and_determinism(tmp_path, capsys):
         (["--shard-rows", "0"], r"^error: --shard-rows must be an int >= 1; got 0$"),
         (["--noise", "nan"], "--noise: expected a finite number, got 'nan'"),
         (["--frequency-decay", "x"], "--frequency-decay: expected a number, got 'x'"),
+        (["--neuron-support", "2", "--chorus", "3"], r"--n-features must be .* = 12 .*; got 32$"),
+        (["--chorus", "2"], r"--neuron-support must be at least 2 with chorus 2; got 0$"),
     ],
 )
 def test_synth_bad_input_one_line_exit_2(tmp_path, capsys, args, match):
@@ -61,6 +63,17 @@ def test_synth_bad_input_one_line_exit_2(tmp_path, capsys, args, match):
     assert err.startswith("error: ") and err.count("\n") == 1
     assert re.search(match, err.rstrip("\n")), err
     assert not (tmp_path / "x").exists()
+
+
+def test_synth_chorus(tmp_path, capsys):
+    # 12 features on 2 of 8 neurons, exactly 3 per neuron (n_features = d_in * c / s).
+    chorus = ["--n-features", "12", "--neuron-support", "2", "--chorus", "3"]
+    assert main([*ARGS, *chorus, "--out", str(tmp_path / "c"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["n_features"] == 12
+    truth = ActivationStore(tmp_path / "c").truth()
+    assert truth is not None
+    loads = truth["features"] != 0
+    assert torch.all(loads.sum(1) == 2) and torch.all(loads.sum(0) == 3)
 
 
 def test_synth_refuses_foreign_out(tmp_path, capsys):

@@ -14,6 +14,7 @@ from polysemy.synth.planted import (
     feature_probabilities,
     generate_activations,
     generate_chunks,
+    plant_chorus,
     plant_dictionary,
     write_synth_store,
 )
@@ -168,8 +169,54 @@ def test_write_failure_leaves_nothing(tmp_path, monkeypatch):
         ({"shard_rows": 0}, "shard_rows must be an int >= 1; got 0"),
         ({"magnitude": "gamma"}, "magnitude must be one of"),
         ({"frequency_decay": float("nan")}, "frequency_decay must be a number in"),
+        ({"chorus": -1}, r"chorus must be an int in \[0, 64\]; got -1"),
+        ({"chorus": 3}, "neuron_support must be at least 2 with chorus 3; got 0"),
+        ({"chorus": 3, "neuron_support": 2}, r"n_features must be .* = 24 .*; got 64"),
+        ({"chorus_ratio": 0.0}, r"chorus_ratio must be a number in \(0, 1\]; got 0.0"),
     ],
 )
 def test_config_validates(change, match):
     with pytest.raises(ValueError, match=match):
         SynthConfig(**{**SMALL.__dict__, **change})
+
+
+@pytest.mark.parametrize(
+    ("n_features", "d_in", "support", "chorus"), [(96, 64, 2, 3), (64, 64, 3, 3)]
+)
+def test_plant_chorus_layout(n_features, d_in, support, chorus):
+    F = plant_chorus(n_features, d_in, neuron_support=support, chorus=chorus, seed=5)
+    assert F.shape == (n_features, d_in) and F.dtype == torch.float32
+    assert torch.allclose(F.norm(dim=1), torch.ones(n_features), atol=1e-5)
+    loads = F != 0
+    assert torch.all(loads.sum(1) == support)  # each feature on exactly s neurons
+    assert torch.all(loads.sum(0) == chorus)  # each neuron carries exactly c features
+    shared = loads.double() @ loads.double().t()
+    assert shared.fill_diagonal_(0).max() <= 1  # no two features share two neurons
+    cos = (F.double() @ F.double().t()).abs().fill_diagonal_(0)
+    assert cos.max() <= 0.8  # no near-twins (random 2-sparse supports reach 0.99)
+    # Distinct loadings: a neuron's voices are strictly ordered, the leader well ahead.
+    voices = F.abs().t().topk(chorus, dim=1).values  # (d_in, c)
+    assert torch.all(voices[:, 1:] < 0.95 * voices[:, :-1])
+    assert torch.equal(
+        F, plant_chorus(n_features, d_in, neuron_support=support, chorus=chorus, seed=5)
+    )
+    assert not torch.equal(
+        F, plant_chorus(n_features, d_in, neuron_support=support, chorus=chorus, seed=6)
+    )
+
+
+def test_plant_chorus_refusals():
+    with pytest.raises(ValueError, match="n_features must be d_in"):
+        plant_chorus(100, 64, neuron_support=2, chorus=3)
+    with pytest.raises(ValueError, match=r"chorus_ratio must be closer to 1 .* 0\.8"):
+        plant_chorus(384, 128, neuron_support=2, chorus=6, chorus_ratio=0.7)
+    with pytest.raises(ValueError, match="neuron_support must be at least 2"):
+        plant_chorus(128, 64, neuron_support=1, chorus=2)
+
+
+def test_chorus_store_uses_the_chorus_dictionary(tmp_path):
+    config = SynthConfig(n_features=24, d_in=16, neuron_support=2, chorus=3, tokens=500, seed=2)
+    write_synth_store(tmp_path / "s", config)
+    truth = ActivationStore(tmp_path / "s").truth()
+    assert truth is not None
+    assert torch.equal(truth["features"], plant_chorus(24, 16, neuron_support=2, chorus=3, seed=2))

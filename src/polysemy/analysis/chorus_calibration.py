@@ -1,8 +1,9 @@
 """Calibration of the neurons and features analyses on planted stores, where the truth is known.
 
 A store from `polysemy.synth` with `neuron_support=s` plants each feature on s random
-coordinates, so neuron j's true chorus is known: with magnitudes drawn alike for every
-feature, the true share of feature f in neuron j is
+coordinates (with `chorus=c`, the well-posed layout of `plant_chorus`: exactly c features per
+neuron, distinct loadings, no near-twins), so neuron j's true chorus is known: with
+magnitudes drawn alike for every feature, the true share of feature f in neuron j is
 
     T[f, j] = n_f |F[f, j]| / sum_g n_g |F[g, j]|      (n_f: rows where f fired)
 
@@ -61,6 +62,8 @@ def planted_setup(
     tokens: int,
     train_tokens: int,
     seed: int = 0,
+    chorus: int = 0,
+    chorus_ratio: float = 0.7,
     d_sae: int | None = None,
     k: int | None = None,
     lr: float = 3e-3,
@@ -77,6 +80,8 @@ def planted_setup(
         active=active,
         tokens=tokens,
         neuron_support=neuron_support,
+        chorus=chorus,
+        chorus_ratio=chorus_ratio,
         seed=seed,
         progress=False,
     )
@@ -167,6 +172,8 @@ def calibrate_neurons(
     tokens: int = 100_000,
     train_tokens: int = 600_000,
     seed: int = 0,
+    chorus: int = 0,
+    chorus_ratio: float = 0.7,
     share: str = "squared",
     d_sae: int | None = None,
     k: int | None = None,
@@ -174,7 +181,10 @@ def calibrate_neurons(
     batch_size: int = 1024,
 ) -> NeuronsCalibration:
     """Run `analyze_neurons` on a planted store with known loadings; score it (module doc).
-    `d_sae`, `k`, `lr`, `batch_size` and `train_tokens` are the SAE's training recipe."""
+    `d_sae`, `k`, `lr`, `batch_size` and `train_tokens` are the SAE's training recipe;
+    `chorus` c > 0 plants the well-posed store (`polysemy.synth.plant_chorus`: exactly c
+    features per neuron with distinct loadings, no near-twins; n_features must then be
+    d_in * c / neuron_support), 0 the random supports."""
     from polysemy.analysis.neurons import analyze_neurons, effective_numbers
 
     check_int("n_features", n_features, least=4)
@@ -190,6 +200,8 @@ def calibrate_neurons(
             tokens=tokens,
             train_tokens=train_tokens,
             seed=seed,
+            chorus=chorus,
+            chorus_ratio=chorus_ratio,
             d_sae=d_sae,
             k=k,
             lr=lr,

@@ -14,6 +14,8 @@ examples at evenly spaced activation quantiles) is the same merge on random keys
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -38,6 +40,65 @@ def sparse_code(sae: Any, x: Float[Tensor, "batch d_in"]) -> tuple[Tensor, Tenso
     m = max(1, int((z > 0).sum(1).max()))
     val, idx = z.topk(m, dim=1)
     return idx, val.clamp_min(0.0)
+
+
+@dataclass(frozen=True)
+class SparseCodes:
+    """Which latents fired (> 0) on each of the first `rows` rows of a split, kept from one
+    encoding pass so that a second analysis over the same rows (`analyze_geometry(codes=...)`
+    after `analyze_features(keep_codes=...)`) does not encode them again: at d_sae 24,576 the
+    encoder matmul and the exact top-k are most of either pass's cost. Stored as compressed
+    rows (4 bytes per firing), so the memory is the firing count, whatever the architecture."""
+
+    latent: Int[Tensor, " nnz"]
+    """Ids of the latents that fired, row after row (int32)."""
+    row_start: Int[Tensor, " rows_plus_1"]
+    """Where each row's ids start in `latent` (int64; the last entry is nnz)."""
+    split: str
+    """Split of the store the rows are the first of (a tensor input has none: "all")."""
+    d_sae: int
+
+    @property
+    def rows(self) -> int:
+        return int(self.row_start.numel()) - 1
+
+    @staticmethod
+    def part(idx: Int[Tensor, "batch m"], val: Float[Tensor, "batch m"]) -> tuple[Tensor, Tensor]:
+        """One batch of `sparse_code` output, kept compactly: `(latent ids that fired, firings
+        per row)`, both on the CPU."""
+        on = val > 0
+        return idx[on].to("cpu", torch.int32), on.sum(1).cpu()
+
+    @staticmethod
+    def stack(parts: list[tuple[Tensor, Tensor]], split: str, d_sae: int) -> SparseCodes:
+        """One `SparseCodes` from consecutive batches' `part`s."""
+        latent = torch.cat([p[0] for p in parts]) if parts else torch.zeros(0, dtype=torch.int32)
+        per_row = torch.cat([p[1] for p in parts]) if parts else torch.zeros(0, dtype=torch.int64)
+        row_start = torch.zeros(per_row.numel() + 1, dtype=torch.int64)
+        torch.cumsum(per_row, 0, out=row_start[1:])
+        return SparseCodes(latent, row_start, split, d_sae)
+
+    def counts(self, rows: int) -> Int[Tensor, " d_sae"]:
+        """Rows (of the first `rows`) on which each latent fired."""
+        end = int(self.row_start[min(rows, self.rows)])
+        return torch.bincount(self.latent[:end].long(), minlength=self.d_sae)
+
+    def firing(self, rows: int, batch_size: int, columns: Tensor | None = None) -> Iterator[Tensor]:
+        """Boolean firing blocks `[batch, d_sae]` (or `[batch, len(columns)]`, in the order
+        of `columns`) of the first `rows` rows."""
+        width = self.d_sae if columns is None else int(columns.numel())
+        where = torch.full((self.d_sae,), -1, dtype=torch.int64)
+        where[torch.arange(self.d_sae) if columns is None else columns.cpu()] = torch.arange(width)
+        for a in range(0, min(rows, self.rows), batch_size):
+            b = min(a + batch_size, rows, self.rows)
+            lo, hi = int(self.row_start[a]), int(self.row_start[b])
+            per_row = self.row_start[a + 1 : b + 1] - self.row_start[a:b]  # (batch,)
+            row = torch.repeat_interleave(torch.arange(b - a), per_row)  # (entries,)
+            col = where[self.latent[lo:hi].long()]  # position in the block, -1 outside it
+            keep = col >= 0
+            block = torch.zeros(b - a, width, dtype=torch.bool)
+            block[row[keep], col[keep]] = True
+            yield block
 
 
 def top_per_row(values: Float[Tensor, "rows d"], n: int) -> tuple[Tensor, Tensor]:

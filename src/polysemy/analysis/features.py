@@ -38,6 +38,7 @@ from polysemy.activations.store import SPLITS, ActivationStore, Split
 from polysemy.analysis.contexts import TextWindows, require_traces
 from polysemy.analysis.feature_pass import (
     Cooccurrence,
+    SparseCodes,
     StreamingTop,
     bin_index,
     log_bins,
@@ -127,6 +128,9 @@ class FeaturesResult:
     seconds: float
     """Wall time of the streaming pass."""
     path: str | None
+    codes: SparseCodes | None = None
+    """The first `keep_codes` rows' sparse codes when asked (`analyze_geometry(codes=...)`
+    reuses them instead of encoding again); not written to the folder."""
 
     def summary(self) -> dict[str, Any]:
         density = self.arrays["density"]
@@ -197,11 +201,15 @@ def analyze_features(
     device: str | torch.device = "cpu",
     seed: int = 0,
     progress: bool = False,
+    keep_codes: int = 0,
     **options: Any,
 ) -> FeaturesResult:
     """Per-feature statistics of `sae` on `store` in one streaming pass (module docstring);
-    writes `features.safetensors` and `examples.json` to `out` when given."""
+    writes `features.safetensors` and `examples.json` to `out` when given. `keep_codes` > 0
+    keeps which latents fired on the first that many rows in `result.codes` (4 bytes per
+    firing), for `analyze_geometry(codes=...)` on the same split."""
     config = configured(FeaturesConfig, config, options)
+    check_int("keep_codes", keep_codes, least=0)
     if store.d_in != sae.d_in:
         raise ParameterError(
             "sae", f"an SAE with d_in={store.d_in} (the store's width)", f"d_in={sae.d_in}"
@@ -226,12 +234,16 @@ def analyze_features(
     )
     cooc_fired = torch.zeros(d_sae, dtype=torch.int64, device=device)
     g = torch.Generator(device=device).manual_seed(seed)
+    kept: list[tuple[Tensor, Tensor]] = []
     t0 = time.perf_counter()
     with progress_bar(n_rows, desc="features", unit="row", enabled=progress) as bar:
         for a in range(0, n_rows, config.batch_size):
             b = min(a + config.batch_size, n_rows)
             x = store.read(a, b, split=config.split, device=device)  # (batch, d_in)
             idx, val = sparse_code(sae, x)  # (batch, m) each
+            if a < keep_codes:
+                take = min(b, keep_codes) - a
+                kept.append(SparseCodes.part(idx[:take], val[:take]))
             if a < config.cooccurrence_rows:
                 take = min(b, config.cooccurrence_rows) - a
                 cooc.update(idx[:take], val[:take])
@@ -292,6 +304,7 @@ def analyze_features(
         cooccurrence=cooc.method,
         seconds=seconds,
         path=str(folder) if folder is not None else None,
+        codes=SparseCodes.stack(kept, config.split, d_sae) if keep_codes else None,
     )
     if folder is None:
         return result

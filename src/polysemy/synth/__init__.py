@@ -18,6 +18,7 @@ from polysemy.synth.planted import (
     feature_probabilities,
     generate_activations,
     generate_chunks,
+    plant_chorus,
     plant_dictionary,
     write_synth_store,
 )
@@ -28,6 +29,7 @@ __all__ = [
     "feature_probabilities",
     "generate_activations",
     "generate_chunks",
+    "plant_chorus",
     "plant_dictionary",
     "write_synth_store",
 ]

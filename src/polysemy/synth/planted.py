@@ -45,7 +45,7 @@ from polysemy.activations.store import (
 )
 from polysemy.progress import progress_bar
 from polysemy.runfolder import atomic_folder, atomic_save_safetensors
-from polysemy.validation import check_choice, check_float, check_int
+from polysemy.validation import ParameterError, check_choice, check_float, check_int
 
 logger = logging.getLogger(__name__)
 
@@ -85,6 +85,14 @@ class SynthConfig:
     directions; s > 0 gives unit directions supported on s random coordinates, so each
     coordinate ("neuron") carries a known sparse mixture of features (neuron analyses'
     ground truth: the loadings are the rows of `features`)."""
+    chorus: int = 0
+    """Features per neuron: 0 draws the supports at random (neurons carry any number of
+    features); c > 0 gives every neuron exactly c features, each feature exactly
+    `neuron_support` neurons (so n_features * neuron_support = d_in * c), with distinct
+    loadings and no two features sharing more than one neuron (`plant_chorus`)."""
+    chorus_ratio: float = 0.7
+    """With `chorus`: ratio of consecutive loadings |F[f, j]| of a neuron's features before
+    rows are scaled to unit norm (0.7 with c 3: shares of squares about 0.55/0.32/0.13)."""
     dtype: StoreDtype = "float32"
     """Dtype of the stored activations (generated in float32, then rounded to this)."""
     shard_rows: int = DEFAULT_SHARD_ROWS
@@ -101,6 +109,10 @@ class SynthConfig:
         check_float("correlation", self.correlation, least=0.0, most=1.0)
         check_float("noise", self.noise, least=0.0)
         check_int("neuron_support", self.neuron_support, least=0, most=self.d_in)
+        check_int("chorus", self.chorus, least=0, most=self.n_features)
+        check_float("chorus_ratio", self.chorus_ratio, above=0.0, most=1.0)
+        if self.chorus:
+            check_chorus(self.n_features, self.d_in, self.neuron_support, self.chorus)
         check_choice("magnitude", self.magnitude, MAGNITUDES)
         check_choice("dtype", self.dtype, get_args(StoreDtype))
         check_int("shard_rows", self.shard_rows, least=1)
@@ -165,6 +177,144 @@ def plant_dictionary(
         w = torch.zeros(n_features, d_in, dtype=torch.float64)
         w.scatter_(1, support, values.gather(1, support))
     return (w / w.norm(dim=1, keepdim=True)).to(dtype)
+
+
+MAX_REPAIRS = 200
+"""Rounds of `plant_chorus`'s conflict repair before it gives up (the layouts tried needed
+2-6; dense ones, e.g. 12 features per neuron on 3 of 128 neurons, never converge and are
+refused in seconds instead)."""
+MAX_CHORUS_COS = 0.8
+"""Largest |cos| `plant_chorus` allows between two planted features (no near-twins)."""
+
+
+def check_chorus(n_features: int, d_in: int, neuron_support: int, chorus: int) -> None:
+    """Refuse a chorus layout that cannot exist: each of `d_in` neurons holds `chorus`
+    feature slots and each feature `neuron_support` of them, so the counts must match."""
+    if neuron_support < 1 or (neuron_support == 1 and chorus > 1):
+        # A unit feature on one neuron loads ±1 there: a neuron's features would all tie.
+        raise ParameterError(
+            "neuron_support",
+            f"at least {1 if chorus == 1 else 2} with chorus {chorus}",
+            neuron_support,
+        )
+    if n_features * neuron_support != d_in * chorus:
+        want = d_in * chorus / neuron_support
+        raise ParameterError(
+            "n_features",
+            f"d_in * chorus / neuron_support = {d_in} * {chorus} / {neuron_support} = "
+            f"{want:g} (each neuron carries chorus features, each feature neuron_support "
+            "neurons)",
+            n_features,
+        )
+
+
+def plant_chorus(
+    n_features: int,
+    d_in: int,
+    *,
+    neuron_support: int,
+    chorus: int,
+    chorus_ratio: float = 0.7,
+    seed: int = 0,
+    dtype: torch.dtype = torch.float32,
+) -> Float[Tensor, "n_features d_in"]:
+    """Unit feature rows in which every neuron (coordinate) carries exactly `chorus` features
+    and every feature loads on exactly `neuron_support` neurons, with a known order.
+
+    Neuron j's features have ranks 0..c-1 and raw loadings ±chorus_ratio**rank (random
+    signs), so its chorus has a leader, a second voice and so on, never a tie. Ranks are
+    dealt to features in a snake order (with s = 2: rank r pairs with rank c - 1 - r), which
+    balances the features' raw norms, so scaling rows to unit norm keeps each neuron's order
+    (checked: a layout where it does not is refused, as is one with |cos| > MAX_CHORUS_COS).
+    The neurons of each rank are a random permutation, repaired until no feature holds one
+    neuron twice and no two features share two or more neurons: two features then overlap on
+    at most one coordinate, so |cos| <= the product of their loadings there (no near-twins,
+    the failure of random sparse supports, where features sharing both neurons are nearly
+    parallel and no SAE can separate them).
+    """
+    check_int("n_features", n_features, least=1)
+    check_int("d_in", d_in, least=1)
+    check_int("neuron_support", neuron_support, least=1, most=d_in)
+    check_int("chorus", chorus, least=1, most=n_features)
+    check_float("chorus_ratio", chorus_ratio, above=0.0, most=1.0)
+    check_chorus(n_features, d_in, neuron_support, chorus)
+    rng = np.random.default_rng([seed, 4])  # its own stream: other dictionaries unchanged
+    slots = d_in * chorus  # = n_features * neuron_support
+    i = np.arange(slots)
+    rank = i // d_in  # slots ordered by rank
+    turn, t = np.divmod(i, n_features)  # snake deal: one slot per feature per turn
+    feature = np.where(turn % 2 == 0, t, n_features - 1 - t)
+    neuron = np.concatenate([rng.permutation(d_in) for _ in range(chorus)])  # (slots,)
+    for _ in range(MAX_REPAIRS):
+        bad = np.flatnonzero(_chorus_conflicts(feature, neuron, n_features, d_in))
+        if not len(bad):
+            break
+        # Move one random slot of each conflicting feature: swap its neuron with a random slot
+        # of the same rank, so every neuron keeps exactly one slot of each rank.
+        turn = rng.integers(neuron_support, size=len(bad))
+        for a in turn * n_features + np.where(turn % 2 == 0, bad, n_features - 1 - bad):
+            b = rank[a] * d_in + rng.integers(d_in)
+            neuron[a], neuron[b] = neuron[b], neuron[a]
+    else:
+        raise ParameterError(
+            "d_in",
+            f"large enough for chorus {chorus} with neuron_support {neuron_support} to lay "
+            "out features that share at most one neuron",
+            d_in,
+        )
+    sign = rng.choice(np.array([-1.0, 1.0]), size=slots)
+    w = np.zeros((n_features, d_in))
+    w[feature, neuron] = sign * chorus_ratio ** rank.astype(np.float64)
+    w /= np.linalg.norm(w, axis=1, keepdims=True)
+    loading = np.zeros((chorus, d_in))
+    loading[rank, neuron] = np.abs(w[feature, neuron])  # (chorus, d_in) by rank
+    if not (loading[1:] < loading[:-1]).all():
+        raise ParameterError(
+            "chorus_ratio",
+            f"below 1 enough that scaling features to unit norm keeps each neuron's order "
+            f"(chorus {chorus}, neuron_support {neuron_support})",
+            chorus_ratio,
+        )
+    overlap = np.abs(w @ w.T)
+    np.fill_diagonal(overlap, 0.0)
+    if overlap.max() > MAX_CHORUS_COS:
+        raise ParameterError(
+            "chorus_ratio",
+            f"closer to 1 for chorus {chorus} with neuron_support {neuron_support}: two "
+            f"features overlap at |cos| {overlap.max():.2f} > {MAX_CHORUS_COS} (steep loadings "
+            "concentrate a feature on one neuron, where it meets another)",
+            chorus_ratio,
+        )
+    return torch.from_numpy(w).to(dtype)
+
+
+def _chorus_conflicts(
+    feature: np.ndarray, neuron: np.ndarray, n_features: int, d_in: int
+) -> np.ndarray:
+    """`[n_features]` bool: features holding a neuron twice or sharing two or more neurons
+    with another feature."""
+    incidence = np.zeros((n_features, d_in), dtype=np.int64)
+    np.add.at(incidence, (feature, neuron), 1)
+    shared = incidence @ incidence.T  # (n_features, n_features) neurons in common
+    np.fill_diagonal(shared, 0)
+    return np.asarray((incidence > 1).any(1) | (shared > 1).any(1))
+
+
+def config_dictionary(config: SynthConfig) -> Float[Tensor, "n_features d_in"]:
+    """The planted features of `config`: `plant_chorus` when it asks for a chorus, else
+    `plant_dictionary`."""
+    if config.chorus:
+        return plant_chorus(
+            config.n_features,
+            config.d_in,
+            neuron_support=config.neuron_support,
+            chorus=config.chorus,
+            chorus_ratio=config.chorus_ratio,
+            seed=config.seed,
+        )
+    return plant_dictionary(
+        config.n_features, config.d_in, seed=config.seed, neuron_support=config.neuron_support
+    )
 
 
 def feature_probabilities(config: SynthConfig) -> Float[Tensor, " n_features"]:
@@ -260,12 +410,7 @@ class _Plan(NamedTuple):
 
 def _plan(config: SynthConfig, features: Tensor | None = None) -> _Plan:
     if features is None:
-        features = plant_dictionary(
-            config.n_features,
-            config.d_in,
-            seed=config.seed,
-            neuron_support=config.neuron_support,
-        )
+        features = config_dictionary(config)
     elif tuple(features.shape) != (config.n_features, config.d_in):
         raise ValueError(
             f"features must have shape [{config.n_features}, {config.d_in}]; "
