@@ -6,10 +6,12 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -23,7 +25,7 @@ from polysemy.models import load_model
 REPO = Path(__file__).resolve().parents[2]
 SITE = "encoder.layer.3.output"
 # Small batches and shards, so each rank runs several batches and writes several shards.
-SETTINGS = {"tokens": 2400, "batch_size": 4, "window_batches": 2, "shard_rows": 300}
+SETTINGS: dict[str, Any] = {"tokens": 2400, "batch_size": 4, "window_batches": 2, "shard_rows": 300}
 
 # One rank of a harvest under torchrun's environment variables; rank 1 is SIGKILLed in the
 # middle of its third forward pass (a real kill: no exception handler, no cleanup runs).
@@ -212,3 +214,53 @@ def test_killed_rank_resumes_to_the_one_process_rows(
     assert json.loads((out / "manifest.json").read_text()) == json.loads(
         (expected / "manifest.json").read_text()
     )
+
+
+def _write_part(out: Path, rank: int, rows: int, *, world: int = 2, d_in: int = 4) -> None:
+    g = torch.Generator().manual_seed(rank)
+    with StoreWriter(
+        out, d_in=d_in, dtype="float32", source={"s": 1}, shard_rows=3, part=(rank, world)
+    ) as w:
+        w.append(torch.randn(rows, d_in, generator=g))
+
+
+def test_parts_join_into_one_store_in_rank_order(tmp_path: Path) -> None:
+    _write_part(tmp_path, 1, 4)
+    _write_part(tmp_path, 0, 5)
+    assert not (tmp_path / "manifest.json").exists()
+    # A part writer starting afresh touches only its own rank's files.
+    _write_part(tmp_path, 0, 5)
+    assert (tmp_path / "rank-00001-shard-00001.safetensors").is_file()
+    manifest = join_parts(tmp_path, 2)
+    store = ActivationStore(tmp_path)
+    assert store.rows == 9 and store.n_shards == 4
+    assert manifest["parts"] == [
+        {"rank": 0, "rows": 5, "shards": 2},
+        {"rank": 1, "rows": 4, "shards": 2},
+    ]
+    assert store.source == {"s": 1}
+    g = torch.Generator().manual_seed(1)
+    torch.testing.assert_close(store.read(5, 9), torch.randn(4, 4, generator=g))
+    # One process cannot continue what several ranks wrote.
+    with pytest.raises(ValueError, match="harvested by 2 ranks under torchrun"):
+        StoreWriter(tmp_path, d_in=4, dtype="float32", source={"s": 1}, resume=True)
+
+
+def test_join_refuses_a_missing_or_foreign_part(tmp_path: Path) -> None:
+    _write_part(tmp_path, 0, 2)
+    with pytest.raises(FileNotFoundError, match=r"rank-00001\.manifest\.json"):
+        join_parts(tmp_path, 2)
+    _write_part(tmp_path, 1, 2, world=3)
+    with pytest.raises(ValueError, match=re.escape("expected {'rank': 1, 'world_size': 2}")):
+        join_parts(tmp_path, 2)
+    assert not (tmp_path / "manifest.json").exists()
+
+
+def test_one_process_harvest_refuses_an_unfinished_torchrun_harvest(tmp_path: Path) -> None:
+    _write_part(tmp_path, 0, 2, d_in=384)
+    loaded = load_model("minilm")
+    config = HarvestConfig(sites=(SITE,), tokens=10)
+    with pytest.raises(ValueError, match="holds a harvest under torchrun"):
+        harvest(loaded, ["some text"], config, out=tmp_path)
+    with pytest.raises(ValueError, match="resume it under torchrun with --nproc-per-node 2"):
+        harvest(loaded, ["some text"], config, out=tmp_path, resume=True)

@@ -58,8 +58,7 @@ import torch.distributed as torch_dist
 from jaxtyping import Bool, Int
 from torch import Tensor
 
-from polysemy.activations.shards import DTYPES, StoreDtype
-from polysemy.activations.shards import MANIFEST, is_store_member, read_manifest
+from polysemy.activations.shards import DTYPES, MANIFEST, StoreDtype, is_store_member, read_manifest
 from polysemy.activations.store import DEFAULT_SHARD_ROWS, StoreWriter, join_parts, list_parts
 from polysemy.models.loading import LoadedModel
 from polysemy.models.sites import Site, get_site, read_sites
@@ -560,13 +559,12 @@ def _check_outs_ranked(
                     "parts); pass resume=True to continue it or force=True to replace it"
                 )
             if not info.enabled and not (path / MANIFEST).is_file():
+                part = read_manifest(path, parts[0].name)["source"].get("part", {})
                 raise ValueError(
                     f"out {str(path)!r} holds an unfinished harvest under torchrun; resume it "
-                    f"under torchrun with --nproc-per-node {len(parts)}"
+                    f"under torchrun with --nproc-per-node {part.get('world_size', '?')}"
                 )
-    unfinished = {
-        s: p for s, p in paths.items() if not (list_parts(p) and resume and not force)
-    }
+    unfinished = {s: p for s, p in paths.items() if not (list_parts(p) and resume and not force)}
     check_outs(unfinished, resume=resume, force=force)
 
 
@@ -593,7 +591,7 @@ def _prepare(paths: Mapping[str, Path], info: DistInfo, *, resume: bool, force: 
 def _first_error(fn: Any) -> BaseException | None:
     try:
         fn()
-    except Exception as exc:  # noqa: BLE001 - every rank must learn of it before it is raised
+    except Exception as exc:
         return exc
     return None
 

@@ -95,7 +95,9 @@ def is_store_member(name: str) -> bool:
     return (
         name in (MANIFEST, TRUTH, TOKENIZER)
         or bool(SHARD_RE.match(name) or PART_RE.match(name))
-        or name.startswith((".shard-", ".rank-", f".{MANIFEST}.tmp-", ".tokenizer.tmp-", f".{TRUTH}.tmp-"))
+        or name.startswith(
+            (".shard-", ".rank-", f".{MANIFEST}.tmp-", ".tokenizer.tmp-", f".{TRUTH}.tmp-")
+        )
     )
 
 

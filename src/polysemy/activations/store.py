@@ -191,9 +191,9 @@ class StoreWriter:
         only its own shards, manifest and temporary files for one rank's part."""
         if self.part is None:
             return is_store_member(name)
-        return (
-            name.startswith(self._prefix) and bool(SHARD_RE.match(name))
-        ) or name.startswith((f".{self._prefix}", f".{self._manifest_name}.tmp-"))
+        return (name.startswith(self._prefix) and bool(SHARD_RE.match(name))) or name.startswith(
+            (f".{self._prefix}", f".{self._manifest_name}.tmp-")
+        )
 
     def _resume(self) -> None:
         manifest = read_manifest(self.out, self._manifest_name)
@@ -391,7 +391,9 @@ def join_parts(out: str | os.PathLike[str], world_size: int) -> dict[str, Any]:
     check_int("world_size", world_size, least=1)
     folder = Path(out)
     parts = [read_manifest(folder, part_manifest(r)) for r in range(world_size)]
-    extra = [p.name for p in list_parts(folder) if p.name not in map(part_manifest, range(world_size))]
+    extra = [
+        p.name for p in list_parts(folder) if p.name not in map(part_manifest, range(world_size))
+    ]
     if extra:
         raise ValueError(
             f"{str(folder)!r} holds parts of another world size ({', '.join(extra)}); "
@@ -425,7 +427,9 @@ def join_parts(out: str | os.PathLike[str], world_size: int) -> dict[str, Any]:
         "shards": shards,
         "source": source,
         "row_order": ROW_ORDER_BY_RANK,
-        "parts": [{"rank": r, "rows": p["rows"], "shards": len(p["shards"])} for r, p in enumerate(parts)],
+        "parts": [
+            {"rank": r, "rows": p["rows"], "shards": len(p["shards"])} for r, p in enumerate(parts)
+        ],
     }
     atomic_write_json(folder / MANIFEST, manifest)
     return manifest
