@@ -68,6 +68,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         },
     )
     h.add_argument(
+        "--model-dtype",
+        choices=("float32", "float16", "bfloat16"),
+        default="float32",
+        help="dtype the model runs in (float16/bfloat16 for GPUs; --dtype is the store's)",
+    )
+    h.add_argument(
         "--resume",
         action="store_true",
         help="continue an interrupted harvest in --out (same settings) to the same result",
@@ -118,7 +124,9 @@ def _harvest(args: argparse.Namespace) -> int:
     # Under torchrun each rank loads the model on its own GPU (cuda -> cuda:<local rank>).
     info = init_from_env(args.device)
     device = rank_device(args.device, info)
-    loaded = load_model(args.model, device=device, allow_download=args.allow_download)
+    loaded = load_model(
+        args.model, device=device, dtype=args.model_dtype, allow_download=args.allow_download
+    )
     result = harvest(
         loaded,
         corpus,
