@@ -57,11 +57,13 @@ def main() -> int:
 
     tmp = Path(tempfile.mkdtemp(prefix="harvest-dist-"))
     loaded = load_model("minilm")
+    tok = loaded.tokenizer
+    assert tok is not None
     # A corpus file holding a little more than --tokens text tokens, read by every variant.
     docs, total = [], 0
     for text in open_corpus(args.corpus):
         docs.append(text)
-        total += len(loaded.tokenizer(text, add_special_tokens=False)["input_ids"])
+        total += len(tok(text, add_special_tokens=False)["input_ids"])
         if total > args.tokens * 1.1:
             break
     corpus = tmp / "docs.jsonl"
@@ -70,9 +72,7 @@ def main() -> int:
     t0 = time.perf_counter()
     rows = sum(
         b.rows
-        for b in itertools.islice(
-            iter_batches(loaded.tokenizer, docs, seq_len=128, batch_size=64), 10_000
-        )
+        for b in itertools.islice(iter_batches(tok, docs, seq_len=128, batch_size=64), 10_000)
     )
     tokenize_rate = rows / (time.perf_counter() - t0)
 

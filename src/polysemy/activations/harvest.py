@@ -357,6 +357,11 @@ def harvest(
     uninterrupted run; an existing store is otherwise refused unless `force` (which replaces
     whatever `out` holds, once the model, sites and corpus are known good).
 
+    Under torchrun (`WORLD_SIZE` > 1, or a process group already initialised) every process
+    calls this alike: each runs its share of the batches, and rank 0 writes the manifest once
+    all are done (module docstring). Every rank returns the job's `rows`, `rows_resumed` and
+    rate; a failure on any rank raises on every rank.
+
     Raises ValueError for an unknown or non-per-token site, a `seq_len` beyond the model's
     positions, an `out` holding something else, or a corpus without a single token (in which
     case nothing is written).
@@ -504,7 +509,8 @@ def harvest(
                             doc=batch.doc[a:n],
                             pos=batch.pos[a:n],
                         )
-                bar.update((hi - max(lo, skip)) * world)
+                # Rank 0 shows the whole job's progress, estimated from its own share.
+                bar.update(min((hi - max(lo, skip)) * world, max(target - bar.n, 0)))
         rows = min(done, target)
         resumed = min(skip, mine)
         harvested = max(mine - skip, 0)
