@@ -32,10 +32,12 @@ SETTINGS: dict[str, Any] = {"tokens": 2400, "batch_size": 4, "window_batches": 2
 KILLED_WORKER = """
 import os, signal, sys, torch
 torch.set_num_threads(1)
+import polysemy.activations.harvest as H
 from polysemy.activations.harvest import HarvestConfig, harvest
 from polysemy.corpora import open_corpus
 from polysemy.models import load_model, patch_site
 settings = {settings}
+H.HEARTBEAT_BATCHES = 1  # compare failure flags after every batch: a failure stops all at once
 loaded = load_model("minilm")
 calls = []
 def die_on_the_third(x):
@@ -47,6 +49,12 @@ config = HarvestConfig(sites=({site!r},), dtype="float32", **settings)
 with patch_site(loaded, "encoder.layer.0.output", die_on_the_third):
     harvest(loaded, open_corpus(sys.argv[1]), config, out=sys.argv[2])
 """
+
+
+# Rank 1 raises (a failure Python sees, unlike a kill): it must tell rank 0 before failing.
+FAILING_WORKER = KILLED_WORKER.replace(
+    "os.kill(os.getpid(), signal.SIGKILL)", "raise RuntimeError('planted failure')"
+).replace("len(calls) == 3", "len(calls) == 1")
 
 
 def _free_port() -> int:
@@ -113,7 +121,7 @@ def test_killed_rank_resumes_to_the_one_process_rows(
     assert "another rank of this harvest died" in errs[0], errs[0][-2000:]
     assert not (out / "manifest.json").exists(), "no manifest before every rank is done"
     rank1 = json.loads((out / part_manifest(1)).read_text())
-    assert 0 < rank1["rows"] < SETTINGS["tokens"] // 2  # killed on its 3rd of ~8 batches
+    assert 0 < rank1["rows"] < SETTINGS["tokens"] // 2  # killed on its 3rd batch
 
     # Resume under the real torchrun, through the CLI.
     cmd = [
@@ -264,3 +272,38 @@ def test_one_process_harvest_refuses_an_unfinished_torchrun_harvest(tmp_path: Pa
         harvest(loaded, ["some text"], config, out=tmp_path)
     with pytest.raises(ValueError, match="resume it under torchrun with --nproc-per-node 2"):
         harvest(loaded, ["some text"], config, out=tmp_path, resume=True)
+
+
+@pytest.mark.slow
+def test_a_rank_that_raises_fails_every_rank(corpus_file: Path, tmp_path: Path) -> None:
+    port = str(_free_port())
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                FAILING_WORKER.format(settings=SETTINGS, site=SITE),
+                str(corpus_file),
+                str(tmp_path / "store"),
+            ],
+            env=_env(
+                WORLD_SIZE="2",
+                RANK=str(r),
+                LOCAL_RANK=str(r),
+                MASTER_ADDR="127.0.0.1",
+                MASTER_PORT=port,
+            ),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for r in range(2)
+    ]
+    errs = [p.communicate(timeout=120)[1] for p in procs]
+    assert procs[1].returncode == 1 and "planted failure" in errs[1], errs[1][-2000:]
+    assert procs[0].returncode == 1, errs[0][-2000:]
+    assert "1 other rank of this harvest failed" in errs[0], errs[0][-2000:]
+    assert not (tmp_path / "store" / "manifest.json").exists()
+    # Rank 0 stopped at the next heartbeat (after its first batch), far from the end of its
+    # share (~1200 rows).
+    assert json.loads((tmp_path / "store" / part_manifest(0)).read_text())["rows"] <= 600

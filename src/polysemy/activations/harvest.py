@@ -73,6 +73,9 @@ logger = logging.getLogger(__name__)
 _TOKENIZE_DOCS = 256  # documents per bulk call of the fast tokenizer
 _MAX_PAD = 0.1  # most padding a chunk may get, as a share of its batch's width
 _MIN_FILL = 0.5  # share of the token budget a batch fills before _MAX_PAD may close it
+HEARTBEAT_BATCHES = 16
+"""Under torchrun, the ranks compare failure flags every this many batches of each rank (one
+3-integer all_reduce), so a rank that fails stops the others within that many batches."""
 PACKING = "chunks"
 """How text becomes sequences (recorded in each manifest's source; see the module docstring)."""
 
@@ -481,9 +484,13 @@ def harvest(
                 read_sites(loaded, sites, early_exit=config.early_exit, select=select)
             )
             stack.enter_context(torch.inference_mode())
+            beat = HEARTBEAT_BATCHES * world
             for index, batch in enumerate(stream):
                 if done >= target:
                     break
+                if info.enabled and index and index % beat == 0:
+                    # Every rank walks the same stream, so all reach this point together.
+                    _stop_if_a_rank_failed(info)
                 documents_seen = batch.documents_seen
                 n = min(batch.rows, target - done)
                 done += n
@@ -514,18 +521,15 @@ def harvest(
         rows = min(done, target)
         resumed = min(skip, mine)
         harvested = max(mine - skip, 0)
-    except Exception:
+    except Exception as exc:
         # Tell the other ranks before failing, so they end with an error instead of waiting
-        # (when they are gone already, the error of this rank is the one worth raising).
-        with contextlib.suppress(RuntimeError):
-            _sum_over_ranks(info, [0, 0, 1])
+        # (when they are gone already, the error of this rank is the one worth raising). A
+        # rank stopped by another's failure does not: the others learned it already.
+        if not isinstance(exc, PeerFailed):
+            with contextlib.suppress(RuntimeError):
+                _sum_over_ranks(info, [0, 0, 1])
         raise
-    harvested, resumed, failures = _sum_over_ranks(info, [harvested, resumed, 0])
-    if failures:
-        raise RuntimeError(
-            f"{failures} other rank{'s' if failures > 1 else ''} of this harvest failed (see "
-            "their errors); this rank's shards are kept: rerun with resume to finish"
-        )
+    harvested, resumed, _ = _stop_if_a_rank_failed(info, [harvested, resumed, 0])
     if info.enabled:
         joined = None
         if info.is_main:
@@ -602,6 +606,22 @@ def _first_error(fn: Any) -> BaseException | None:
     return None
 
 
+class PeerFailed(RuntimeError):
+    """Another rank of a harvest under torchrun failed or died; this rank stopped."""
+
+
+def _stop_if_a_rank_failed(info: DistInfo, values: list[int] | None = None) -> list[int]:
+    """Sum `[a, b, failed]` over ranks; raise PeerFailed when any rank reported a failure."""
+    total = _sum_over_ranks(info, values or [0, 0, 0])
+    if total[-1]:
+        n = total[-1]
+        raise PeerFailed(
+            f"rank {info.rank}: {n} other rank{'s' if n > 1 else ''} of this harvest failed "
+            "(see their errors); every rank's complete shards are kept: rerun with resume"
+        )
+    return total
+
+
 def _sum_over_ranks(info: DistInfo, values: list[int]) -> list[int]:
     """Sum integers over ranks (int64, exact at any size); unchanged in one process."""
     if not info.enabled:
@@ -612,7 +632,7 @@ def _sum_over_ranks(info: DistInfo, values: list[int]) -> list[int]:
         torch_dist.all_reduce(t, op=torch_dist.ReduceOp.SUM)
     except RuntimeError as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise RuntimeError(
+        raise PeerFailed(
             f"rank {info.rank}: another rank of this harvest died ({first}); rerun with "
             "resume to finish"
         ) from None
