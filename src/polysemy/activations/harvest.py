@@ -568,11 +568,17 @@ def _check_outs_ranked(
                     f"out {str(path)!r} holds a harvest under torchrun ({len(parts)} rank "
                     "parts); pass resume=True to continue it or force=True to replace it"
                 )
+            part = read_manifest(path, parts[0].name)["source"].get("part", {})
+            world = part.get("world_size", "?")
             if not info.enabled and not (path / MANIFEST).is_file():
-                part = read_manifest(path, parts[0].name)["source"].get("part", {})
                 raise ValueError(
                     f"out {str(path)!r} holds an unfinished harvest under torchrun; resume it "
-                    f"under torchrun with --nproc-per-node {part.get('world_size', '?')}"
+                    f"under torchrun with --nproc-per-node {world}"
+                )
+            if info.enabled and world != info.world_size:
+                raise ValueError(
+                    f"out {str(path)!r} was harvested by {world} ranks; resume it with "
+                    f"--nproc-per-node {world} (got {info.world_size}), or pass force=True"
                 )
     unfinished = {s: p for s, p in paths.items() if not (list_parts(p) and resume and not force)}
     check_outs(unfinished, resume=resume, force=force)
