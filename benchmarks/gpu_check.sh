@@ -13,7 +13,8 @@
 #      median and worst cosine, relative error of the norms;
 #   4. with 2+ GPUs, the same harvest under torchrun (NCCL), compared up to row order;
 #   5. the evidence passes (features, neurons, geometry) on CUDA over the float16 store and
-#      an SAE trained on it.
+#      an SAE trained on it; with 2+ GPUs the neurons pass again under torchrun (NCCL),
+#      compared with the one-process result.
 # Throughputs are tokens (rows) per second as each command reports them.
 #
 # Without a CUDA GPU it refuses at once: one line on stderr, exit 3, nothing written.
@@ -135,6 +136,21 @@ if [ -f "$WORK/h-cuda-float16/manifest.json" ]; then
         step "analyze-$kind" "$PY" -m polysemy analyze "$kind" --sae "$WORK/sae-minilm" \
             --acts "$WORK/h-cuda-float16" --device cuda --json --out "$WORK/analyses/$kind"
     done
+    if [ "$NGPU" -ge 2 ]; then
+        step analyze-neurons-torchrun-nccl "$PY" -m torch.distributed.run \
+            --nproc-per-node "$NGPU" -m polysemy analyze neurons --sae "$WORK/sae-minilm" \
+            --acts "$WORK/h-cuda-float16" --device cuda --json --out "$WORK/analyses/neurons-ddp"
+        "$PY" - "$WORK/analyses" <<'EOF' || FAILED=1
+import sys
+from safetensors.torch import load_file
+a = load_file(f"{sys.argv[1]}/neurons/neurons.safetensors")
+b = load_file(f"{sys.argv[1]}/neurons-ddp/neurons.safetensors")
+worst = max(float((a[k].double() - b[k].double()).abs().max()) for k in a)
+print(f"[agreement] neurons pass, torchrun vs one process: worst difference {worst:.2e}")
+EOF
+    else
+        echo "[analyze-neurons-torchrun-nccl] skipped: 1 GPU (NCCL needs one GPU per rank)"
+    fi
 fi
 
 echo "gpu_check: done in $((SECONDS - START)) s; $([ "$FAILED" = 0 ] && echo 'every step passed' || echo 'SOME STEPS FAILED')"

@@ -54,7 +54,6 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import torch
-import torch.distributed as torch_dist
 from jaxtyping import Bool, Int
 from torch import Tensor
 
@@ -73,9 +72,10 @@ logger = logging.getLogger(__name__)
 _TOKENIZE_DOCS = 256  # documents per bulk call of the fast tokenizer
 _MAX_PAD = 0.1  # most padding a chunk may get, as a share of its batch's width
 _MIN_FILL = 0.5  # share of the token budget a batch fills before _MAX_PAD may close it
-HEARTBEAT_BATCHES = 16
-"""Under torchrun, the ranks compare failure flags every this many batches of each rank (one
-3-integer all_reduce), so a rank that fails stops the others within that many batches."""
+HEARTBEAT_BATCHES = dist_utils.HEARTBEAT_BATCHES
+"""Under torchrun, the ranks compare failure flags every this many batches of each rank, so a
+rank that fails stops the others within that many batches."""
+_JOB, _HINT = "harvest", "every rank's complete shards are kept: rerun with resume"
 PACKING = "chunks"
 """How text becomes sequences (recorded in each manifest's source; see the module docstring)."""
 
@@ -397,8 +397,10 @@ def harvest(
     info = dist_utils.init_from_env(next(iter(loaded.model.parameters())).device)
     world, rank = info.world_size, info.rank
     # Every rank checks; all learn whether any refused, so none waits on a collective alone.
-    refused = _first_error(lambda: _check_outs_ranked(paths, info, resume=resume, force=force))
-    _raise_if_any(info, refused, "refused out")
+    refused = dist_utils.first_error(
+        lambda: _check_outs_ranked(paths, info, resume=resume, force=force)
+    )
+    dist_utils.raise_if_any(info, refused, "refused out")
 
     model = loaded.model
     device = next(iter(model.parameters())).device
@@ -416,10 +418,10 @@ def harvest(
     if first is None or first.rows == 0:
         raise ValueError(f"corpus {corpus!r} holds no text tokens; nothing to harvest")
     if info.is_main:
-        failed = _first_error(lambda: _prepare(paths, info, resume=resume, force=force))
+        failed = dist_utils.first_error(lambda: _prepare(paths, info, resume=resume, force=force))
     else:
         failed = None
-    _raise_if_any(info, failed, "could not prepare out")
+    dist_utils.raise_if_any(info, failed, "could not prepare out")
 
     def source(site: Site) -> dict[str, Any]:
         return {
@@ -490,7 +492,7 @@ def harvest(
                     break
                 if info.enabled and index and index % beat == 0:
                     # Every rank walks the same stream, so all reach this point together.
-                    _stop_if_a_rank_failed(info)
+                    dist_utils.stop_if_a_rank_failed(info, job=_JOB, hint=_HINT)
                 documents_seen = batch.documents_seen
                 n = min(batch.rows, target - done)
                 done += n
@@ -525,16 +527,17 @@ def harvest(
         # Tell the other ranks before failing, so they end with an error instead of waiting
         # (when they are gone already, the error of this rank is the one worth raising). A
         # rank stopped by another's failure does not: the others learned it already.
-        if not isinstance(exc, PeerFailed):
-            with contextlib.suppress(RuntimeError):
-                _sum_over_ranks(info, [0, 0, 1])
+        if not isinstance(exc, dist_utils.PeerFailed):
+            dist_utils.report_failure(info)
         raise
-    harvested, resumed, _ = _stop_if_a_rank_failed(info, [harvested, resumed, 0])
+    harvested, resumed, _ = dist_utils.stop_if_a_rank_failed(
+        info, [harvested, resumed, 0], job=_JOB, hint=_HINT
+    )
     if info.enabled:
         joined = None
         if info.is_main:
-            joined = _first_error(lambda: [join_parts(p, world) for p in paths.values()])
-        _raise_if_any(info, joined, "could not write the manifest")
+            joined = dist_utils.first_error(lambda: [join_parts(p, world) for p in paths.values()])
+        dist_utils.raise_if_any(info, joined, "could not write the manifest")
     seconds = time.perf_counter() - start_time
     exhausted = rows < target
     if exhausted:
@@ -602,56 +605,6 @@ def _prepare(paths: Mapping[str, Path], info: DistInfo, *, resume: bool, force: 
                     shutil.rmtree(member)
                 else:
                     member.unlink()
-
-
-def _first_error(fn: Any) -> BaseException | None:
-    try:
-        fn()
-    except Exception as exc:
-        return exc
-    return None
-
-
-class PeerFailed(RuntimeError):
-    """Another rank of a harvest under torchrun failed or died; this rank stopped."""
-
-
-def _stop_if_a_rank_failed(info: DistInfo, values: list[int] | None = None) -> list[int]:
-    """Sum `[a, b, failed]` over ranks; raise PeerFailed when any rank reported a failure."""
-    total = _sum_over_ranks(info, values or [0, 0, 0])
-    if total[-1]:
-        n = total[-1]
-        raise PeerFailed(
-            f"rank {info.rank}: {n} other rank{'s' if n > 1 else ''} of this harvest failed "
-            "(see their errors); every rank's complete shards are kept: rerun with resume"
-        )
-    return total
-
-
-def _sum_over_ranks(info: DistInfo, values: list[int]) -> list[int]:
-    """Sum integers over ranks (int64, exact at any size); unchanged in one process."""
-    if not info.enabled:
-        return values
-    dev = torch.device("cuda", info.local_rank) if info.backend == "nccl" else "cpu"
-    t = torch.tensor(values, dtype=torch.int64, device=dev)
-    try:
-        torch_dist.all_reduce(t, op=torch_dist.ReduceOp.SUM)
-    except RuntimeError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise PeerFailed(
-            f"rank {info.rank}: another rank of this harvest died ({first}); rerun with "
-            "resume to finish"
-        ) from None
-    return [int(v) for v in t.tolist()]
-
-
-def _raise_if_any(info: DistInfo, error: BaseException | None, what: str) -> None:
-    """Raise `error` here, and an error naming it on every rank when any rank had one."""
-    (failures,) = _sum_over_ranks(info, [0 if error is None else 1])
-    if error is not None:
-        raise error
-    if failures:
-        raise RuntimeError(f"rank {info.rank}: another rank {what} (see its error)")
 
 
 def _chain(first: HarvestBatch, rest: Iterator[HarvestBatch]) -> Iterator[HarvestBatch]:
