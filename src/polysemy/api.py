@@ -70,6 +70,7 @@ def harvest(
     any iterable of texts, or a spec for `open_corpus` (with `seed`). `options` are fields of
     `HarvestConfig` (`tokens` is required; `seq_len`, `batch_size`, `dtype`, ...). Returns the
     store for `site=`, or a mapping site -> store for `sites=` (stores in `out/<site>/`).
+    Under torchrun every process calls it alike and gets the whole store (docs/scale.md).
     """
     from polysemy.activations.harvest import HarvestConfig, store_paths
     from polysemy.activations.harvest import harvest as harvest_sites
@@ -81,7 +82,13 @@ def harvest(
     names = (site,) if site is not None else sites
     (config_options,) = _split_options(options, HarvestConfig)
     config = HarvestConfig(sites=names, **config_options)  # type: ignore[arg-type]
-    loaded = load_model(model, device=device) if isinstance(model, str) else model
+    if isinstance(model, str):
+        from polysemy.sae.distributed import init_from_env, rank_device
+
+        # Under torchrun each rank loads the model on its own GPU (cuda -> cuda:<local rank>).
+        loaded = load_model(model, device=rank_device(device, init_from_env(device)))
+    else:
+        loaded = model
     documents = open_corpus(corpus, seed=seed) if isinstance(corpus, str) else corpus
     paths = store_paths(out, config.sites)
     harvest_sites(

@@ -28,6 +28,17 @@ Harvesting is deterministic: the same corpus and settings produce byte-identical
 is what lets `resume=True` continue a killed run: the batch stream is rebuilt, the rows already
 in complete shards are skipped (batches wholly inside them are not even run) and the rest is
 appended to the same shards.
+
+Under torchrun (`WORLD_SIZE` > 1) every rank builds the same batch stream (and so cuts the
+same `tokens` rows from it) and runs batches `rank, rank + N, rank + 2N, ...` of it: the very
+batches, padding included, that one process would run, so the rows are those of the
+one-process store, in another order. Each rank writes its own shards
+(`rank-<r>-shard-<i>.safetensors`) and progress manifest (`rank-<r>.manifest.json`); once
+every rank is done, rank 0 writes the one `manifest.json`, whose `row_order` is "by rank"
+(rank 0's rows, then rank 1's, ...). A killed rank is resumed with `resume=True` under the
+same world size: each rank redoes only what its own manifest lacks, to the same bytes. The
+price of this identity is that every rank tokenizes the whole stream it cuts (cheap beside
+the forward passes; see benchmarks/harvest_distributed.py).
 """
 
 from __future__ import annotations
@@ -46,12 +57,14 @@ import torch
 from jaxtyping import Bool, Int
 from torch import Tensor
 
-from polysemy.activations.shards import DTYPES, StoreDtype
-from polysemy.activations.store import DEFAULT_SHARD_ROWS, StoreWriter
+from polysemy.activations.shards import DTYPES, MANIFEST, StoreDtype, is_store_member, read_manifest
+from polysemy.activations.store import DEFAULT_SHARD_ROWS, StoreWriter, join_parts, list_parts
 from polysemy.models.loading import LoadedModel
 from polysemy.models.sites import Site, get_site, read_sites
 from polysemy.progress import progress_bar
 from polysemy.runfolder import ACTIVATIONS, check_out, detect_kind
+from polysemy.sae import distributed as dist_utils
+from polysemy.sae.distributed import DistInfo
 from polysemy.validation import ParameterError, check_choice, check_int
 
 logger = logging.getLogger(__name__)
@@ -59,6 +72,10 @@ logger = logging.getLogger(__name__)
 _TOKENIZE_DOCS = 256  # documents per bulk call of the fast tokenizer
 _MAX_PAD = 0.1  # most padding a chunk may get, as a share of its batch's width
 _MIN_FILL = 0.5  # share of the token budget a batch fills before _MAX_PAD may close it
+HEARTBEAT_BATCHES = dist_utils.HEARTBEAT_BATCHES
+"""Under torchrun, the ranks compare failure flags every this many batches of each rank, so a
+rank that fails stops the others within that many batches."""
+_JOB, _HINT = "harvest", "every rank's complete shards are kept: rerun with resume"
 PACKING = "chunks"
 """How text becomes sequences (recorded in each manifest's source; see the module docstring)."""
 
@@ -343,6 +360,11 @@ def harvest(
     uninterrupted run; an existing store is otherwise refused unless `force` (which replaces
     whatever `out` holds, once the model, sites and corpus are known good).
 
+    Under torchrun (`WORLD_SIZE` > 1, or a process group already initialised) every process
+    calls this alike: each runs its share of the batches, and rank 0 writes the manifest once
+    all are done (module docstring). Every rank returns the job's `rows`, `rows_resumed` and
+    rate; a failure on any rank raises on every rank.
+
     Raises ValueError for an unknown or non-per-token site, a `seq_len` beyond the model's
     positions, an `out` holding something else, or a corpus without a single token (in which
     case nothing is written).
@@ -372,7 +394,13 @@ def harvest(
         raise ValueError(
             f"out must map exactly the sites {list(config.sites)}; got {sorted(paths)}"
         )
-    check_outs(paths, resume=resume, force=force)
+    info = dist_utils.init_from_env(next(iter(loaded.model.parameters())).device)
+    world, rank = info.world_size, info.rank
+    # Every rank checks; all learn whether any refused, so none waits on a collective alone.
+    refused = dist_utils.first_error(
+        lambda: _check_outs_ranked(paths, info, resume=resume, force=force)
+    )
+    dist_utils.raise_if_any(info, refused, "refused out")
 
     model = loaded.model
     device = next(iter(model.parameters())).device
@@ -384,12 +412,16 @@ def harvest(
         batch_size=config.batch_size,
         window_batches=config.window_batches,
     )
-    # Peek before creating any folder: an empty corpus must leave nothing behind.
+    # Peek before creating any folder: an empty corpus must leave nothing behind. (Every
+    # rank builds the same stream, so every rank raises here alike.)
     first = next(batches, None)
     if first is None or first.rows == 0:
         raise ValueError(f"corpus {corpus!r} holds no text tokens; nothing to harvest")
-    if force:
-        _clear_foreign(paths)
+    if info.is_main:
+        failed = dist_utils.first_error(lambda: _prepare(paths, info, resume=resume, force=force))
+    else:
+        failed = None
+    dist_utils.raise_if_any(info, failed, "could not prepare out")
 
     def source(site: Site) -> dict[str, Any]:
         return {
@@ -412,80 +444,167 @@ def harvest(
         return value[keep_now[0]].to("cpu", store_dtype)
 
     stream = _chain(first, batches)
-    with contextlib.ExitStack() as stack:
-        writers = {
-            s.name: stack.enter_context(
-                StoreWriter(
-                    paths[s.name],
-                    d_in=s.width,
-                    dtype=config.dtype,
-                    source=source(s),
-                    shard_rows=config.shard_rows,
-                    resume=resume,
+    start_time = time.perf_counter()
+    try:
+        with contextlib.ExitStack() as stack:
+            writers = {
+                s.name: stack.enter_context(
+                    StoreWriter(
+                        paths[s.name],
+                        d_in=s.width,
+                        dtype=config.dtype,
+                        source=source(s),
+                        shard_rows=config.shard_rows,
+                        resume=resume,
+                        part=(rank, world) if info.enabled else None,
+                    )
+                )
+                for s in sites
+            }
+            # Rows of this rank's slice already in its complete shards.
+            committed = {name: w.rows_committed for name, w in writers.items()}
+            skip = min(committed.values())
+            if skip:
+                logger.info("resuming: %d rows already stored per site", skip)
+            if info.is_main:
+                for w in writers.values():
+                    w.copy_tokenizer(loaded.tokenizer)
+            target = config.tokens
+            done = 0  # rows of the whole stream consumed so far (every rank's batches)
+            mine = 0  # rows of this rank's batches consumed so far (stored or skipped)
+            documents_seen = 0
+            bar = stack.enter_context(
+                progress_bar(
+                    target,
+                    desc="harvest",
+                    unit="tok",
+                    enabled=progress and info.is_main,
+                    initial=min(skip, target) if not info.enabled else 0,
                 )
             )
-            for s in sites
-        }
-        committed = {name: w.rows_committed for name, w in writers.items()}
-        skip = min(committed.values())
-        if skip:
-            logger.info("resuming: %d rows already stored per site", skip)
-        for w in writers.values():
-            w.copy_tokenizer(loaded.tokenizer)
-        target = config.tokens
-        done = 0  # rows of the stream consumed so far (stored or skipped)
-        documents_seen = 0
-        start_time = time.perf_counter()
-        bar = stack.enter_context(
-            progress_bar(
-                target, desc="harvest", unit="tok", enabled=progress, initial=min(skip, target)
+            reader = stack.enter_context(
+                read_sites(loaded, sites, early_exit=config.early_exit, select=select)
             )
-        )
-        reader = stack.enter_context(
-            read_sites(loaded, sites, early_exit=config.early_exit, select=select)
-        )
-        stack.enter_context(torch.inference_mode())
-        for batch in stream:
-            if done >= target:
-                break
-            documents_seen = batch.documents_seen
-            n = min(batch.rows, target - done)
-            lo, hi = done, done + n  # stream rows this batch contributes
-            done = hi
-            if hi <= skip:
-                continue  # wholly inside complete shards of every store: not even run
-            keep_now[:] = [batch.keep.to(device)]
-            values = reader.run(
-                input_ids=batch.input_ids.to(device),
-                attention_mask=batch.attention_mask.to(device),
-            )
-            for name, w in writers.items():
-                # Each writer drops what it already holds (stores can differ by a shard
-                # when a kill fell between two of them).
-                a = max(committed[name] - lo, 0)
-                if a < n:
-                    w.append(
-                        values[name][a:n],
-                        tokens=batch.tokens[a:n],
-                        doc=batch.doc[a:n],
-                        pos=batch.pos[a:n],
-                    )
-            bar.update(hi - max(lo, skip))
-        seconds = time.perf_counter() - start_time
+            stack.enter_context(torch.inference_mode())
+            beat = HEARTBEAT_BATCHES * world
+            for index, batch in enumerate(stream):
+                if done >= target:
+                    break
+                if info.enabled and index and index % beat == 0:
+                    # Every rank walks the same stream, so all reach this point together.
+                    dist_utils.stop_if_a_rank_failed(info, job=_JOB, hint=_HINT)
+                documents_seen = batch.documents_seen
+                n = min(batch.rows, target - done)
+                done += n
+                if index % world != rank:
+                    continue  # another rank's batch
+                lo, hi = mine, mine + n  # rows of this rank's slice this batch contributes
+                mine = hi
+                if hi <= skip:
+                    continue  # wholly inside complete shards of every store: not even run
+                keep_now[:] = [batch.keep.to(device)]
+                values = reader.run(
+                    input_ids=batch.input_ids.to(device),
+                    attention_mask=batch.attention_mask.to(device),
+                )
+                for name, w in writers.items():
+                    # Each writer drops what it already holds (stores can differ by a shard
+                    # when a kill fell between two of them).
+                    a = max(committed[name] - lo, 0)
+                    if a < n:
+                        w.append(
+                            values[name][a:n],
+                            tokens=batch.tokens[a:n],
+                            doc=batch.doc[a:n],
+                            pos=batch.pos[a:n],
+                        )
+                # Rank 0 shows the whole job's progress, estimated from its own share.
+                bar.update(min((hi - max(lo, skip)) * world, max(target - bar.n, 0)))
         rows = min(done, target)
-        harvested = max(rows - skip, 0)
+        resumed = min(skip, mine)
+        harvested = max(mine - skip, 0)
+    except Exception as exc:
+        # Tell the other ranks before failing, so they end with an error instead of waiting
+        # (when they are gone already, the error of this rank is the one worth raising). A
+        # rank stopped by another's failure does not: the others learned it already.
+        if not isinstance(exc, dist_utils.PeerFailed):
+            dist_utils.report_failure(info)
+        raise
+    harvested, resumed, _ = dist_utils.stop_if_a_rank_failed(
+        info, [harvested, resumed, 0], job=_JOB, hint=_HINT
+    )
+    if info.enabled:
+        joined = None
+        if info.is_main:
+            joined = dist_utils.first_error(lambda: [join_parts(p, world) for p in paths.values()])
+        dist_utils.raise_if_any(info, joined, "could not write the manifest")
+    seconds = time.perf_counter() - start_time
     exhausted = rows < target
     if exhausted:
         logger.warning("corpus %r ran out after %d of %d tokens", corpus, rows, target)
     return HarvestResult(
         stores=dict(paths),
         rows=rows,
-        rows_resumed=min(skip, rows),
+        rows_resumed=resumed,
         documents=documents_seen,
         exhausted=exhausted,
         seconds=seconds,
         tokens_per_second=harvested / seconds if seconds > 0 else 0.0,
     )
+
+
+def _check_outs_ranked(
+    paths: Mapping[str, Path], info: DistInfo, *, resume: bool, force: bool
+) -> None:
+    """`check_outs`, knowing the parts a killed harvest under torchrun leaves behind."""
+    for path in paths.values():
+        parts = list_parts(path)
+        whole = path.is_dir() and (path / MANIFEST).is_file() and not parts
+        if info.enabled and resume and whole and not force:
+            raise ValueError(
+                f"out {str(path)!r} holds a store harvested by one process; resume it with one "
+                "process, or pass force=True to replace it"
+            )
+        if parts and not force:
+            if not resume:
+                raise ValueError(
+                    f"out {str(path)!r} holds a harvest under torchrun ({len(parts)} rank "
+                    "parts); pass resume=True to continue it or force=True to replace it"
+                )
+            part = read_manifest(path, parts[0].name)["source"].get("part", {})
+            world = part.get("world_size", "?")
+            if not info.enabled and not (path / MANIFEST).is_file():
+                raise ValueError(
+                    f"out {str(path)!r} holds an unfinished harvest under torchrun; resume it "
+                    f"under torchrun with --nproc-per-node {world}"
+                )
+            if info.enabled and world != info.world_size:
+                raise ValueError(
+                    f"out {str(path)!r} was harvested by {world} ranks; resume it with "
+                    f"--nproc-per-node {world} (got {info.world_size}), or pass force=True"
+                )
+    unfinished = {s: p for s, p in paths.items() if not (list_parts(p) and resume and not force)}
+    check_outs(unfinished, resume=resume, force=force)
+
+
+def _prepare(paths: Mapping[str, Path], info: DistInfo, *, resume: bool, force: bool) -> None:
+    """Rank 0, before any rank writes: clear what a fresh start replaces."""
+    if force:
+        _clear_foreign(paths)
+    if not info.enabled or resume:
+        return
+    for path in paths.values():
+        if not path.is_dir():
+            continue
+        # A fresh harvest under torchrun replaces the whole store, every rank's files at once.
+        with contextlib.suppress(FileNotFoundError):
+            (path / MANIFEST).unlink()
+        for member in path.iterdir():
+            if is_store_member(member.name) and member.name != "tokenizer":
+                if member.is_dir():
+                    shutil.rmtree(member)
+                else:
+                    member.unlink()
 
 
 def _chain(first: HarvestBatch, rest: Iterator[HarvestBatch]) -> Iterator[HarvestBatch]:

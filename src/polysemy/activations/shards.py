@@ -61,7 +61,21 @@ ST_NUMPY: dict[str, np.dtype] = {
     "U8": np.dtype("u1"),
 }
 ST_NAME = {"F64": "float64", "F32": "float32", "F16": "float16", "BF16": "bfloat16"}
-SHARD_RE = re.compile(r"^shard-\d{5,}\.safetensors$")
+SHARD_RE = re.compile(r"^(?:rank-\d{5,}-)?shard-\d{5,}\.safetensors$")
+"""Shard file names: `shard-00000.safetensors`, or `rank-00001-shard-00000.safetensors` for
+the shards rank 1 wrote in a harvest under torchrun (see `part_prefix`)."""
+PART_RE = re.compile(r"^rank-\d{5,}\.manifest\.json$")
+"""Per-rank progress manifests of a harvest under torchrun (see `part_manifest`)."""
+
+
+def part_prefix(rank: int) -> str:
+    """What rank `rank` puts before the names of the shards it writes."""
+    return f"rank-{rank:05d}-"
+
+
+def part_manifest(rank: int) -> str:
+    """The file where rank `rank` records its own shards (what `resume` reads back)."""
+    return f"rank-{rank:05d}.manifest.json"
 
 
 def dtype_name(dtype: str | torch.dtype) -> str:
@@ -80,8 +94,10 @@ def is_store_member(name: str) -> bool:
     """Whether a file name in a store folder belongs to the store (or to a killed write)."""
     return (
         name in (MANIFEST, TRUTH, TOKENIZER)
-        or bool(SHARD_RE.match(name))
-        or name.startswith((".shard-", f".{MANIFEST}.tmp-", ".tokenizer.tmp-", f".{TRUTH}.tmp-"))
+        or bool(SHARD_RE.match(name) or PART_RE.match(name))
+        or name.startswith(
+            (".shard-", ".rank-", f".{MANIFEST}.tmp-", ".tokenizer.tmp-", f".{TRUTH}.tmp-")
+        )
     )
 
 
@@ -137,15 +153,14 @@ def read_header(path: Path) -> tuple[dict[str, Array], int]:
     return arrays, 8 + n + end
 
 
-def read_manifest(folder: Path) -> dict[str, Any]:
-    """Read and type-check `folder/manifest.json`; one-line errors."""
-    path = folder / MANIFEST
+def read_manifest(folder: Path, name: str = MANIFEST) -> dict[str, Any]:
+    """Read and type-check `folder/manifest.json` (or the part manifest `name`); one-line
+    errors."""
+    path = folder / name
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise FileNotFoundError(
-            f"{str(folder)!r} is not an activation store: no {MANIFEST}"
-        ) from None
+        raise FileNotFoundError(f"{str(folder)!r} is not an activation store: no {name}") from None
     except (UnicodeDecodeError, ValueError) as exc:
         raise ValueError(f"{str(path)!r} is not valid JSON: {exc}") from None
     if not isinstance(manifest, dict):

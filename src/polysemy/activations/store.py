@@ -45,6 +45,7 @@ from torch import Tensor
 from polysemy.activations.shards import (
     DTYPES,
     MANIFEST,
+    PART_RE,
     SHARD_RE,
     ST_NAME,
     STORE_FORMAT,
@@ -57,6 +58,8 @@ from polysemy.activations.shards import (
     is_store_member,
     map_shard,
     memmap_array,
+    part_manifest,
+    part_prefix,
     read_header,
     read_manifest,
     to_tensor,
@@ -97,6 +100,11 @@ class StoreWriter:
     killed run are deleted, and `rows_committed` says how many rows the producer must skip.
     Without `resume`, a store already in `out` is replaced (its manifest is emptied first, so
     the folder is a valid store at every moment).
+
+    With `part=(rank, world_size)` the writer is one rank of a harvest under torchrun: its
+    shards are named `rank-<rank>-shard-<i>.safetensors` and its progress goes to
+    `rank-<rank>.manifest.json` (same format, `source` plus `part`), never to `manifest.json`,
+    and it touches no other rank's files; `join_parts` writes the one manifest at the end.
     """
 
     def __init__(
@@ -108,9 +116,20 @@ class StoreWriter:
         source: Mapping[str, Any],
         shard_rows: int = DEFAULT_SHARD_ROWS,
         resume: bool = False,
+        part: tuple[int, int] | None = None,
     ) -> None:
         check_int("d_in", d_in, least=1)
         check_int("shard_rows", shard_rows, least=1)
+        if part is not None:
+            rank, world_size = part
+            check_int("world_size", world_size, least=1)
+            check_int("rank", rank, least=0)
+            if rank >= world_size:
+                raise ValueError(f"rank must be in [0, {world_size}); got {rank}")
+            source = {**source, "part": {"rank": rank, "world_size": world_size}}
+        self._prefix = "" if part is None else part_prefix(part[0])
+        self._manifest_name = MANIFEST if part is None else part_manifest(part[0])
+        self.part = part
         if not isinstance(source, Mapping):
             raise TypeError(f"source must be a dict; got {type(source).__name__}")
         try:
@@ -132,7 +151,7 @@ class StoreWriter:
         if self.out.exists() and not self.out.is_dir():
             raise ValueError(f"out must be a folder; got the existing file {str(self.out)!r}")
         self.out.mkdir(parents=True, exist_ok=True)
-        if resume and (self.out / MANIFEST).is_file():
+        if resume and (self.out / self._manifest_name).is_file():
             self._resume()
         else:
             self._start_fresh()
@@ -155,20 +174,34 @@ class StoreWriter:
 
     # -- setup --
     def _start_fresh(self) -> None:
-        old = self.out / MANIFEST
+        old = self.out / self._manifest_name
         if old.exists():
             logger.info("replacing the store in %s", self.out)
         # Empty manifest first: from here on the folder is a valid (empty) store.
         self._write_manifest()
         for path in self.out.iterdir():
-            if is_store_member(path.name) and path.name != MANIFEST:
+            if self._owns(path.name) and path.name != self._manifest_name:
                 if path.is_dir():
                     shutil.rmtree(path)
                 else:
                     path.unlink()
 
+    def _owns(self, name: str) -> bool:
+        """Whether `name` is this writer's to replace: any store member for a whole store,
+        only its own shards, manifest and temporary files for one rank's part."""
+        if self.part is None:
+            return is_store_member(name)
+        return (name.startswith(self._prefix) and bool(SHARD_RE.match(name))) or name.startswith(
+            (f".{self._prefix}", f".{self._manifest_name}.tmp-")
+        )
+
     def _resume(self) -> None:
-        manifest = read_manifest(self.out)
+        manifest = read_manifest(self.out, self._manifest_name)
+        if self.part is None and "row_order" in manifest:
+            raise ValueError(
+                f"cannot resume {str(self.out)!r} with one process: it was harvested by "
+                f"{len(manifest.get('parts', []))} ranks under torchrun; resume it there"
+            )
         if manifest["d_in"] != self.d_in:
             raise ValueError(
                 f"cannot resume {str(self.out)!r}: it holds d_in={manifest['d_in']}, "
@@ -195,9 +228,12 @@ class StoreWriter:
         # A shard renamed into place whose manifest update was lost, or a temp file of a
         # killed write: both are redone by the resumed producer.
         for path in self.out.iterdir():
-            if (SHARD_RE.match(path.name) and path.name not in named) or path.name.startswith(
-                (".shard-", f".{MANIFEST}.tmp-")
-            ):
+            stray = SHARD_RE.match(path.name) and path.name not in named
+            temp = path.name.startswith((".shard-", f".{MANIFEST}.tmp-"))
+            if self.part is not None:
+                stray = stray and path.name.startswith(self._prefix)
+                temp = path.name.startswith((f".{self._prefix}", f".{self._manifest_name}.tmp-"))
+            if stray or temp:
                 logger.info("resume: removing incomplete %s", path.name)
                 path.unlink()
         self._shards = [dict(s) for s in manifest["shards"]]
@@ -276,7 +312,7 @@ class StoreWriter:
 
     def _write_shard(self, n: int) -> None:
         block = self._take(n)
-        name = f"shard-{len(self._shards):05d}.safetensors"
+        name = f"{self._prefix}shard-{len(self._shards):05d}.safetensors"
         atomic_save_safetensors(self.out / name, block, metadata={"format": STORE_FORMAT})
         self._shards.append({"file": name, "rows": n})
         self._committed += n
@@ -285,7 +321,7 @@ class StoreWriter:
 
     def _write_manifest(self) -> None:
         atomic_write_json(
-            self.out / MANIFEST,
+            self.out / self._manifest_name,
             {
                 "format": STORE_FORMAT,
                 "d_in": self.d_in,
@@ -329,6 +365,74 @@ class StoreWriter:
             self._buffer.clear()
             self._buffered = 0
             self._closed = True
+
+
+ROW_ORDER_BY_RANK = "by rank"
+"""`row_order` of a store harvested under torchrun: rank 0's rows, then rank 1's, ..., each
+rank's in the order of its batches (rank r ran batches r, r + N, r + 2N, ... of the stream)."""
+
+
+def list_parts(out: str | os.PathLike[str]) -> list[Path]:
+    """The per-rank manifests (`rank-*.manifest.json`) in a store folder, by rank."""
+    folder = Path(out)
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir() if PART_RE.match(p.name))
+
+
+def join_parts(out: str | os.PathLike[str], world_size: int) -> dict[str, Any]:
+    """Write the one `manifest.json` of a store that `world_size` ranks wrote in parts.
+
+    Every rank's part manifest must be there and agree (d_in, dtype, source, world size);
+    the manifest lists rank 0's shards, then rank 1's, ..., states `row_order` and the rows
+    of each part, and is written atomically, so the folder becomes a store in one step.
+    Returns the manifest.
+    """
+    check_int("world_size", world_size, least=1)
+    folder = Path(out)
+    parts = [read_manifest(folder, part_manifest(r)) for r in range(world_size)]
+    extra = [
+        p.name for p in list_parts(folder) if p.name not in map(part_manifest, range(world_size))
+    ]
+    if extra:
+        raise ValueError(
+            f"{str(folder)!r} holds parts of another world size ({', '.join(extra)}); "
+            f"expected exactly {world_size}"
+        )
+    first = parts[0]
+    source = {k: v for k, v in first["source"].items() if k != "part"}
+    shards: list[dict[str, Any]] = []
+    for rank, part in enumerate(parts):
+        want = {"rank": rank, "world_size": world_size}
+        if part["source"].get("part") != want:
+            raise ValueError(
+                f"{part_manifest(rank)} in {str(folder)!r} is part {part['source'].get('part')}, "
+                f"expected {want}"
+            )
+        for key in ("d_in", "dtype"):
+            if part[key] != first[key]:
+                raise ValueError(
+                    f"ranks disagree on {key} in {str(folder)!r}: rank 0 has {first[key]!r}, "
+                    f"rank {rank} has {part[key]!r}"
+                )
+        if {k: v for k, v in part["source"].items() if k != "part"} != source:
+            raise ValueError(f"ranks 0 and {rank} disagree on the source in {str(folder)!r}")
+        validate_shards(folder, part)
+        shards.extend(part["shards"])
+    manifest = {
+        "format": STORE_FORMAT,
+        "d_in": first["d_in"],
+        "dtype": first["dtype"],
+        "rows": sum(p["rows"] for p in parts),
+        "shards": shards,
+        "source": source,
+        "row_order": ROW_ORDER_BY_RANK,
+        "parts": [
+            {"rank": r, "rows": p["rows"], "shards": len(p["shards"])} for r, p in enumerate(parts)
+        ],
+    }
+    atomic_write_json(folder / MANIFEST, manifest)
+    return manifest
 
 
 # ---- reading ----------------------------------------------------------------------------------

@@ -47,6 +47,7 @@ from polysemy.analysis.contexts import TextWindows, require_traces
 from polysemy.analysis.folder import start_analysis, write_analysis
 from polysemy.analysis.stats import Interval, bootstrap_ci, quantiles, verdict
 from polysemy.progress import progress_bar
+from polysemy.sae import distributed as dist_utils
 from polysemy.validation import ParameterError, check_choice, check_float, check_int, configured
 
 logger = logging.getLogger(__name__)
@@ -245,12 +246,26 @@ def analyze_neurons(
 ) -> NeuronsResult:
     """Each neuron of `store`'s site as a mixture of `sae`'s features (module docstring),
     against a random rotation of the basis; writes an analysis folder to `out` when given
-    (`neurons.json`, `contexts.json`, `neurons.safetensors`)."""
+    (`neurons.json`, `contexts.json`, `neurons.safetensors`).
+
+    Under torchrun every process calls it alike: rank r reads batches r, r + N, ... of the
+    pass, the sums are all_reduced and the top rows merged, so every rank returns the
+    one-process result (sums equal to float64 rounding); rank 0 alone writes `out`. A rank
+    that fails stops the others within `HEARTBEAT_BATCHES` batches (docs/scale.md).
+    """
     config = configured(NeuronsConfig, config, options)
     _check_inputs(sae, store, config)
     if config.texts:
         require_traces(store, "neuron contexts")
-    folder = start_analysis(out, force=force) if out is not None else None
+    info = dist_utils.init_from_env(device)
+    device = dist_utils.rank_device(device, info)
+    # Rank 0 alone writes; a refusal of `out` there ends every rank.
+    started: list[Any] = []
+    refused = None
+    if out is not None and info.is_main:
+        refused = dist_utils.first_error(lambda: started.append(start_analysis(out, force=force)))
+    dist_utils.raise_if_any(info, refused, "refused out")
+    folder = started[0] if started else None
     d = store.d_in
     neurons = torch.tensor(config.neurons or range(d), dtype=torch.int64)
     sae = sae.to(device).eval()
@@ -267,8 +282,14 @@ def analyze_neurons(
     n_top = min(config.top_contexts, n_rows)
     best = torch.full((d, n_top), -torch.inf, device=device)
     best_row = torch.zeros((d, n_top), dtype=torch.int64, device=device)
-    with progress_bar(n_rows, desc="neurons", unit="row", enabled=progress) as bar:
-        for a in range(0, n_rows, config.batch_size):
+    world, beat = info.world_size, dist_utils.HEARTBEAT_BATCHES * info.world_size
+    bar = progress_bar(n_rows, desc="neurons", unit="row", enabled=progress and info.is_main)
+    try:
+        for i, a in enumerate(range(0, n_rows, config.batch_size)):
+            if info.enabled and i and i % beat == 0:
+                dist_utils.stop_if_a_rank_failed(info, job="neurons pass")
+            if i % world != info.rank:
+                continue  # another rank's batch
             b = min(a + config.batch_size, n_rows)
             x = store.read(a, b, split=config.split, device=device)  # (batch, d)
             z = sae.encode(x)  # (batch, d_sae)
@@ -283,7 +304,24 @@ def analyze_neurons(
             )
             best, pick = vals.topk(n_top, dim=1)
             best_row = rows.gather(1, pick)
-            bar.update(b - a)
+            bar.update(min((b - a) * world, n_rows - bar.n))
+    except Exception as exc:
+        if not isinstance(exc, dist_utils.PeerFailed):
+            dist_utils.report_failure(info)
+        raise
+    finally:
+        bar.close()
+    if info.enabled:
+        dist_utils.stop_if_a_rank_failed(info, job="neurons pass")
+        for t in (mass, error, error_rot):
+            torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.SUM)
+        # Top rows: every rank's best n_top per neuron, merged into the overall best n_top.
+        best_all = [torch.empty_like(best) for _ in range(world)]
+        rows_all = [torch.empty_like(best_row) for _ in range(world)]
+        torch.distributed.all_gather(best_all, best)
+        torch.distributed.all_gather(rows_all, best_row)
+        best, pick = torch.cat(best_all, dim=1).topk(n_top, dim=1)
+        best_row = torch.cat(rows_all, dim=1).gather(1, pick)
 
     mass, error, error_rot = mass.cpu(), error.cpu(), error_rot.cpu()
     own = _Mixtures(mass, W_dec.cpu()[:, neurons], error[neurons], config.top_features, p)

@@ -40,7 +40,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "Run a corpus through a model held fixed and store the activations of each --site "
             "as an activation store (one row per text token; special tokens and padding are "
             "skipped). One --site: --out is the store. Several: one store each in "
-            "--out/<site>/, all from one forward pass."
+            "--out/<site>/, all from one forward pass. Under torchrun (--nproc-per-node N) "
+            "each rank runs every N-th batch and writes its own shards; rank 0 writes the "
+            "manifest once all are done (rows as one process would store them, ordered by rank)."
         ),
         handler=_harvest,
         runtime=("device", "threads", "seed"),
@@ -64,6 +66,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                 "`polysemy sites`)",
             }
         },
+    )
+    h.add_argument(
+        "--model-dtype",
+        choices=("float32", "float16", "bfloat16"),
+        default="float32",
+        help="dtype the model runs in (float16/bfloat16 for GPUs; --dtype is the store's)",
     )
     h.add_argument(
         "--resume",
@@ -109,10 +117,16 @@ def _harvest(args: argparse.Namespace) -> int:
     from polysemy.activations.harvest import harvest, store_paths
     from polysemy.corpora import open_corpus
     from polysemy.models import get_site, load_model
+    from polysemy.sae.distributed import init_from_env, rank_device, shutdown
 
     config = config_from_args(HarvestConfig, args)
     corpus = open_corpus(args.corpus, seed=args.seed)
-    loaded = load_model(args.model, device=args.device, allow_download=args.allow_download)
+    # Under torchrun each rank loads the model on its own GPU (cuda -> cuda:<local rank>).
+    info = init_from_env(args.device)
+    device = rank_device(args.device, info)
+    loaded = load_model(
+        args.model, device=device, dtype=args.model_dtype, allow_download=args.allow_download
+    )
     result = harvest(
         loaded,
         corpus,
@@ -122,6 +136,9 @@ def _harvest(args: argparse.Namespace) -> int:
         force=args.force,
         progress=True,
     )
+    shutdown(info)
+    if not info.is_main:
+        return 0  # rank 0 reports for every rank
     sites = [get_site(loaded, name) for name in config.sites]
     obj: dict[str, Any] = {
         "model": loaded.name,
@@ -130,6 +147,7 @@ def _harvest(args: argparse.Namespace) -> int:
         "sites": [{"name": s.name, "width": s.width} for s in sites],
         "rows": result.rows,
         "rows_resumed": result.rows_resumed,
+        "world_size": info.world_size,
         "documents": result.documents,
         "exhausted": result.exhausted,
         "dtype": config.dtype,
@@ -141,6 +159,7 @@ def _harvest(args: argparse.Namespace) -> int:
     text = (
         f"harvested {result.rows} tokens from {result.documents} documents of {corpus.name} "
         f"({result.tokens_per_second:.0f} tok/s"
+        + (f" over {info.world_size} ranks" if info.enabled else "")
         + (f", {result.rows_resumed} resumed" if result.rows_resumed else "")
         + f"): {where}"
     )

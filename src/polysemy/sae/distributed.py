@@ -9,9 +9,12 @@ counts) in ONE flat all_reduce per step. Rank 0 writes checkpoints.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -127,3 +130,78 @@ def shutdown(info: DistInfo) -> None:
     if info.enabled and dist.is_initialized():
         dist.barrier()
         dist.destroy_process_group()
+
+
+# ---- failures: no rank waits forever ----------------------------------------------------------
+# Streaming passes under torchrun (harvest, evidence passes) sum `[..., failed]` flags over
+# ranks at fixed points every rank reaches together (every HEARTBEAT_BATCHES batches and at
+# the end). A rank that raises reports its failure once and re-raises; the others stop at the
+# next such point. A rank killed outright makes the next collective fail on the others.
+
+HEARTBEAT_BATCHES = 16
+"""Batches of each rank between two comparisons of failure flags (one 3-integer all_reduce)."""
+
+
+class PeerFailed(RuntimeError):
+    """Another rank of a job under torchrun failed or died; this rank stopped."""
+
+
+def sum_over_ranks(
+    info: DistInfo, values: list[int], *, job: str = "job", hint: str = ""
+) -> list[int]:
+    """Sum integers over ranks (int64, exact at any size); unchanged in one process. Raises
+    PeerFailed when the collective fails (a rank died)."""
+    if not info.enabled:
+        return values
+    dev = torch.device("cuda", info.local_rank) if info.backend == "nccl" else "cpu"
+    t = torch.tensor(values, dtype=torch.int64, device=dev)
+    try:
+        dist.all_reduce(t, op=dist.ReduceOp.SUM)
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise PeerFailed(
+            f"rank {info.rank}: another rank of this {job} died ({first})"
+            + (f"; {hint}" if hint else "")
+        ) from None
+    return [int(v) for v in t.tolist()]
+
+
+def stop_if_a_rank_failed(
+    info: DistInfo, values: list[int] | None = None, *, job: str = "job", hint: str = ""
+) -> list[int]:
+    """Sum `[a, b, failed]` over ranks (a collective: every rank calls it at the same
+    point); raise PeerFailed when any rank reported a failure."""
+    total = sum_over_ranks(info, values or [0, 0, 0], job=job, hint=hint)
+    if total[-1]:
+        n = total[-1]
+        raise PeerFailed(
+            f"rank {info.rank}: {n} other rank{'s' if n > 1 else ''} of this {job} failed "
+            f"(see their errors){'; ' + hint if hint else ''}"
+        )
+    return total
+
+
+def report_failure(info: DistInfo) -> None:
+    """Tell the other ranks this one failed (the matching call of their next
+    `stop_if_a_rank_failed`); when they are gone already, there is no one to tell."""
+    with contextlib.suppress(RuntimeError):
+        sum_over_ranks(info, [0, 0, 1])
+
+
+def first_error(fn: Callable[[], Any]) -> Exception | None:
+    """Run `fn`; return the exception it raised, or None."""
+    try:
+        fn()
+    except Exception as exc:
+        return exc
+    return None
+
+
+def raise_if_any(info: DistInfo, error: BaseException | None, what: str) -> None:
+    """Raise `error` here, and an error naming it on every rank when any rank had one (a
+    collective: every rank calls it)."""
+    (failures,) = sum_over_ranks(info, [0 if error is None else 1])
+    if error is not None:
+        raise error
+    if failures:
+        raise RuntimeError(f"rank {info.rank}: another rank {what} (see its error)")
