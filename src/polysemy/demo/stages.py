@@ -358,6 +358,7 @@ def claims(ctx: StageContext) -> dict[str, Any]:
 def report(ctx: StageContext) -> dict[str, Any]:
     """The offline HTML (and Markdown) report of everything in the run folder."""
     from polysemy.report import write_report
+
     write_report(ctx.run)
     return {"out": str(ctx.run / "report" / "index.html")}
 
@@ -365,6 +366,7 @@ def report(ctx: StageContext) -> dict[str, Any]:
 def explorer(ctx: StageContext) -> dict[str, Any]:
     """Everything the explorer serves, precomputed into explorer/."""
     from polysemy.explorer import build_index
+
     build_index(ctx.run)
     return {"out": str(ctx.run / "explorer")}
 
