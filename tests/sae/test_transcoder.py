@@ -251,3 +251,46 @@ def test_train_sae_target_is_checked() -> None:
         train_sae(x, tc, train, target=x[:-1])
     with pytest.raises(ValueError, match="d_in/d_out mismatch"):
         train_sae(x, tc, train, target=torch.randn(512, 5))
+
+
+# ---- export and import -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("arch", TRANSCODERS)
+def test_sparsify_round_trip_with_real_sparsify(arch: str, tmp_path: Path) -> None:
+    import warnings
+
+    from polysemy.sae.interop import export_sae, import_sae
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        sparsify = pytest.importorskip("sparsify")
+    cfg = SAEConfig(arch=arch, d_in=D_IN, d_sae=D_SAE, k=K)  # sparsify: d_out = d_in
+    tc = build_sae(cfg, generator=torch.Generator().manual_seed(0)).eval()
+    with torch.no_grad():
+        g = torch.Generator().manual_seed(1)
+        tc.b_dec.copy_(0.1 * torch.randn(D_IN, generator=g))
+        tc.b_enc.copy_(0.05 * torch.randn(D_SAE, generator=g))
+        if tc.has_skip:
+            tc.W_skip.copy_(0.1 * torch.randn(D_IN, D_IN, generator=g))
+    export_sae(tc, "sparsify", tmp_path / "layers.0.mlp")
+    peer = sparsify.SparseCoder.load_from_disk(tmp_path / "layers.0.mlp")
+    assert peer.cfg.transcode and peer.cfg.skip_connection == tc.has_skip
+    x = torch.randn(64, D_IN, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        out = peer(x, x)  # (input, target): the target only enters the loss
+        back = import_sae("sparsify", tmp_path / "layers.0.mlp")
+        expected = tc.transcode(x)
+        torch.testing.assert_close(out.sae_out, expected, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(back.transcode(x), expected, rtol=1e-5, atol=1e-5)
+    assert back.arch == arch
+
+
+def test_exports_that_cannot_be_exact_are_refused(tmp_path: Path) -> None:
+    from polysemy.sae.interop import export_sae
+
+    with pytest.raises(ValueError, match="SAELens transcoders are ReLU or JumpReLU"):
+        export_sae(make("transcoder"), "saelens", tmp_path / "a")
+    with pytest.raises(ValueError, match="one d_in\\); got d_in=12, d_out=10"):
+        export_sae(make("transcoder"), "sparsify", tmp_path / "b")
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
