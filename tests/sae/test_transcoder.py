@@ -202,13 +202,18 @@ def test_paired_store_trains_a_transcoder_with_sites_recorded(
     row = pair.read(5, 6)
     torch.testing.assert_close(row[:, :32], ActivationStore(mlp_stores["in"]).read(5, 6))
     torch.testing.assert_close(row[:, 32:], pair.target.read(5, 6))
-    cfg = SAEConfig(arch="skip-transcoder", d_in=32, d_sae=64, k=8)
-    result = train_sae(
+    import polysemy as ps
+
+    result = ps.train_sae(  # the notebook spelling: d_in and d_out read from the stores
         mlp_stores["in"],
-        cfg,
-        TrainConfig(tokens=2048 * 4, batch_size=256),
         target=mlp_stores["out"],
+        arch="skip-transcoder",
+        d_sae=64,
+        k=8,
+        tokens=2048 * 4,
+        batch_size=256,
         out=tmp_path / "tc",
+        progress=False,
     )
     assert result.evaluated_on == "heldout" and 0 < result.fvu < 1.0
     saved = json.loads((tmp_path / "tc" / "config.json").read_text())
