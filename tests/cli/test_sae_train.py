@@ -207,3 +207,19 @@ def test_transcoder_reads_acts_and_target(acts: Path, tmp_path: Path, capsys) ->
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and message in err[0], err
         assert not (tmp_path / "bad").exists()
+
+
+def test_sae_eval_of_a_transcoder_reads_the_target(acts: Path, tmp_path: Path, capsys) -> None:
+    x = torch.from_numpy(np.load(acts))
+    target = tmp_path / "target.npy"
+    np.save(target, (x @ torch.randn(8, 6, generator=torch.Generator())).numpy())
+    extra = ("--arch", "transcoder", "--target", str(target), "--d-sae", "16", "--k", "2")
+    assert main(_train(acts, tmp_path / "tc", *extra, "--json")) == 0
+    trained = json.loads(capsys.readouterr().out)
+    args = ["sae", "eval", "--sae", str(tmp_path / "tc"), "--acts", str(acts)]
+    assert main([*args, "--target", str(target), "--json"]) == 0
+    metrics = json.loads(capsys.readouterr().out)
+    # the trainer scored the saved weights on the same held-out rows
+    assert metrics["fvu"] == pytest.approx(trained["fvu"], rel=1e-5)
+    assert main(args) == 2
+    assert "--target is required for the transcoder" in capsys.readouterr().err
