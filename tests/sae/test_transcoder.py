@@ -147,13 +147,13 @@ def test_transcoder_recovers_a_planted_map_and_not_a_shuffled_one() -> None:
     train = TrainConfig(tokens=8192 * 12, batch_size=256, lr=2e-3)
     result = train_sae(x, cfg, train, target=y)
     rate = recovered(result.sae.W_dec, B)
-    assert rate >= 0.9, rate  # 1.00 on this seed
+    assert rate >= 0.9, rate  # 0.95 (61 of 64) on this seed
     assert result.fvu < 0.3 and result.l0 <= 4
     # The null: the same targets in another row order carry no map from x to learn.
     shuffled = y[torch.randperm(len(y), generator=torch.Generator().manual_seed(1))]
     null = train_sae(x, cfg, train, target=shuffled)
-    assert recovered(null.sae.W_dec, B) < 0.5 * rate
-    assert null.fvu > 0.8
+    assert recovered(null.sae.W_dec, B) < 0.5 * rate  # 0.00
+    assert null.fvu > 0.8  # 0.99
 
 
 def test_skip_transcoder_carries_a_linear_map_that_a_plain_transcoder_cannot() -> None:
