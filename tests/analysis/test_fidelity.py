@@ -181,9 +181,12 @@ def _fvu_by_hand(loaded: LoadedModel, tc, docs: list[str]) -> float:
         enc = loaded.tokenizer(doc, return_tensors="pt", return_special_tokens_mask=True)
         text = enc.pop("special_tokens_mask")[0] == 0
         seen: dict[str, torch.Tensor] = {}
-        with torch.no_grad(), patch_site(loaded, MLP_IN, lambda v: seen.setdefault("u", v)):
-            with patch_site(loaded, MLP_OUT, lambda v: seen.setdefault("y", v)):
-                loaded.model(**enc)
+        with (
+            torch.no_grad(),
+            patch_site(loaded, MLP_IN, lambda v, seen=seen: seen.setdefault("u", v)),
+            patch_site(loaded, MLP_OUT, lambda v, seen=seen: seen.setdefault("y", v)),
+        ):
+            loaded.model(**enc)
         ys.append(seen["y"][0][text])
         preds.append(tc.transcode(seen["u"][0][text]))
     y, pred = torch.cat(ys).double(), torch.cat(preds).double()
@@ -207,9 +210,9 @@ def test_transcoder_replaces_the_mlp(tiny_bert, sentences, trained_transcoder, t
     untrained.metadata = tc.metadata
     null = analyze_fidelity(tiny_bert, untrained, docs, **kw)
     assert null.fvu > 1 and null.recovered_vs_zero < result.recovered_vs_zero
-    with pytest.raises(ParameterError, match="^site_in must be given"):
+    with pytest.raises(ParameterError, match=r"^site_in must be given"):
         analyze_fidelity(tiny_bert, untrained.__class__(tc.config), docs, site=MLP_OUT, **kw)
-    with pytest.raises(ParameterError, match="^site_in must be left out for an SAE"):
+    with pytest.raises(ParameterError, match=r"^site_in must be left out for an SAE"):
         analyze_fidelity(tiny_bert, Identity(32), docs, site=MLP_OUT, site_in=MLP_IN, **kw)
     with pytest.raises(ParameterError, match=r"^sae must be a transcoder with d_in=32, d_out=64"):
         analyze_fidelity(tiny_bert, tc, docs, site="encoder.layer.0.intermediate.output", **kw)

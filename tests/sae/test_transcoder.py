@@ -118,7 +118,7 @@ def test_config_validation() -> None:
     with pytest.raises(ValueError, match="d_out must be an int >= 1; got 0"):
         SAEConfig(arch="transcoder", d_in=8, d_sae=16, d_out=0)
     w = make("skip-transcoder").inference_tensors()
-    with pytest.raises(ValueError, match="W_skip .* is required for arch 'skip-transcoder'"):
+    with pytest.raises(ValueError, match=r"W_skip .* is required for arch 'skip-transcoder'"):
         sae_from_weights("skip-transcoder", **{k: v for k, v in w.items() if k != "W_skip"}, k=K)
 
 

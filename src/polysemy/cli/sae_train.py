@@ -8,8 +8,9 @@
 Every training flag comes from `SAEConfig` (less d_in, read from the data, and d_sae) and
 `TrainConfig`; by hand are only where the data and the SAE live, the width (`--expansion` or
 `--d-sae`, resolved by `resolve_d_sae`) and the architecture-worded spellings of
-`--sparsity-coefficient`, and a transcoder's `--target` store (d_out is its width). Runs data-parallel under `torchrun --nproc-per-node N -m polysemy
-sae train ...` (only rank 0 prints and writes).
+`--sparsity-coefficient`, and a transcoder's `--target` store (d_out is its width). Runs
+data-parallel under `torchrun --nproc-per-node N -m polysemy sae train ...` (only rank 0
+prints and writes).
 """
 
 from __future__ import annotations

@@ -278,8 +278,9 @@ def train_sae(
     `acts`: an `ActivationStore`, a store folder / `.npy` / `.safetensors` path, or a 2-D
     float tensor. Transcoders (`config.arch` transcoder, skip-transcoder) read `acts` as
     their input and predict `target`, a store / path / tensor with the same rows (the MLP's
-    output harvested in the same pass): `train_sae(mlp_in, config, train, target=mlp_out)`. With `resume`, an interrupted run's `<out>/state/` is continued (to the same
-    final weights as an uninterrupted run); with no state there, training starts fresh.
+    output harvested in the same pass): `train_sae(mlp_in, config, train, target=mlp_out)`.
+    With `resume`, an interrupted run's `<out>/state/` is continued (to the same final
+    weights as an uninterrupted run); with no state there, training starts fresh.
     Under torchrun (WORLD_SIZE > 1) this trains data-parallel; only rank 0 writes.
     The returned figures are those of the saved weights on held-out rows (`evaluated_on`).
 

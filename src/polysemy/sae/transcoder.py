@@ -105,8 +105,11 @@ class Transcoder(TopKSAE):
     def _attached_acts(self, code: SparseCode, vals: Tensor, x: Tensor) -> Tensor:
         if vals.dtype != x.dtype:
             vals = self.exact_preacts(code, x)
-        centre: Tensor = self._zero_centre
-        return torch.relu(selected_preacts(code, vals.reshape(-1), x, centre, self.W_enc, self.b_enc))
+        centre = self._zero_centre
+        assert isinstance(centre, Tensor)  # a registered buffer
+        return torch.relu(
+            selected_preacts(code, vals.reshape(-1), x, centre, self.W_enc, self.b_enc)
+        )
 
     def skip(self, x: Float[Tensor, "batch d_in"]) -> Float[Tensor, "batch d_out"] | None:
         """The linear skip term `x @ W_skip` (skip-transcoder), else None."""
