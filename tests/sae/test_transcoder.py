@@ -299,3 +299,19 @@ def test_exports_that_cannot_be_exact_are_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="one d_in\\); got d_in=12, d_out=10"):
         export_sae(make("transcoder"), "sparsify", tmp_path / "b")
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_resume_reads_a_transcoder_state_back(tmp_path: Path) -> None:
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(2048, 8, generator=g), torch.randn(2048, 6, generator=g)
+    cfg = SAEConfig(arch="skip-transcoder", d_in=8, d_out=6, d_sae=16, k=2)
+    train = TrainConfig(tokens=2048, batch_size=512, checkpoint_every=1)
+    first = train_sae(x, cfg, train, target=y, out=tmp_path / "tc")
+    # Resuming the finished run trains nothing and keeps every tensor, W_skip included.
+    again = train_sae(x, cfg, train, target=y, out=tmp_path / "tc", resume=True)
+    assert again.resumed_from_step == first.steps == 4 and again.fvu == first.fvu
+    for name, t in first.sae.inference_tensors().items():
+        torch.testing.assert_close(again.sae.inference_tensors()[name], t, rtol=0, atol=0)
+    other = SAEConfig(arch="skip-transcoder", d_in=8, d_out=6, d_sae=16, k=3)
+    with pytest.raises(ValueError, match="cannot resume"):
+        train_sae(x, other, train, target=y, out=tmp_path / "tc", resume=True)
