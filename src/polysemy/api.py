@@ -101,6 +101,7 @@ def harvest(
 def train_sae(
     acts: ActivationStore | Tensor | PathLike,
     *,
+    target: ActivationStore | Tensor | PathLike | None = None,
     out: PathLike | None = None,
     expansion: float | None = None,
     resume: bool = False,
@@ -115,8 +116,12 @@ def train_sae(
     (`tokens`, `batch_size`, `optimizer`, `lr`, `seed`, ...); `d_in` is read from the data
     and `d_sae` defaults to `expansion` x `d_in` (see `sae.config.resolve_d_sae`). Returns
     the `TrainResult`, whose `sae` is the trained model as saved.
+
+    Transcoders (`arch="transcoder"` or `"skip-transcoder"`) predict `target` (a store,
+    folder or tensor with the same rows, e.g. the MLP's output harvested with its input);
+    `d_out` is read from it: `ps.train_sae(mlp_in, target=mlp_out, arch="transcoder", k=32)`.
     """
-    from polysemy.sae.config import SAEConfig, TrainConfig, resolve_d_sae
+    from polysemy.sae.config import TRANSCODERS, SAEConfig, TrainConfig, resolve_d_sae
     from polysemy.sae.trainer import train_sae as train
 
     if isinstance(acts, str | os.PathLike):
@@ -126,11 +131,21 @@ def train_sae(
     if "d_in" in sae_options:
         raise ParameterError("d_in", "left out (it is read from the activations)", d_in)
     sae_options["d_sae"] = resolve_d_sae(d_in, expansion=expansion, d_sae=sae_options.get("d_sae"))
+    if target is not None:
+        if isinstance(target, str | os.PathLike):
+            target = ActivationStore(target)
+        if "d_out" in sae_options:
+            raise ParameterError("d_out", "left out (it is read from the target)", None)
+        if sae_options.get("arch") in TRANSCODERS:  # else the trainer names the mistake
+            sae_options["d_out"] = (
+                int(target.shape[1]) if isinstance(target, Tensor) else target.d_in
+            )
     config = SAEConfig(d_in=d_in, **sae_options)
     return train(
         acts,
         config,
         TrainConfig(**train_options),
+        target=target,
         out=out,
         resume=resume,
         force=force,

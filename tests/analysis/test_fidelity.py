@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from polysemy.analysis.fidelity import FidelityConfig, analyze_fidelity
 from polysemy.analysis.folder import read_analysis
 from polysemy.models import LoadedModel, patch_site
+from polysemy.sae import build_sae
 from polysemy.validation import ParameterError
 
 from .conftest import random_sae
@@ -146,3 +147,72 @@ def test_config_checks() -> None:
         FidelityConfig(objective="both")  # type: ignore[arg-type]
     with pytest.raises(ParameterError, match="resamples"):
         FidelityConfig(resamples=10)
+
+
+# ---- transcoders: the MLP replaced by a transcoder of its input --------------------------
+
+MLP_IN, MLP_OUT = "encoder.layer.0.intermediate.input", "encoder.layer.0.output.dense.output"
+
+
+@pytest.fixture(scope="module")
+def trained_transcoder(tiny_bert, sentences, tmp_path_factory):  # type: ignore[no-untyped-def]
+    """A skip-transcoder of tiny BERT's first MLP, from its input and output harvested in one
+    pass, saved and loaded back (so the sites come from its checkpoint)."""
+    from polysemy.activations.harvest import HarvestConfig, harvest
+    from polysemy.sae import SAEConfig, TrainConfig, load_sae, train_sae
+
+    root = tmp_path_factory.mktemp("tc")
+    config = HarvestConfig(sites=(MLP_IN, MLP_OUT), tokens=4000, seq_len=32, dtype="float32")
+    harvest(tiny_bert, sentences[40:], config, out=root / "stores")  # [:40] are held out
+    train_sae(
+        root / "stores" / MLP_IN,
+        SAEConfig(arch="skip-transcoder", d_in=32, d_sae=128, k=8),
+        TrainConfig(tokens=256 * 60, batch_size=256, lr=3e-3),
+        target=root / "stores" / MLP_OUT,
+        out=root / "tc",
+    )
+    return load_sae(root / "tc")
+
+
+def _fvu_by_hand(loaded: LoadedModel, tc, docs: list[str]) -> float:
+    """Σ ||y - transcode(u)||² / Σ ||y - ȳ||² over text tokens, one document at a time."""
+    ys, preds = [], []
+    for doc in docs:
+        enc = loaded.tokenizer(doc, return_tensors="pt", return_special_tokens_mask=True)
+        text = enc.pop("special_tokens_mask")[0] == 0
+        seen: dict[str, torch.Tensor] = {}
+        with (
+            torch.no_grad(),
+            patch_site(loaded, MLP_IN, lambda v, seen=seen: seen.setdefault("u", v)),
+            patch_site(loaded, MLP_OUT, lambda v, seen=seen: seen.setdefault("y", v)),
+        ):
+            loaded.model(**enc)
+        ys.append(seen["y"][0][text])
+        preds.append(tc.transcode(seen["u"][0][text]))
+    y, pred = torch.cat(ys).double(), torch.cat(preds).double()
+    return float((((y - pred) ** 2).sum() / ((y - y.mean(0)) ** 2).sum()).detach())
+
+
+def test_transcoder_replaces_the_mlp(tiny_bert, sentences, trained_transcoder, tmp_path) -> None:
+    tc = trained_transcoder
+    docs = sentences[:40]
+    kw = dict(examples=40, resamples=200)
+    result = analyze_fidelity(tiny_bert, tc, docs, out=tmp_path / "fid", **kw)
+    assert result.site == MLP_OUT  # read from the checkpoint's source.site_out
+    assert result.fvu == pytest.approx(_fvu_by_hand(tiny_bert, tc, docs), rel=1e-4)
+    assert result.fvu < 0.5 and result.recovered_vs_zero > 0.5  # 0.038 and 0.98 here
+    inputs = read_analysis(tmp_path / "fid", "fidelity").inputs
+    assert (inputs["site"], inputs["site_in"]) == (MLP_OUT, MLP_IN)
+    kept = analyze_fidelity(tiny_bert, tc, docs, keep_error=True, **kw)
+    assert kept.embedding_cosine == pytest.approx(1.0, abs=1e-6)
+    # The null beside it: an untrained transcoder of the same shape at the same sites.
+    untrained = build_sae(tc.config, generator=torch.Generator().manual_seed(0))
+    untrained.metadata = tc.metadata
+    null = analyze_fidelity(tiny_bert, untrained, docs, **kw)
+    assert null.fvu > 1 and null.recovered_vs_zero < result.recovered_vs_zero
+    with pytest.raises(ParameterError, match=r"^site_in must be given"):
+        analyze_fidelity(tiny_bert, untrained.__class__(tc.config), docs, site=MLP_OUT, **kw)
+    with pytest.raises(ParameterError, match=r"^site_in must be left out for an SAE"):
+        analyze_fidelity(tiny_bert, Identity(32), docs, site=MLP_OUT, site_in=MLP_IN, **kw)
+    with pytest.raises(ParameterError, match=r"^sae must be a transcoder with d_in=32, d_out=64"):
+        analyze_fidelity(tiny_bert, tc, docs, site="encoder.layer.0.intermediate.output", **kw)

@@ -174,7 +174,7 @@ def test_sparsify_bad_folders(tmp_path: Path) -> None:
     cfg_path = tmp_path / "s" / "cfg.json"
     cfg = json.loads(cfg_path.read_text())
     for key, value, match in [
-        ("transcode", True, "transcode=true cannot be imported"),
+        ("skip_connection", True, "skip_connection=true cannot be imported as an SAE"),
         ("activation", "groupmax", "activation 'groupmax' is not supported"),
         ("d_in", 9, "cfg.json says d_in=9"),
         ("k", 99, r"k must be in \[1, d_sae=24\]; got 99"),

@@ -24,6 +24,11 @@ averaged over all such tokens of the sample before the ratio):
     ce_score = (CE_zero - CE_sae) / (CE_zero - CE_clean)
     kl_score = (KL_zero - KL_sae) / KL_zero,   KL_v = mean over tokens of KL(p_clean || p_v)
 
+Transcoders (docs/transcoders.md) replace the MLP instead: the site is the one they predict
+(the MLP's output, `source.site_out` of the checkpoint) and x̂ = transcode(u), u the clean
+value of the site they read (`site_in`, the MLP's input) in the same pass; everything else is
+as above, so `fvu` is the transcoder's error on the MLP's output.
+
 Both: `fvu = Σ ||x - x̂||² / Σ ||x - x̄||²` over the text tokens (x̄ their mean). Every figure
 has a percentile bootstrap interval over sentences (a sentence is resampled with all its
 tokens; the ratios are recomputed on each resample). A ratio whose denominator is 0 (zero
@@ -37,6 +42,7 @@ causal LMs `predicted` (next-token predictions scored), `ce_clean`, `ce_sae`, `c
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -64,8 +70,9 @@ from polysemy.analysis.replay import (
 )
 from polysemy.analysis.stats import Interval, bootstrap_ci, spearman
 from polysemy.models.loading import LoadedModel
+from polysemy.models.sites import Site, patch_site
 from polysemy.progress import progress_bar
-from polysemy.validation import check_choice, check_int, configured
+from polysemy.validation import ParameterError, check_choice, check_int, configured
 
 logger = logging.getLogger(__name__)
 
@@ -78,7 +85,10 @@ class FidelityConfig:
     """Where to splice the SAE, on how many sentences, and how to report."""
 
     site: str | None = None
-    """Site to splice the SAE into (None: the site its checkpoint was harvested from)."""
+    """Site to splice the SAE into (None: the site its checkpoint was harvested from; for a
+    transcoder, the site it predicts, `source.site_out`)."""
+    site_in: str | None = None
+    """Transcoders only: the site they read (None: their checkpoint's `source.site_in`)."""
     examples: int = 1000
     """Sentences (corpus documents, first `seq_len` tokens each) to run; fewer is an error."""
     seq_len: int = 128
@@ -98,8 +108,10 @@ class FidelityConfig:
     """Seed of the bootstrap."""
 
     def __post_init__(self) -> None:
-        if self.site is not None and (not isinstance(self.site, str) or not self.site):
-            raise ValueError(f"site must be a site name or None; got {self.site!r}")
+        for name in ("site", "site_in"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, str) or not value):
+                raise ValueError(f"{name} must be a site name or None; got {value!r}")
         check_int("examples", self.examples, least=2)
         check_int("seq_len", self.seq_len, least=2)
         check_int("batch_size", self.batch_size, least=1)
@@ -193,8 +205,19 @@ def analyze_fidelity(
     `fidelity` analysis folder. Raises ParameterError naming `site`, `sae` or `examples`."""
     config = configured(FidelityConfig, config, options)
     model = loaded.model
-    site = resolve_site(loaded, sae_site(sae, config.site))
-    check_sae_fits(sae, site)
+    transcoder = bool(getattr(getattr(sae, "config", None), "is_transcoder", False))
+    site_in = None
+    if transcoder:
+        site = resolve_site(loaded, _recorded_site(sae, config.site, "site_out", "site"))
+        site_in = resolve_site(loaded, _recorded_site(sae, config.site_in, "site_in", "site_in"))
+        _check_transcoder_fits(sae, site_in, site)
+    else:
+        if config.site_in is not None:
+            raise ParameterError(
+                "site_in", "left out for an SAE (it applies to transcoders)", config.site_in
+            )
+        site = resolve_site(loaded, sae_site(sae, config.site))
+        check_sae_fits(sae, site)
     if out is not None:
         start_analysis(out, force=force)
     objective = config.objective
@@ -220,10 +243,22 @@ def analyze_fidelity(
     count = 0
     starts = range(0, len(examples), config.batch_size)
     bar = progress_bar(2 * len(starts), desc="fidelity", unit="batch", enabled=progress)
+    inputs_in: list[Tensor] = []  # transcoders: the clean value of the site they read
     for start in starts:
         bar.update(1)
         batch = pad_examples(examples[start : start + config.batch_size], pad, device)
-        cache = replay.record(input_ids=batch.input_ids, attention_mask=batch.attention_mask)
+        with contextlib.ExitStack() as stack:
+            if site_in is not None:
+                seen: dict[str, Tensor] = {}
+
+                def read_in(value: Tensor, seen: dict[str, Tensor] = seen) -> Tensor:
+                    seen["x"] = value.detach().clone()
+                    return value
+
+                stack.enter_context(patch_site(model, site_in, read_in))
+            cache = replay.record(input_ids=batch.input_ids, attention_mask=batch.attention_mask)
+        if site_in is not None:
+            inputs_in.append(seen["x"])
         caches.append(cache)
         texts.append(batch.text)
         total += cache.site[batch.text].double().sum(0)
@@ -237,11 +272,14 @@ def analyze_fidelity(
 
     pooled_clean, pooled_sae = [], []
     unembed = unembedding(loaded) if causal else None
-    for cache, text in zip(caches, texts, strict=True):
+    for i, (cache, text) in enumerate(zip(caches, texts, strict=True)):
         bar.update(1)
         x = cache.site  # (B, seq, width)
         rows = x[text]  # (tokens, width)
-        x_hat = sae.decode(sae.encode(rows.to(_sae_dtype(sae)))).to(x.dtype)
+        if site_in is not None:  # the MLP's output predicted from its input
+            x_hat = sae.transcode(inputs_in[i][text].to(_sae_dtype(sae))).to(x.dtype)
+        else:
+            x_hat = sae.decode(sae.encode(rows.to(_sae_dtype(sae)))).to(x.dtype)
         if config.keep_error:
             x_hat = x_hat + (rows - x_hat)
         variants = x.repeat(3, 1, 1)  # (3B, seq, width): sae, zero, mean
@@ -335,6 +373,7 @@ def analyze_fidelity(
         inputs = {
             "model": loaded.name,
             "site": site.name,
+            **({"site_in": site_in.name} if site_in is not None else {}),
             "sae": _sae_name(sae),
             "corpus": str(getattr(documents, "name", "documents")),
             "config": asdict(config),
@@ -394,6 +433,30 @@ def _similarity_spearman(
         estimate, float(low), float(high), 0.95, m, "bootstrap"
     )
     return estimate
+
+
+def _recorded_site(sae: Any, given: str | None, key: str, parameter: str) -> str:
+    """`given`, or the site a transcoder's checkpoint records under `source[key]`."""
+    if given is not None:
+        return given
+    meta = getattr(sae, "metadata", None) or {}
+    found = (meta.get("source") or {}).get(key) if isinstance(meta, dict) else None
+    if not found:
+        raise ParameterError(
+            parameter, f"given (the transcoder's checkpoint records no source.{key})", None
+        )
+    return str(found)
+
+
+def _check_transcoder_fits(sae: Any, site_in: Site, site_out: Site) -> None:
+    cfg = sae.config
+    if cfg.d_in != site_in.width or cfg.d_out != site_out.width:
+        raise ParameterError(
+            "sae",
+            f"a transcoder with d_in={site_in.width}, d_out={site_out.width} (the widths of "
+            f"sites {site_in.name!r} and {site_out.name!r})",
+            f"d_in={cfg.d_in}, d_out={cfg.d_out}",
+        )
 
 
 def _sae_dtype(sae: Any) -> torch.dtype:

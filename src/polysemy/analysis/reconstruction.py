@@ -216,7 +216,17 @@ def evaluate(
     max_rows, dense_threshold = config.max_rows, config.dense_threshold
     d_in, batches, rows = open_rows(acts, split=split, batch_size=batch_size, device=device)
     sae_d_in = _sae_width(sae, "d_in")
-    if sae_d_in is not None and sae_d_in != d_in:
+    config_ = getattr(sae, "config", None)
+    if getattr(config_, "is_transcoder", False):
+        # a transcoder is evaluated on paired rows [x | y]: the FVU is that of y
+        width = int(config_.train_width)  # type: ignore[union-attr]
+        if width != d_in:
+            raise ValueError(
+                f"the transcoder expects rows [x | y] of width d_in + d_out = {width} (a "
+                f"PairedStore or the two tensors concatenated); the activations have {d_in}"
+            )
+        d_in = int(config_.d_out)  # type: ignore[union-attr]
+    elif sae_d_in is not None and sae_d_in != d_in:
         raise ValueError(f"the SAE expects d_in={sae_d_in} but the activations have d_in={d_in}")
     total = rows if max_rows is None or rows is None else min(rows, max_rows)
     was_training = getattr(sae, "training", False)
@@ -278,9 +288,13 @@ def _evaluate_batches(
                     f"activations contain NaN or Inf (rows {where}, counted from 0 in the "
                     "evaluated split); clean the store before evaluating"
                 )
-            z = sae.encode(batch)
-            x_hat = sae.decode(z)
-            x = batch.to(torch.float64)
+            if hasattr(sae, "reconstruct"):
+                target, z, x_hat = sae.reconstruct(batch)
+            else:  # an SAE-like object with only encode / decode
+                target = batch
+                z = sae.encode(batch)
+                x_hat = sae.decode(z)
+            x = target.to(torch.float64)
             x_hat64 = x_hat.to(torch.float64)
             resid = x - x_hat64
             x_moments.update(x)

@@ -37,6 +37,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--acts", required=True, help="activation store folder, or a 2-D .npy/.safetensors file"
     )
+    p.add_argument(
+        "--target",
+        default=None,
+        help="transcoders: the store they predict (same rows as --acts); metrics are of it",
+    )
     add_config_flags(p, EvalConfig)
 
     p = add_command(
@@ -100,6 +105,19 @@ def run_eval(args: argparse.Namespace) -> int:
     store = ActivationStore(args.acts)
     if store.d_in != sae.d_in:
         raise ValueError(f"acts has d_in={store.d_in} but sae {args.sae!r} expects d_in={sae.d_in}")
+    if sae.config.is_transcoder:
+        from polysemy.activations.paired import PairedStore
+
+        if args.target is None:
+            raise ValueError(f"--target is required for the transcoder {args.sae!r}; got none")
+        store = PairedStore(store, args.target)
+        if store.d_out != sae.config.d_out:
+            raise ValueError(
+                f"target has d_in={store.d_out} but transcoder {args.sae!r} predicts "
+                f"d_out={sae.config.d_out}"
+            )
+    elif args.target is not None:
+        raise ValueError(f"--target applies to transcoders; {args.sae!r} is a {sae.config.arch}")
     config = config_from_args(EvalConfig, args)
     result = evaluate(sae, store, config, device=args.device, progress=True)
     metrics = {**result.metrics(), "split": args.split}

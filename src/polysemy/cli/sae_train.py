@@ -2,12 +2,15 @@
 
     polysemy sae train --acts acts/minilm-l3 --arch topk --expansion 8 --k 32 \\
         --tokens 20000000 --batch-size 4096 --lr 4e-4 --seed 0 --out saes/minilm-l3-topk
+    polysemy sae train --arch transcoder --acts stores/mlp_in --target stores/mlp_out \\
+        --expansion 8 --k 32 --out saes/l3-transcoder
 
 Every training flag comes from `SAEConfig` (less d_in, read from the data, and d_sae) and
 `TrainConfig`; by hand are only where the data and the SAE live, the width (`--expansion` or
 `--d-sae`, resolved by `resolve_d_sae`) and the architecture-worded spellings of
-`--sparsity-coefficient`. Runs data-parallel under `torchrun --nproc-per-node N -m polysemy
-sae train ...` (only rank 0 prints and writes).
+`--sparsity-coefficient`, and a transcoder's `--target` store (d_out is its width). Runs
+data-parallel under `torchrun --nproc-per-node N -m polysemy sae train ...` (only rank 0
+prints and writes).
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import os
 
 from polysemy.cli._common import add_command, add_out_flags, emit, positive_float, positive_int
 from polysemy.cli._flags import add_config_flags, config_from_args
-from polysemy.sae.config import SAEConfig, TrainConfig, resolve_d_sae
+from polysemy.sae.config import TRANSCODERS, SAEConfig, TrainConfig, resolve_d_sae
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -33,6 +36,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         runtime=("device", "threads", "seed"),
     )
     p.add_argument("--acts", required=True, help="activation store folder, .npy or .safetensors")
+    p.add_argument(
+        "--target",
+        default=None,
+        help="transcoders: the store to predict (same rows as --acts, e.g. the MLP's output "
+        "harvested in the same pass); its width is d_out",
+    )
     width = p.add_mutually_exclusive_group()
     width.add_argument(
         "--expansion",
@@ -44,7 +53,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_config_flags(
         p,
         SAEConfig,
-        exclude=("d_in", "d_sae"),
+        exclude=("d_in", "d_sae", "d_out"),
         flags={"k": {"help": "TopK family: active latents per row (default 32)"}},
     )
     # The names these coefficients had before they were one field; kept so scripts still run.
@@ -90,12 +99,23 @@ def run(args: argparse.Namespace) -> int:
     from polysemy.sae.trainer import train_sae
 
     store = ActivationStore(args.acts)
+    target = None
+    if args.arch in TRANSCODERS:
+        if args.target is None:
+            raise ValueError(f"--target is required for --arch {args.arch}; got none")
+        target = ActivationStore(args.target)
+    elif args.target is not None:
+        raise ValueError(
+            f"--target applies to {', '.join(TRANSCODERS)}; got --arch {args.arch} "
+            "(an SAE reconstructs --acts)"
+        )
     d_sae = resolve_d_sae(store.d_in, expansion=args.expansion, d_sae=args.d_sae)
     config = config_from_args(
         SAEConfig,
         args,
         d_in=store.d_in,
         d_sae=d_sae,
+        d_out=None if target is None else target.d_in,
         sparsity_coefficient=_sparsity_coefficient(args),
     )
     train = config_from_args(TrainConfig, args)
@@ -109,6 +129,7 @@ def run(args: argparse.Namespace) -> int:
         force=args.force,
         device=args.device,
         progress=is_main,
+        target=target,
     )
     if not is_main:
         return 0
@@ -117,6 +138,7 @@ def run(args: argparse.Namespace) -> int:
         args,
         result.summary(),
         f"trained {config.arch} SAE (d_in {config.d_in}, d_sae {config.d_sae}"
+        + (f", d_out {config.d_out}" if config.is_transcoder else "")
         + (f", k {config.k}" if config.k else "")
         + f") on {result.tokens} tokens at {result.tokens_per_s:.0f} tok/s; saved weights on "
         f"{result.evaluated_on} rows: FVU {result.fvu:.4f}, L0 {result.l0:.1f}, dead "

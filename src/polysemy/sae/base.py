@@ -189,6 +189,12 @@ class SparseAutoencoder(nn.Module):
         """`z @ W_dec + b_dec`."""
         return torch.addmm(self.b_dec, z, self.W_dec)
 
+    def reconstruct(self, batch: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """`(target, latents, reconstruction)` of one batch of training rows: for an SAE
+        the rows themselves, `encode(rows)` and `decode` of it (transcoders override)."""
+        z = self.encode(batch)
+        return batch, z, self.decode(z)
+
     def forward(
         self,
         x: Float[Tensor, "batch d_in"],

@@ -23,10 +23,21 @@ from polysemy.validation import (
     check_optional_int,
 )
 
-ARCH_NAMES: tuple[str, ...] = ("relu", "topk", "batchtopk", "jumprelu")
+ARCH_NAMES: tuple[str, ...] = (
+    "relu",
+    "topk",
+    "batchtopk",
+    "jumprelu",
+    "transcoder",
+    "skip-transcoder",
+)
 """Every architecture `build_sae` knows, in the order the docs list them."""
 
-TOPK_FAMILY: tuple[str, ...] = ("topk", "batchtopk")
+TRANSCODERS: tuple[str, ...] = ("transcoder", "skip-transcoder")
+"""Architectures that read one site and predict another (`d_out` wide): a TopK code of the
+MLP's input decoded to the MLP's output (docs/transcoders.md)."""
+
+TOPK_FAMILY: tuple[str, ...] = ("topk", "batchtopk", *TRANSCODERS)
 """Architectures whose sparsity is set by `k` (active latents per row, on average for batchtopk)."""
 
 DEFAULT_SPARSITY_COEFFICIENT = {"relu": 5.0, "jumprelu": 1e-3}
@@ -46,11 +57,14 @@ class SAEConfig:
     """Shape and sparsity mechanism of one sparse autoencoder (fields by keyword)."""
 
     arch: str = "topk"
-    """Architecture: one of relu, topk, batchtopk, jumprelu."""
+    """Architecture: one of relu, topk, batchtopk, jumprelu, transcoder, skip-transcoder."""
     d_in: int
     """Width of the activations the SAE reads."""
     d_sae: int
     """Number of latents (dictionary size)."""
+    d_out: int | None = None
+    """Transcoders: width of the activations they predict (the target site); None gives
+    d_in. SAEs reconstruct their input and take none."""
     k: int | None = None
     """TopK family: active latents per row (batchtopk: on average over the batch). None gives
     `DEFAULT_K` (32), or d_sae when smaller, for the TopK family; other architectures take
@@ -80,6 +94,16 @@ class SAEConfig:
         check_choice("arch", self.arch, ARCH_NAMES)
         check_int("d_in", self.d_in, least=1)
         check_int("d_sae", self.d_sae, least=1)
+        if self.arch in TRANSCODERS:
+            if self.d_out is None:  # an MLP's input and output usually share a width
+                object.__setattr__(self, "d_out", self.d_in)
+            check_int("d_out", self.d_out, least=1)
+        elif self.d_out is not None:
+            raise ParameterError(
+                "d_out",
+                f"left out for arch {self.arch!r} (it applies to {', '.join(TRANSCODERS)})",
+                self.d_out,
+            )
         if self.arch in TOPK_FAMILY:
             if self.k is None:  # the default lives here, for the CLI and notebooks alike
                 object.__setattr__(self, "k", min(DEFAULT_K, self.d_sae))
@@ -115,9 +139,25 @@ class SAEConfig:
             )
 
     @property
+    def is_transcoder(self) -> bool:
+        """Whether this is a transcoder (reads `d_in`, predicts `d_out`)."""
+        return self.arch in TRANSCODERS
+
+    @property
+    def effective_d_out(self) -> int:
+        """Width of what the model outputs: `d_out` for transcoders, `d_in` for SAEs."""
+        return self.d_out if self.d_out is not None else self.d_in
+
+    @property
+    def train_width(self) -> int:
+        """Width of one training row: `d_in` for an SAE; `d_in + d_out` for a transcoder,
+        whose rows are its input and its target side by side (`[x | y]`)."""
+        return self.d_in + self.d_out if self.d_out is not None else self.d_in
+
+    @property
     def effective_k_aux(self) -> int:
-        """`k_aux`, or its default `d_in // 2` (at least 1, at most d_sae)."""
-        k_aux = self.k_aux if self.k_aux is not None else max(1, self.d_in // 2)
+        """`k_aux`, or its default half the output width (at least 1, at most d_sae)."""
+        k_aux = self.k_aux if self.k_aux is not None else max(1, self.effective_d_out // 2)
         return min(k_aux, self.d_sae)
 
     @property

@@ -18,8 +18,16 @@ the weights so the imported SAE computes the same function (see `docs/sae-evalua
 - SAELens pre-6.0 `scaling_factor` (latents multiplied before decoding): `W_dec[j] *= s_j`.
 
 What cannot be represented is refused with a ValueError naming the setting: run-time
-normalisation (`layer_norm`, `constant_norm_rescale`, whitening), gated / matryoshka /
-transcoder architectures, sparsify's skip connection, transcoding or groupmax activation.
+normalisation (`layer_norm`, `constant_norm_rescale`, whitening), gated / matryoshka
+architectures, SAELens's transcoders, sparsify's skip connection on an SAE or groupmax
+activation.
+
+Transcoders (`transcoder`, `skip-transcoder`: TopK, `encode(x) = TopK(x @ W_enc + b_enc)`,
+`W_dec [d_sae, d_out]`, `b_dec [d_out]`, `W_skip [d_in, d_out]`) travel to and from sparsify,
+whose `transcode=true` coders compute exactly that (`skip_connection=true` adds
+`x @ W_skip.T` with its `W_skip [d_out, d_in]`), where d_out = d_in (sparsify holds one
+width). SAELens 6 has transcoder classes only with ReLU and JumpReLU activations, which
+cannot compute a TopK code, so a TopK transcoder is refused there rather than approximated.
 
 Files are read with safetensors; dictionary_learning's `ae.pt` is a pickle by format and is
 read with `torch.load(weights_only=True)` only, which refuses anything but tensors.
@@ -75,9 +83,16 @@ class SAEWeights(NamedTuple):
     """Active latents per row (TopK family), else None."""
     source: dict[str, Any]
     """Provenance: the foreign format, path, model and site where known."""
+    W_skip: Float[Tensor, "d_in d_out"] | None = None
+    """skip-transcoder: the linear skip term (`+ x @ W_skip`), else None."""
 
     @property
     def d_in(self) -> int:
+        return int(self.W_enc.shape[0] if self.arch in _TRANSCODERS else self.W_dec.shape[1])
+
+    @property
+    def d_out(self) -> int:
+        """Width of the output: d_in for an SAE, the predicted site's for a transcoder."""
         return int(self.W_dec.shape[1])
 
     @property
@@ -85,7 +100,8 @@ class SAEWeights(NamedTuple):
         return int(self.W_dec.shape[0])
 
 
-_ARCHS = ("relu", "topk", "batchtopk", "jumprelu")
+_ARCHS = ("relu", "topk", "batchtopk", "jumprelu", "transcoder", "skip-transcoder")
+_TRANSCODERS = ("transcoder", "skip-transcoder")
 
 # ---- validation helpers ------------------------------------------------------------------
 
@@ -156,13 +172,24 @@ def check_weights(w: SAEWeights, where: str = "the checkpoint") -> SAEWeights:
         raise ValueError(f"{where}: arch must be one of {', '.join(_ARCHS)}; got {w.arch!r}")
     if w.W_dec.ndim != 2:
         raise ValueError(f"{where}: W_dec must be 2-D [d_sae, d_in]; got {tuple(w.W_dec.shape)}")
-    d_sae, d_in = w.W_dec.shape
+    d_sae, d_out = w.W_dec.shape
+    transcoder = w.arch in _TRANSCODERS
+    if transcoder and w.W_enc.ndim != 2:
+        raise ValueError(f"{where}: W_enc must be 2-D [d_in, d_sae]; got {tuple(w.W_enc.shape)}")
+    d_in = int(w.W_enc.shape[0]) if transcoder else d_out
     expected = {
         "W_enc": (d_in, d_sae),
         "b_enc": (d_sae,),
-        "b_dec": (d_in,),
+        "b_dec": (d_out,),
     }
     got = {"W_enc": w.W_enc, "b_enc": w.b_enc, "b_dec": w.b_dec}
+    if w.arch == "skip-transcoder":
+        if w.W_skip is None:
+            raise ValueError(f"{where}: arch 'skip-transcoder' needs W_skip; none found")
+        expected["W_skip"] = (d_in, d_out)
+        got["W_skip"] = w.W_skip
+    elif w.W_skip is not None:
+        raise ValueError(f"{where}: W_skip applies to skip-transcoder only; got arch {w.arch!r}")
     if w.threshold is not None:
         expected["threshold"] = (d_sae,)
         got["threshold"] = w.threshold
@@ -170,12 +197,12 @@ def check_weights(w: SAEWeights, where: str = "the checkpoint") -> SAEWeights:
         if tuple(got[name].shape) != shape:
             raise ValueError(
                 f"{where}: {name} has shape {tuple(got[name].shape)}, expected {shape} "
-                f"for d_in={d_in}, d_sae={d_sae}"
+                f"for d_in={d_in}, d_sae={d_sae}" + (f", d_out={d_out}" if transcoder else "")
             )
     for name, t in {**got, "W_dec": w.W_dec}.items():
         if not bool(torch.isfinite(t).all()):
             raise ValueError(f"{where}: {name} contains NaN or Inf")
-    if w.arch in ("topk", "batchtopk") and (w.k is None or not 1 <= w.k <= d_sae):
+    if w.arch in ("topk", "batchtopk", *_TRANSCODERS) and (w.k is None or not 1 <= w.k <= d_sae):
         raise ValueError(f"{where}: k must be in [1, d_sae={d_sae}]; got {w.k}")
     if w.arch in ("jumprelu", "batchtopk") and w.threshold is None:
         raise ValueError(f"{where}: arch {w.arch!r} needs a threshold; none found")
@@ -185,6 +212,7 @@ def check_weights(w: SAEWeights, where: str = "the checkpoint") -> SAEWeights:
         W_dec=_f32(w.W_dec),
         b_dec=_f32(w.b_dec),
         threshold=None if w.threshold is None else _f32(w.threshold),
+        W_skip=None if w.W_skip is None else _f32(w.W_skip),
     )
 
 
@@ -278,6 +306,11 @@ def read_saelens(src: str | os.PathLike[str]) -> SAEWeights:
 def write_saelens(weights: SAEWeights, out: str | os.PathLike[str]) -> Path:
     """Write `weights` as a SAELens folder, atomically; return the folder."""
     w = check_weights(weights)
+    if w.arch in _TRANSCODERS:
+        raise ValueError(
+            f"arch {w.arch!r} has no SAELens equivalent: SAELens transcoders are ReLU or "
+            "JumpReLU, which cannot compute a TopK code (export it to sparsify instead)"
+        )
     arch_name = {"relu": "standard", "topk": "topk", "jumprelu": "jumprelu"}.get(w.arch)
     tensors = {"W_enc": w.W_enc, "b_enc": w.b_enc, "W_dec": w.W_dec, "b_dec": w.b_dec}
     if w.arch == "batchtopk":
@@ -329,16 +362,23 @@ def read_sparsify(src: str | os.PathLike[str]) -> SAEWeights:
     cfg = _read_json(path, SPARSIFY_CONFIG)
     where = str(path)
     # multi_topk changes only the training loss, so it needs no translation
-    for flag in ("transcode", "skip_connection"):
-        if cfg.get(flag):
-            raise ValueError(f"{where}: sparsify {flag}=true cannot be imported as an SAE")
+    transcode = bool(cfg.get("transcode"))
+    if cfg.get("skip_connection") and not transcode:
+        raise ValueError(f"{where}: sparsify skip_connection=true cannot be imported as an SAE")
     activation = cfg.get("activation", "topk")
     if activation != "topk":
         raise ValueError(f"{where}: sparsify activation {activation!r} is not supported (topk)")
     tensors = _read_safetensors(path, SPARSIFY_WEIGHTS)
     _need(tensors, ("encoder.weight", "encoder.bias", "W_dec", "b_dec"), f"{where}/sae.safetensors")
-    if "W_skip" in tensors:
+    if "W_skip" in tensors and not transcode:
         raise ValueError(f"{where}: a skip connection (W_skip) cannot be imported")
+    arch = "topk"
+    W_skip = None
+    if transcode:
+        # sparsify's transcoder encodes x without subtracting b_dec, as ours does, and adds
+        # x @ W_skip.mT with W_skip [d_out, d_in]
+        arch = "skip-transcoder" if "W_skip" in tensors else "transcoder"
+        W_skip = tensors["W_skip"].T if "W_skip" in tensors else None
     d_in = cfg.get("d_in")
     if d_in is not None and int(d_in) != tensors["b_dec"].shape[0]:
         raise ValueError(
@@ -346,7 +386,7 @@ def read_sparsify(src: str | os.PathLike[str]) -> SAEWeights:
         )
     k = _int_k(cfg.get("k", 32), f"{where} cfg.json")
     weights = SAEWeights(
-        arch="topk",
+        arch=arch,
         # sparsify's encoder is an nn.Linear: weight [d_sae, d_in]; it subtracts b_dec first
         W_enc=tensors["encoder.weight"].T,
         b_enc=tensors["encoder.bias"],
@@ -355,6 +395,7 @@ def read_sparsify(src: str | os.PathLike[str]) -> SAEWeights:
         threshold=None,
         k=k,
         source={"imported_from": "sparsify", "path": str(path), "site": path.name},
+        W_skip=W_skip,
     )
     return check_weights(weights, where)
 
@@ -362,10 +403,16 @@ def read_sparsify(src: str | os.PathLike[str]) -> SAEWeights:
 def write_sparsify(weights: SAEWeights, out: str | os.PathLike[str]) -> Path:
     """Write `weights` (a TopK SAE) as a sparsify folder, atomically; return the folder."""
     w = check_weights(weights)
-    if w.arch != "topk":
+    transcoder = w.arch in _TRANSCODERS
+    if w.arch != "topk" and not transcoder:
         raise ValueError(
             f"sparsify holds only TopK SAEs with a per-row k; got arch {w.arch!r} "
             "(export it to saelens instead)"
+        )
+    if transcoder and w.d_out != w.d_in:
+        raise ValueError(
+            f"sparsify transcoders predict a site as wide as their input (one d_in); got "
+            f"d_in={w.d_in}, d_out={w.d_out}"
         )
     unit_rows = bool(torch.allclose(w.W_dec.norm(dim=1), torch.ones(w.d_sae), atol=1e-4))
     cfg = {
@@ -375,8 +422,8 @@ def write_sparsify(weights: SAEWeights, out: str | os.PathLike[str]) -> Path:
         "num_latents": w.d_sae,
         "k": w.k,
         "multi_topk": False,
-        "skip_connection": False,
-        "transcode": False,
+        "skip_connection": w.arch == "skip-transcoder",
+        "transcode": transcoder,
         "d_in": w.d_in,
     }
     tensors = {
@@ -385,6 +432,8 @@ def write_sparsify(weights: SAEWeights, out: str | os.PathLike[str]) -> Path:
         "W_dec": w.W_dec,
         "b_dec": w.b_dec,
     }
+    if w.W_skip is not None:
+        tensors["W_skip"] = w.W_skip.T  # sparsify adds x @ W_skip.mT: [d_out, d_in]
     with atomic_folder(out) as tmp:
         atomic_save_safetensors(tmp / SPARSIFY_WEIGHTS, tensors)
         atomic_write_json(tmp / SPARSIFY_CONFIG, cfg)
@@ -546,6 +595,7 @@ def weights_of(sae: Any) -> SAEWeights:
             threshold=threshold if arch in ("jumprelu", "batchtopk") else None,
             k=getattr(config, "k", None),
             source=source,
+            W_skip=getattr(sae, "W_skip", None) if arch == "skip-transcoder" else None,
         )
     )
 
@@ -563,6 +613,7 @@ def to_sae(weights: SAEWeights, *, device: str | torch.device = "cpu") -> Any:
         b_dec=w.b_dec,
         threshold=w.threshold,
         k=w.k,
+        W_skip=w.W_skip,
         device=device,
     )
 

@@ -6,6 +6,12 @@
                              (+ threshold [d_sae] for jumprelu and batchtopk)
     <out>/state/             resumable training state (safe to delete)
 
+Transcoders (arch `transcoder`, `skip-transcoder`; docs/transcoders.md) add keys, leaving the
+format string at `polysemy.sae/1`: `d_out` in config.json, `source.site_in` and
+`source.site_out` (the sites read and predicted), `W_dec [d_sae, d_out]`, `b_dec [d_out]`
+and, for skip-transcoder, `W_skip [d_in, d_out]`. A reader that does not know the arch
+refuses it by name.
+
 Weights are in the original units of the activations. Loading never unpickles: a file that
 is not safetensors (a pickle, a `torch.save` zip) is refused, as are truncated files and
 tensors whose shapes disagree with the config; unknown config keys are ignored.
@@ -72,11 +78,15 @@ def checkpoint_config(
 ) -> dict[str, Any]:
     """The `config.json` object of a checkpoint."""
     cfg = sae.config
+    extra: dict[str, Any] = {}
+    if cfg.is_transcoder:
+        extra["d_out"] = cfg.d_out
     return {
         "format": FORMAT,
         "arch": cfg.arch,
         "d_in": cfg.d_in,
         "d_sae": cfg.d_sae,
+        **extra,
         "k": cfg.k,
         "input_scale": float(input_scale),
         "source": dict(source),
@@ -158,7 +168,7 @@ def sae_config_from_dict(cfg: dict[str, Any]) -> SAEConfig:
     if not isinstance(extra, dict):
         extra = {}
     kwargs = {key: value for key, value in extra.items() if key in fields}
-    for key in ("arch", "d_in", "d_sae", "k"):
+    for key in ("arch", "d_in", "d_sae", "d_out", "k"):
         if key in cfg:
             kwargs[key] = cfg[key]
     if "arch" not in kwargs:

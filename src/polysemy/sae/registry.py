@@ -17,10 +17,11 @@ from torch import Tensor
 
 from polysemy.sae.base import SparseAutoencoder
 from polysemy.sae.batchtopk import BatchTopKSAE
-from polysemy.sae.config import ARCH_NAMES, SAEConfig
+from polysemy.sae.config import ARCH_NAMES, TRANSCODERS, SAEConfig
 from polysemy.sae.jumprelu import JumpReLUSAE
 from polysemy.sae.relu import ReLUSAE
 from polysemy.sae.topk import TopKSAE
+from polysemy.sae.transcoder import SkipTranscoder, Transcoder
 from polysemy.validation import check_choice
 
 ARCHITECTURES: dict[str, type[SparseAutoencoder]] = {
@@ -28,6 +29,8 @@ ARCHITECTURES: dict[str, type[SparseAutoencoder]] = {
     "topk": TopKSAE,
     "batchtopk": BatchTopKSAE,
     "jumprelu": JumpReLUSAE,
+    "transcoder": Transcoder,
+    "skip-transcoder": SkipTranscoder,
 }
 """Every architecture by its `SAEConfig.arch` name."""
 assert tuple(ARCHITECTURES) == ARCH_NAMES  # the config validates against ARCH_NAMES
@@ -53,20 +56,29 @@ def sae_from_weights(
     b_dec: Float[Tensor, " d_in"],
     threshold: Float[Tensor, " d_sae"] | None = None,
     k: int | None = None,
+    W_skip: Float[Tensor, "d_in d_out"] | None = None,
     device: torch.device | str = "cpu",
 ) -> SparseAutoencoder:
     """An inference-ready SAE from weights in original units (the checkpoint convention).
 
-    Raises ValueError for an unknown `arch`, inconsistent shapes, a missing `threshold`
-    (jumprelu, batchtopk) or a missing `k` (topk, batchtopk).
+    Transcoders take `W_dec [d_sae, d_out]`, `b_dec [d_out]` and (skip-transcoder)
+    `W_skip [d_in, d_out]`. Raises ValueError for an unknown `arch`, inconsistent shapes, a
+    missing `threshold` (jumprelu, batchtopk), `k` (TopK family) or `W_skip`.
     """
     check_choice("arch", arch, ARCHITECTURES)
     if W_enc.ndim != 2:
         raise ValueError(f"W_enc must be 2-D [d_in, d_sae]; got shape {list(W_enc.shape)}")
     d_in, d_sae = W_enc.shape
-    config = SAEConfig(arch=arch, d_in=int(d_in), d_sae=int(d_sae), k=k)
+    d_out = int(W_dec.shape[-1]) if arch in TRANSCODERS else None
+    config = SAEConfig(arch=arch, d_in=int(d_in), d_sae=int(d_sae), k=k, d_out=d_out)
     sae = build_sae(config, device=device, dtype=W_enc.dtype)
     tensors = {"W_enc": W_enc, "b_enc": b_enc, "W_dec": W_dec, "b_dec": b_dec}
+    if "W_skip" in sae.expected_shapes():
+        if W_skip is None:
+            raise ValueError(f"W_skip [d_in, d_out] is required for arch {arch!r}; got None")
+        tensors["W_skip"] = W_skip
+    elif W_skip is not None:
+        raise ValueError(f"W_skip does not apply to arch {arch!r} (it has none); got a tensor")
     if "threshold" in sae.expected_shapes():
         if threshold is None:
             raise ValueError(f"threshold [d_sae] is required for arch {arch!r}; got None")

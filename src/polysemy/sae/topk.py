@@ -116,8 +116,19 @@ class TopKSAE(SparseAutoencoder):
         fire.index_add_(0, code.cols, (acts.detach() > 0).long())
         return x_hat, losses, fire
 
-    def _auxk_loss(self, x: Tensor, x_hat: Tensor, pre: Tensor, dead_mask: Tensor) -> Tensor | None:
-        """AuxK: reconstruct the residual from the top `k_aux` dead latents."""
+    def _auxk_loss(
+        self,
+        x: Tensor,
+        x_hat: Tensor,
+        pre: Tensor,
+        dead_mask: Tensor,
+        *,
+        encoder_input: Tensor | None = None,
+    ) -> Tensor | None:
+        """AuxK: reconstruct the residual `x - x_hat` from the top `k_aux` dead latents.
+
+        `encoder_input`: what the encoder read, when it is not `x` (transcoders)."""
+        encoder_input = x if encoder_input is None else encoder_input
         n_dead = int(dead_mask.sum())
         if n_dead == 0:
             return None
@@ -130,7 +141,7 @@ class TopKSAE(SparseAutoencoder):
             vals = vals.gather(1, order)
         code = SparseCode.from_topk(idx, self.d_sae)
         if self.config.sparse_decode:
-            acts = self._attached_acts(code, vals, x)
+            acts = self._attached_acts(code, vals, encoder_input)
         else:
             acts = F.relu(pre.gather(1, idx)).reshape(-1)
         residual = (x - x_hat).detach()

@@ -39,6 +39,7 @@ import torch
 from torch import Tensor
 
 from polysemy import runfolder
+from polysemy.activations.paired import PairedStore
 from polysemy.analysis.reconstruction import EvalConfig, evaluate
 from polysemy.progress import progress_bar
 from polysemy.sae import distributed as dist_utils
@@ -57,6 +58,8 @@ from polysemy.sae.state import (
     train_dict,
     write_state_files,
 )
+from polysemy.sae.transcoder import Transcoder
+from polysemy.validation import ParameterError
 
 logger = logging.getLogger(__name__)
 
@@ -136,6 +139,7 @@ class TrainResult:
             "arch": cfg.arch,
             "d_in": cfg.d_in,
             "d_sae": cfg.d_sae,
+            **({"d_out": cfg.d_out} if cfg.is_transcoder else {}),
             "k": cfg.k,
             "steps": self.steps,
             "tokens": self.tokens,
@@ -267,12 +271,16 @@ def train_sae(
     device: str | torch.device = "cpu",
     progress: bool = False,
     source: dict[str, Any] | None = None,
+    target: Any = None,
 ) -> TrainResult:
     """Train an SAE of `config` on `acts` for `train.tokens` rows; save it to `out`.
 
     `acts`: an `ActivationStore`, a store folder / `.npy` / `.safetensors` path, or a 2-D
-    float tensor. With `resume`, an interrupted run's `<out>/state/` is continued (to the same
-    final weights as an uninterrupted run); with no state there, training starts fresh.
+    float tensor. Transcoders (`config.arch` transcoder, skip-transcoder) read `acts` as
+    their input and predict `target`, a store / path / tensor with the same rows (the MLP's
+    output harvested in the same pass): `train_sae(mlp_in, config, train, target=mlp_out)`.
+    With `resume`, an interrupted run's `<out>/state/` is continued (to the same final
+    weights as an uninterrupted run); with no state there, training starts fresh.
     Under torchrun (WORLD_SIZE > 1) this trains data-parallel; only rank 0 writes.
     The returned figures are those of the saved weights on held-out rows (`evaluated_on`).
 
@@ -298,8 +306,15 @@ def train_sae(
             runfolder.check_out(out_path, runfolder.SAE, force=force)
     resuming = resume and has_state
 
-    data = TrainData(acts, batch_size=train.batch_size, seed=train.seed, info=info, device=dev)
-    if data.d_in != config.d_in:
+    rows = paired_rows(acts, target, config)
+    data = TrainData(rows, batch_size=train.batch_size, seed=train.seed, info=info, device=dev)
+    if data.d_in != config.train_width:
+        if config.is_transcoder:
+            raise ValueError(
+                f"d_in/d_out mismatch: the transcoder reads d_in={config.d_in} and predicts "
+                f"d_out={config.d_out} (rows of {config.train_width}) but the paired "
+                f"activations {data.name!r} have width {data.d_in}"
+            )
         raise ValueError(
             f"d_in mismatch: the SAE has d_in={config.d_in} but the activations {data.name!r} "
             f"have width {data.d_in}"
@@ -440,23 +455,66 @@ def train_sae(
     return result
 
 
+def paired_rows(acts: Any, target: Any, config: SAEConfig) -> Any:
+    """What `TrainData` reads: `acts` for an SAE; for a transcoder, `acts` and `target` side
+    by side (a `PairedStore`, or the two tensors concatenated)."""
+    if not config.is_transcoder:
+        if target is not None:
+            raise ParameterError(
+                "target", f"None for arch {config.arch!r} (an SAE reconstructs its input)", target
+            )
+        return acts
+    if target is None:
+        if isinstance(acts, PairedStore):
+            return acts
+        raise ParameterError(
+            "target",
+            f"the activations to predict (a store, path or tensor) for arch {config.arch!r}",
+            target,
+        )
+    if isinstance(acts, Tensor) or isinstance(target, Tensor):
+        if not (isinstance(acts, Tensor) and isinstance(target, Tensor)):
+            raise TypeError(
+                "acts and target must both be tensors or both be stores/paths; got "
+                f"{type(acts).__name__} and {type(target).__name__}"
+            )
+        if acts.ndim != 2 or target.ndim != 2 or acts.shape[0] != target.shape[0]:
+            raise ValueError(
+                "acts and target must be 2-D with the same rows; got shapes "
+                f"{list(acts.shape)} and {list(target.shape)}"
+            )
+        return torch.cat([acts, target.to(acts.dtype)], dim=1)
+    return PairedStore(acts, target)
+
+
 def _init_from_sample(
     sae: SparseAutoencoder, data: TrainData, train: TrainConfig
 ) -> tuple[float, float]:
-    """Input scale and FVU denominator from a seeded sample; b_dec at its geometric median."""
+    """Input scale and FVU denominator from a seeded sample; b_dec at its geometric median.
+
+    For a transcoder both come from the target half (the loss is measured there) and the
+    one scale multiplies input and target alike, so folding it back stays `fold_input_scale_`.
+    """
     sample = data.sample(train.init_sample_rows)
+    measured = sample[:, sae.d_in :] if sae.config.is_transcoder else sample
     scale = 1.0
     if train.scale_inputs:
-        mean_sq = sample.double().pow(2).sum(-1).mean().item()
+        mean_sq = measured.double().pow(2).sum(-1).mean().item()
         if mean_sq <= 0:
             raise ValueError(f"activations {data.name!r} are all zero; nothing to learn")
-        scale = math.sqrt(sae.d_in / mean_sq)
-    sample = sample * scale
+        scale = math.sqrt(measured.shape[1] / mean_sq)
+    sample, measured = sample * scale, measured * scale
     # Total variance of the scaled data: the FVU denominator.
-    variance = float(sample.double().var(dim=0, unbiased=False).sum().item())
+    variance = float(measured.double().var(dim=0, unbiased=False).sum().item())
     if variance <= 0:
         variance = 1.0
-    if train.init_b_dec:
+    if isinstance(sae, Transcoder):
+        b_dec = sae.b_dec.detach().clone()
+        sae.init_from_sample_(sample)
+        if not train.init_b_dec:
+            with torch.no_grad():
+                sae.b_dec.copy_(b_dec)
+    elif train.init_b_dec:
         with torch.no_grad():
             sae.b_dec.copy_(geometric_median(sample))
     return scale, variance
