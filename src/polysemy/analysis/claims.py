@@ -383,12 +383,9 @@ def check_claims(
         else:
             direction = plan.vector
             if direction is None:  # fit a probe for the named concept on the fitting half
-                from polysemy.analysis.logistic import LogisticProbe
-
                 assert claim.direction is not None
                 y_dir = _labels(fit, claim.direction, None)
-                probe = LogisticProbe().fit(p.mean[rows["fit"]].double(), y_dir)
-                direction = probe.coef_.double()
+                direction = probe_direction(p.mean[rows["fit"]], y_dir)
                 evidence["probe"] = {"concept": claim.direction, "fitted_on": len(fit)}
             values = p.mean.double() @ (direction / direction.norm())
         threshold = pick_threshold(values[rows["fit"]], y["fit"])
@@ -462,6 +459,20 @@ def check_claims(
     return result
 
 
+def probe_direction(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """`[width]` weights of a logistic probe of `y` on `x [rows, width]`. Columns that are
+    constant up to rounding (std below 1e-6 of the median column's) are set exactly constant
+    first: the probe would otherwise divide by their rounding noise and return a weight of
+    1e30 on a column that carries nothing."""
+    from polysemy.analysis.logistic import LogisticProbe
+
+    x = x.double()
+    std = x.std(0)
+    flat = std <= 1e-6 * std.median()
+    x = torch.where(flat, torch.zeros((), dtype=x.dtype), x)
+    return LogisticProbe().fit(x, y).coef_.double()
+
+
 def _last_layer(loaded: Any) -> str:
     from polysemy.analysis.ablation_calibration import _layer_outputs
 
@@ -482,14 +493,13 @@ def _ablation(
     """Ablate the claim's neuron or feature on held-out sentences; the effect is read on a
     probe of the concept fitted at the last layer (mean-pooled) on the fitting sentences."""
     from polysemy.analysis.ablation import ablate
-    from polysemy.analysis.logistic import LogisticProbe
 
     assert last is not None
     claim = plan.claim
     y = _labels(fit, claim.concept, claim.value)
     if bool(y.all()) or not bool(y.any()):
         return None
-    readout = LogisticProbe().fit(pooled[last].mean[rows["fit"]].double(), y).coef_.double()
+    readout = probe_direction(pooled[last].mean[rows["fit"]], y)
     n = min(config.ablation_examples, len(heldout))
     result = ablate(
         loaded, [s.text for s in heldout[:n]], sae=plan.sae, site=plan.site,

@@ -92,4 +92,15 @@ def sentence(claim: Any, verdict: ClaimVerdict, evidence: dict[str, Any]) -> str
     edits = evidence.get("edits")
     if edits is not None and edits.get("sensitivity", {}).get("verdict") != "effect":
         parts.append(f"; editing {concept} does not clearly move it")
+    failed = [k for k, v in evidence.get("tests", {}).get("secondary", {}).items() if v == "fail"]
+    if verdict == "partial" and failed:
+        why = {
+            "shifted_auroc": "it does not travel to new templates",
+            "precision": "most of its strongest contexts are about something else",
+            "recall": f"it misses most sentences with {concept}",
+            "specificity": "edits of other concepts move it too"
+            + (f" (most: {edits['leak']})" if edits and edits.get("leak") else ""),
+            "dominance": "its activity is shared among many SAE features",
+        }
+        parts.append("; but " + " and ".join(why[k] for k in failed))
     return "".join(parts) + f"; calling it '{label}' is {_CALLED[verdict]}."
