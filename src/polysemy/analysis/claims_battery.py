@@ -26,8 +26,8 @@ sentence?), `mean` for a direction (x · d̂ averaged, the way its probe was fit
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -156,7 +156,7 @@ def edit_effects(
     return _judge(target, delta, active, labels, config)
 
 
-def neuron_chorus(folder: str | Path, neuron: int) -> dict[str, Any] | None:
+def neuron_chorus(folder: str | os.PathLike[str], neuron: int) -> dict[str, Any] | None:
     """A neuron's `effective_features`, `top_share` and top features from a neurons analysis
     folder's neurons.json (None when the folder did not analyse that neuron)."""
     from polysemy.analysis.folder import read_analysis

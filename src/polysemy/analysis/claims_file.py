@@ -145,9 +145,7 @@ def _index(value: Any, where: str) -> int:
     return value
 
 
-def parse_claims(
-    data: dict[str, Any], *, base: str | os.PathLike[str] | None = None
-) -> ClaimsFile:
+def parse_claims(data: dict[str, Any], *, base: str | os.PathLike[str] | None = None) -> ClaimsFile:
     """A claims file's content (a dict, as TOML or YAML loads it) as a `ClaimsFile`; paths
     relative to `base`. ParameterError naming the key at the first mistake."""
     if not isinstance(data, dict):
@@ -240,7 +238,9 @@ def read_claims(path: str | os.PathLike[str]) -> ClaimsFile:
         try:
             import yaml
         except ImportError:
-            raise ParameterError("claims", "a .toml file (PyYAML is not installed)", str(p))
+            raise ParameterError(
+                "claims", "a .toml file (PyYAML is not installed)", str(p)
+            ) from None
         try:
             data = yaml.safe_load(text)
         except yaml.YAMLError as exc:
@@ -256,8 +256,6 @@ def read_claims(path: str | os.PathLike[str]) -> ClaimsFile:
     return dataclasses.replace(parsed, path=str(p))
 
 
-def effective_thresholds(
-    claim: Claim, claims_file: ClaimsFile, base: Thresholds
-) -> Thresholds:
+def effective_thresholds(claim: Claim, claims_file: ClaimsFile, base: Thresholds) -> Thresholds:
     """The claim's thresholds: its own > the file's > `base` (the caller's, then defaults)."""
     return dataclasses.replace(base, **{**claims_file.thresholds, **claim.thresholds})
