@@ -91,6 +91,7 @@ def test_bad_files_are_refused_naming_the_key(data, match) -> None:
 
 
 def test_read_claims_toml_yaml_and_broken(tmp_path: Path) -> None:
+    pytest.importorskip("yaml")
     (tmp_path / "c.toml").write_text('site = "s"\n[[claim]]\nneuron = 3\nconcept = "tense"\n')
     (tmp_path / "c.yaml").write_text("site: s\nclaim:\n  - neuron: 3\n    concept: tense\n")
     assert read_claims(tmp_path / "c.toml").claims == read_claims(tmp_path / "c.yaml").claims
