@@ -202,6 +202,25 @@ def test_bad_claims_against_the_model_write_nothing(planted, tmp_path, claim, ma
     assert not out.exists()
 
 
+def test_direction_from_a_file(planted, tmp_path: Path) -> None:
+    from safetensors.torch import save_file
+
+    save_file({"d": torch.eye(32)[0]}, str(tmp_path / "d.safetensors"))
+    save_file({"d": torch.ones(5)}, str(tmp_path / "short.safetensors"))
+    (tmp_path / "c.toml").write_text(
+        f'site = "{WORD_SITE}"\n[[claim]]\ndirection = "d.safetensors"\nconcept = "animal"\n'
+    )
+    result = check_claims(tmp_path / "c.toml", model=planted, **FAST)
+    assert result.claims[0].verdict == "supported"  # e_0 is planted neuron 0: the animal words
+    bad = {"site": WORD_SITE, "claim": [{"direction": str(tmp_path / "short.safetensors"),
+                                         "concept": "animal"}]}  # fmt: skip
+    with pytest.raises(ValueError, match=r"claim\[0\]\.direction must be a non-zero vector"):
+        check_claims(bad, model=planted, **FAST)
+    missing = {"site": WORD_SITE, "claim": [{"direction": "nowhere.npy", "concept": "animal"}]}
+    with pytest.raises(ValueError, match=r"claim\[0\]\.direction must be"):
+        check_claims(missing, model=planted, **FAST)
+
+
 def test_malformed_twins_line_names_it(planted, tmp_path: Path) -> None:
     twins = tmp_path / "twins.jsonl"
     good = {"text": "the dog ran", "twin": "the cat ran", "concept": "animal"}

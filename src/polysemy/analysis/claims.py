@@ -247,7 +247,10 @@ def _plan(
                 from polysemy.corpora.concepts import CONCEPTS
 
                 if claim.direction not in CONCEPTS:
-                    vector = load_direction(claim.direction).reshape(-1)
+                    try:
+                        vector = load_direction(claim.direction).reshape(-1)
+                    except ParameterError as exc:
+                        raise ParameterError(f"{where}.direction", exc.expected, exc.got) from None
                     if vector.numel() != site.width or float(vector.norm()) == 0:
                         raise ParameterError(
                             f"{where}.direction",
