@@ -32,6 +32,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sentences", type=int, default=2000)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--ablation-examples", type=int, default=64)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     claims = {"claim": [{"neuron": n, "concept": c, "site": MLP} for n, c in NEURONS]
@@ -39,14 +40,15 @@ def main() -> None:
     loaded = load_model("minilm")
     t0 = time.perf_counter()
     result = check_claims(claims, model=loaded, sentences=args.sentences,
-                          shifted=args.sentences // 2)  # fmt: skip
+                          shifted=args.sentences // 2,
+                          ablation_examples=args.ablation_examples)  # fmt: skip
     seconds = time.perf_counter() - t0
     print(
         f"{len(result.claims)} claims, {args.sentences} + {args.sentences // 2} sentences "
         f"+ twins of 300: {seconds:.1f} s ({seconds / len(result.claims):.1f} s per claim), "
         f"{args.threads} thread(s), load {os.getloadavg()[0]:.1f}, {platform.machine()}"
     )
-    print("verdicts:", result.counts())
+    print("verdicts:", result.counts(), "stages (s):", result.seconds)
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -154,6 +155,9 @@ class ClaimsResult:
     claims: tuple[ClaimResult, ...]
     path: str | None = None
     """The claims analysis folder written, if any."""
+    seconds: dict[str, float] = dataclasses.field(default_factory=dict)
+    """Wall time of each stage: `forward` (the one pass over every text), `tests` (detection
+    and edits, all claims) and `ablation` (all claims)."""
 
     def counts(self) -> dict[str, int]:
         kinds = ("supported", "partial", "refuted", "inconclusive")
@@ -359,11 +363,14 @@ def check_claims(
     last = _last_layer(loaded) if ablating else None
     if last is not None:
         sites.setdefault(last, [])
+    clock = time.perf_counter()
     pooled = read_pooled(loaded, sites, texts, seq_len=config.seq_len,
                          batch_size=config.batch_size) if sites else {}  # fmt: skip
 
+    seconds = {"forward": time.perf_counter() - clock, "tests": 0.0, "ablation": 0.0}
     results = []
     for i, plan in enumerate(plans):
+        clock = time.perf_counter()
         claim = plan.claim
         seed = config.seed + 1009 * i
         evidence: dict[str, Any] = {"target": claim.target, "site": plan.site,
@@ -411,8 +418,12 @@ def check_claims(
         else:
             evidence["edits"] = None
         if ablating and claim.kind != "direction":
+            seconds["tests"] += time.perf_counter() - clock
+            clock = time.perf_counter()
             evidence["ablation"] = _ablation(loaded, plan, pooled, last, rows, fit, heldout,
                                              config, seed)  # fmt: skip
+            seconds["ablation"] += time.perf_counter() - clock
+            clock = time.perf_counter()
         chorus = None
         if claim.kind == "neuron" and neurons is not None:
             chorus = neuron_chorus(neurons, int(claim.index or 0))
@@ -437,10 +448,11 @@ def check_claims(
             secondary["dominance"] = "pass" if chorus["top_share"] >= t.dominance else "fail"
         evidence["tests"] = {"core": core, "secondary": secondary}
         verdict = decide(core, secondary)
+        seconds["tests"] += time.perf_counter() - clock
         results.append(ClaimResult(claim.raw, verdict, evidence,
                                    sentence(claim, verdict, evidence)))  # fmt: skip
 
-    result = ClaimsResult(tuple(results))
+    result = ClaimsResult(tuple(results), seconds={k: round(v, 3) for k, v in seconds.items()})
     if out is not None:
         inputs = {
             "model": getattr(loaded, "name", None),
@@ -453,6 +465,7 @@ def check_claims(
         summary = {
             "format": CLAIMS_FORMAT,
             "counts": result.counts(),
+            "seconds": result.seconds,
             "claims": [{"target": c.evidence["target"], "concept": c.claim.get("concept"),
                         "verdict": c.verdict, "sentence": c.sentence} for c in results],
         }  # fmt: skip
