@@ -38,17 +38,25 @@ def main() -> None:
     claims = {"claim": [{"neuron": n, "concept": c, "site": MLP} for n, c in NEURONS]
               + [{"direction": d, "concept": c, "site": RESID} for d, c in DIRECTIONS]}  # fmt: skip
     loaded = load_model("minilm")
+    options = {"sentences": args.sentences, "shifted": args.sentences // 2,
+               "ablation_examples": args.ablation_examples}  # fmt: skip
+    # The reference, in the same run: one claim alone (what one more claim would cost if
+    # every claim ran its own pass over the sentences).
     t0 = time.perf_counter()
-    result = check_claims(claims, model=loaded, sentences=args.sentences,
-                          shifted=args.sentences // 2,
-                          ablation_examples=args.ablation_examples)  # fmt: skip
+    one = check_claims({"claim": claims["claim"][:1]}, model=loaded, **options)
+    single = time.perf_counter() - t0
+    print(f"1 claim alone: {single:.1f} s, stages (s): {one.seconds}")
+    t0 = time.perf_counter()
+    result = check_claims(claims, model=loaded, **options)
     seconds = time.perf_counter() - t0
     print(
         f"{len(result.claims)} claims, {args.sentences} + {args.sentences // 2} sentences "
-        f"+ twins of 300: {seconds:.1f} s ({seconds / len(result.claims):.1f} s per claim), "
+        f"+ twins of 300, ablation on {args.ablation_examples}: {seconds:.1f} s "
+        f"({seconds / len(result.claims):.1f} s per claim), "
         f"{args.threads} thread(s), load {os.getloadavg()[0]:.1f}, {platform.machine()}"
     )
     print("verdicts:", result.counts(), "stages (s):", result.seconds)
+    print(f"20 claims together vs 20 x 1 claim alone: {seconds / (20 * single):.2f}x the time")
 
 
 if __name__ == "__main__":
