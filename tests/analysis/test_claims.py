@@ -116,6 +116,12 @@ def test_auroc_matches_pairwise_count_with_ties() -> None:
     assert ci.low <= ci.estimate <= ci.high and ci.n == 60
 
 
+def test_auroc_of_one_class_decides_nothing() -> None:
+    ci = auroc_interval(torch.arange(10.0), torch.zeros(10, dtype=torch.bool), resamples=100)
+    assert (ci.low, ci.high) == (0.0, 1.0)
+    assert against(ci, 0.8) == "undecided"
+
+
 def test_detection_at_threshold() -> None:
     s = torch.tensor([0.0, 0.0, 0.0, 1.0, 2.0, 3.0, 0.5, 0.0])
     y = torch.tensor([0, 0, 0, 1, 1, 1, 1, 0], dtype=torch.bool)

@@ -88,8 +88,11 @@ def auroc_interval(
     beaten = neg_below[:, group] + 0.5 * neg_at[:, group]  # (R+1, n)
     total = w_pos.sum(1) * w_neg.sum(1)
     auc = (w_pos * beaten).sum(1) / total.clamp_min(1e-12)
-    auc = torch.where(total > 0, auc, torch.full_like(auc, 0.5))
-    low, high = torch.quantile(auc[1:], torch.tensor([0.025, 0.975], dtype=auc.dtype))
+    if float(total[0]) == 0:  # one class only: the data cannot say anything
+        return Interval(0.5, 0.0, 1.0, 0.95, n, "bootstrap")
+    # Resamples that drew one class only have no AUROC: left out (rare unless positives are).
+    kept = auc[1:][total[1:] > 0]
+    low, high = torch.quantile(kept, torch.tensor([0.025, 0.975], dtype=auc.dtype))
     return Interval(float(auc[0]), float(low), float(high), 0.95, n, "bootstrap")
 
 
