@@ -35,12 +35,13 @@ def main() -> None:
     cal = calibrate_claims(trials=args.trials, sentences=args.sentences,
                            shifted=args.sentences // 2)  # fmt: skip
     seconds = time.perf_counter() - t0
-    print(f"claims: planted word neurons, tiny random BERT, {cal.trials} trials x 15 claims "
-          f"(5 true, 5 cross-concept, 5 random-neuron), {cal.sentences} train + "
+    print(f"claims: planted word neurons, tiny random BERT, {cal.trials} trials x 20 claims "
+          f"(5 true, 5 cross-concept, 5 random-neuron, 5 two-concept), {cal.sentences} train + "
           f"{cal.sentences // 2} shifted sentences, 300 edit sentences")  # fmt: skip
     print(_rate("true claims supported", cal.true_supported))
     print(_rate("false claims refuted or inconclusive", cal.false_rejected))
     print(_rate("false claims supported", cal.false_supported))
+    print(_rate("two-concept neuron: supported", cal.mixed_supported))
     print("  verdicts:", json.dumps(cal.verdicts))
     print(f"  {seconds:.0f} s, {args.threads} thread(s), {platform.machine()}")
 
