@@ -29,13 +29,14 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=40)
     parser.add_argument("--sentences", type=int, default=2000)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--seed", type=int, default=0, help="seed of the first trial")
     parser.add_argument("--precision", type=float, default=None, help="precision threshold")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
     extra = {} if args.precision is None else {"precision": args.precision}
     cal = calibrate_claims(trials=args.trials, sentences=args.sentences,
-                           shifted=args.sentences // 2, **extra)  # fmt: skip
+                           shifted=args.sentences // 2, seed=args.seed, **extra)  # fmt: skip
     seconds = time.perf_counter() - t0
     print(f"claims: planted word neurons, tiny random BERT, {cal.trials} trials x 20 claims "
           f"(5 true, 5 cross-concept, 5 random-neuron, 5 two-concept), {cal.sentences} train + "

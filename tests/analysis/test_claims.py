@@ -27,7 +27,7 @@ from polysemy.validation import ParameterError
 
 from .conftest import random_sae
 
-FAST = {"sentences": 120, "shifted": 60, "edit_sentences": 100, "resamples": 200,
+FAST = {"sentences": 300, "shifted": 100, "edit_sentences": 100, "resamples": 200,
         "permutations": 200, "ablation_examples": 0}  # fmt: skip
 
 

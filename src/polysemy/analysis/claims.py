@@ -83,7 +83,7 @@ class ClaimsConfig:
     """Strongest contexts per target whose share carrying the concept is its precision."""
     auroc: float = 0.8
     """Threshold of the held-out and shifted AUROC (the file's and the claim's win)."""
-    precision: float = 0.5
+    precision: float = 0.8
     """Threshold of the strongest-context precision."""
     recall: float = 0.5
     """Threshold of the recall at the fitted firing threshold."""

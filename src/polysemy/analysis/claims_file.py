@@ -55,8 +55,9 @@ class Thresholds:
 
     auroc: float = 0.8
     """Held-out and shifted AUROC of the target's value for the concept must reach this."""
-    precision: float = 0.5
-    """Share of the target's strongest held-out contexts that carry the concept."""
+    precision: float = 0.8
+    """Share of the target's strongest held-out contexts that carry the concept (0.5 let a
+    neuron of two concepts pass as one of them a quarter of the time: docs/claims.md)."""
     recall: float = 0.5
     """Share of held-out sentences with the concept on which the target fires (its value
     reaches the threshold picked on the fitting sentences)."""
