@@ -126,6 +126,9 @@ COMMAND_HAND_FLAGS = {
     # where `stats` stops (`corpus_stats(limit=)`).
     "corpus show": {"n"},
     "corpus stats": {"limit"},
+    # A folder argument of `check_claims(neurons=)`, like --acts and --sae: an input, not a
+    # setting of the battery.
+    "check": {"neurons"},
     # `sae train`'s width is either --expansion or --d-sae (resolved by
     # sae.config.resolve_d_sae against d_in read from the data), and --l1-coefficient /
     # --l0-coefficient are the architecture-worded names --sparsity-coefficient had before,

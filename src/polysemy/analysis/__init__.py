@@ -1,6 +1,7 @@
 """Evidence on a model and an SAE, one function per analysis: reconstruction, recovery of
 planted features, fidelity, ablation, neurons as choruses, features, dictionary geometry,
-probes, edits, attributions and pruning, each with its calibration on known truth.
+probes, edits, attributions, pruning and claims checked with verdicts, each with its
+calibration on known truth.
 
 >>> from polysemy.analysis import analyze_neurons, analyze_fidelity, ablate  # doctest: +SKIP
 >>> from polysemy.analysis import analyze_probes, analyze_edits              # doctest: +SKIP
@@ -19,6 +20,8 @@ from polysemy.analysis.chorus_calibration import (
     calibrate_neurons,
     calibrate_neurons_toy,
 )
+from polysemy.analysis.claims import ClaimsConfig, ClaimsResult, check_claims
+from polysemy.analysis.claims_calibration import ClaimsCalibration, calibrate_claims
 from polysemy.analysis.edit_calibration import EditsCalibration, calibrate_edits
 from polysemy.analysis.edits import EditsConfig, EditsResult, analyze_edits
 from polysemy.analysis.features import FeaturesConfig, FeaturesResult, analyze_features
@@ -41,6 +44,9 @@ __all__ = [
     "AblationCalibration",
     "AttributionsConfig",
     "AttributionsResult",
+    "ClaimsCalibration",
+    "ClaimsConfig",
+    "ClaimsResult",
     "EditsCalibration",
     "EditsConfig",
     "EditsResult",
@@ -72,6 +78,7 @@ __all__ = [
     "analyze_pruning",
     "calibrate_ablation",
     "calibrate_attributions",
+    "calibrate_claims",
     "calibrate_edits",
     "calibrate_features",
     "calibrate_geometry",
@@ -79,6 +86,7 @@ __all__ = [
     "calibrate_neurons_toy",
     "calibrate_probes",
     "calibrate_pruning",
+    "check_claims",
     "evaluate",
     "recovery_scores",
 ]
