@@ -47,7 +47,9 @@ TOY_REPORT = RunKind("summary.json", "polysemy.toy-report/1")
 ANALYSIS = RunKind("analysis.json", "polysemy.analysis/1")
 # What `polysemy report` writes (polysemy.report.write_report).
 REPORT = RunKind("report.json", "polysemy.report/1")
-KNOWN_KINDS = (TOY, ACTIVATIONS, SAE, TOY_REPORT, ANALYSIS, REPORT)
+# What `polysemy organism train` writes (polysemy.organism.train_organism).
+ORGANISM = RunKind("organism.json", "polysemy.organism/1")
+KNOWN_KINDS = (TOY, ACTIVATIONS, SAE, TOY_REPORT, ANALYSIS, REPORT, ORGANISM)
 
 
 def detect_kind(folder: Path) -> str | None:

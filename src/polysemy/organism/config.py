@@ -1,0 +1,132 @@
+"""`OrganismConfig`: every choice a model-organism run makes, frozen, with its default.
+
+The defaults are sized for a 10-minute run on two shared CPU cores (docs/organism.md has the
+numbers); `quick=True` shrinks the run to a smoke test of about a minute. Fields that depend on
+`quick` default to None and are resolved by the `resolved_*` properties, so the config itself
+is never rewritten.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from polysemy.validation import (
+    ParameterError,
+    check_float,
+    check_int,
+    check_optional_int,
+)
+
+__all__ = ["OrganismConfig"]
+
+QUICK_STEPS = 150
+"""Optimizer steps of a `quick` run."""
+DEFAULT_STEPS = 1800
+"""Optimizer steps of a default run (about 10 minutes on two loaded CPU cores)."""
+QUICK_CORPUS_CHARS = 2_000_000
+DEFAULT_CORPUS_CHARS = 12_000_000
+MIN_VOCAB = 300
+"""Byte-level BPE starts from 256 byte tokens and one special token; fewer leaves no merges."""
+
+RESUME_FREE = ("checkpoint_every", "log_every", "eval_tokens")
+"""Fields a resume may change: they do not change the weights."""
+
+
+@dataclass(frozen=True)
+class OrganismConfig:
+    """A small GPT-2 trained here on a local corpus: what `polysemy organism train` runs."""
+
+    corpus: str = "pydocs"
+    """Corpus spec (see `ps.open_corpus`): pydocs, concepts, local files."""
+    corpus_chars: int | None = None
+    """Characters of the corpus read, in its order (None: 12M, or 2M when quick)."""
+    heldout_every: int = 50
+    """Every N-th document is held out (never trained on) for the held-out loss."""
+    vocab_size: int = 4096
+    """Size of the byte-level BPE vocabulary trained on the corpus (>= 300)."""
+    n_ctx: int = 128
+    """Context length in tokens: training windows are packed to exactly this length."""
+    n_layer: int = 1
+    """Transformer blocks (1: the one-layer organism of "Towards Monosemanticity")."""
+    d_model: int = 128
+    """Residual stream width."""
+    d_mlp: int = 512
+    """MLP neurons per block (the privileged basis the drift analyses study)."""
+    n_head: int = 4
+    """Attention heads per block (must divide d_model)."""
+    batch_size: int = 32
+    """Windows per optimizer step (batch_size * n_ctx tokens)."""
+    steps: int | None = None
+    """Optimizer steps (None: 1800, or 150 when quick)."""
+    lr: float = 3e-3
+    """Peak learning rate of AdamW."""
+    warmup_steps: int = 50
+    """Linear learning-rate warm-up, then cosine decay to lr / 10."""
+    weight_decay: float = 0.1
+    """AdamW weight decay on matrices (not on biases, norms or embeddings)."""
+    snapshots: int = 8
+    """Snapshots kept: step 0 and log-spaced steps up to the last (always kept)."""
+    checkpoint_every: int = 100
+    """Steps between resumable states in <out>/state/ (a kill loses at most this many)."""
+    eval_tokens: int = 32768
+    """Held-out tokens scored at every snapshot and at the end (fewer if held out is smaller)."""
+    log_every: int = 10
+    """Steps between entries of the loss history."""
+    compile: bool = False
+    """torch.compile the training step (pays a one-off compile; see docs/organism.md)."""
+    quick: bool = False
+    """A smoke-test run of about a minute (fewer steps, a smaller slice of the corpus)."""
+    seed: int = 0
+    """Seed of initialisation and data order."""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.corpus, str) or not self.corpus.strip():
+            raise ParameterError("corpus", "a corpus spec", self.corpus)
+        check_optional_int("corpus_chars", self.corpus_chars, least=1000)
+        check_int("heldout_every", self.heldout_every, least=2)
+        check_int("vocab_size", self.vocab_size, least=MIN_VOCAB)
+        check_int("n_ctx", self.n_ctx, least=2)
+        check_int("n_layer", self.n_layer, least=1)
+        check_int("d_model", self.d_model, least=1)
+        check_int("d_mlp", self.d_mlp, least=1)
+        check_int("n_head", self.n_head, least=1)
+        if self.d_model % self.n_head:
+            raise ParameterError(
+                "n_head", f"a divisor of d_model={self.d_model}", self.n_head
+            )
+        check_int("batch_size", self.batch_size, least=1)
+        check_optional_int("steps", self.steps, least=1)
+        check_float("lr", self.lr, above=0.0)
+        check_int("warmup_steps", self.warmup_steps, least=0)
+        check_float("weight_decay", self.weight_decay, least=0.0)
+        check_int("snapshots", self.snapshots, least=2)
+        check_int("checkpoint_every", self.checkpoint_every, least=1)
+        check_int("eval_tokens", self.eval_tokens, least=1)
+        check_int("log_every", self.log_every, least=1)
+        for name in ("compile", "quick"):
+            if not isinstance(getattr(self, name), bool):
+                raise ParameterError(name, "a bool", getattr(self, name))
+        check_int("seed", self.seed)
+
+    @property
+    def resolved_steps(self) -> int:
+        """`steps`, or its default for a quick or a full run."""
+        if self.steps is not None:
+            return self.steps
+        return QUICK_STEPS if self.quick else DEFAULT_STEPS
+
+    @property
+    def resolved_corpus_chars(self) -> int:
+        """`corpus_chars`, or its default for a quick or a full run."""
+        if self.corpus_chars is not None:
+            return self.corpus_chars
+        return QUICK_CORPUS_CHARS if self.quick else DEFAULT_CORPUS_CHARS
+
+    def to_dict(self) -> dict[str, Any]:
+        """The config as JSON, with the resolved values beside the fields."""
+        d = dataclasses.asdict(self)
+        d["resolved_steps"] = self.resolved_steps
+        d["resolved_corpus_chars"] = self.resolved_corpus_chars
+        return d
