@@ -20,11 +20,11 @@ import os
 import sys
 from collections.abc import Sequence
 
-from polysemy.cli import analyze, corpus, demo, harvest, report, sae, synth, toy
+from polysemy.cli import analyze, corpus, demo, harvest, organism, report, sae, synth, toy
 from polysemy.cli._common import USER_ERRORS, ArgumentParser, applied_runtime
 from polysemy.cli._flags import flag_message
 
-_GROUPS = (toy, harvest, synth, sae, analyze, corpus, demo, report)
+_GROUPS = (toy, harvest, synth, sae, analyze, corpus, demo, report, organism)
 
 
 def build_parser() -> ArgumentParser:

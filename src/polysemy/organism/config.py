@@ -21,12 +21,12 @@ from polysemy.validation import (
 
 __all__ = ["OrganismConfig"]
 
-QUICK_STEPS = 150
+QUICK_STEPS = 60
 """Optimizer steps of a `quick` run."""
-DEFAULT_STEPS = 1800
-"""Optimizer steps of a default run (about 10 minutes on two loaded CPU cores)."""
-QUICK_CORPUS_CHARS = 2_000_000
-DEFAULT_CORPUS_CHARS = 12_000_000
+DEFAULT_STEPS = 400
+"""Optimizer steps of a default run (under 10 minutes on two CPU cores shared with other work)."""
+QUICK_CORPUS_CHARS = 1_000_000
+DEFAULT_CORPUS_CHARS = 8_000_000
 MIN_VOCAB = 300
 """Byte-level BPE starts from 256 byte tokens and one special token; fewer leaves no merges."""
 
@@ -41,11 +41,14 @@ class OrganismConfig:
     corpus: str = "pydocs"
     """Corpus spec (see `ps.open_corpus`): pydocs, concepts, local files."""
     corpus_chars: int | None = None
-    """Characters of the corpus read, in its order (None: 12M, or 2M when quick)."""
+    """Characters of the corpus read, in its order (None: 8M, or 1M when quick)."""
     heldout_every: int = 50
     """Every N-th document is held out (never trained on) for the held-out loss."""
-    vocab_size: int = 4096
-    """Size of the byte-level BPE vocabulary trained on the corpus (>= 300)."""
+    vocab_size: int = 1024
+    """Size of the byte-level BPE vocabulary trained on the corpus (>= 300).
+
+    Small because the unembedding dominates a small model's compute: 4096 tokens run at a
+    third of 1024's speed on CPU (docs/organism.md)."""
     n_ctx: int = 128
     """Context length in tokens: training windows are packed to exactly this length."""
     n_layer: int = 1
@@ -59,10 +62,10 @@ class OrganismConfig:
     batch_size: int = 32
     """Windows per optimizer step (batch_size * n_ctx tokens)."""
     steps: int | None = None
-    """Optimizer steps (None: 1800, or 150 when quick)."""
-    lr: float = 3e-3
+    """Optimizer steps (None: 400, or 60 when quick)."""
+    lr: float = 5e-3
     """Peak learning rate of AdamW."""
-    warmup_steps: int = 50
+    warmup_steps: int = 30
     """Linear learning-rate warm-up, then cosine decay to lr / 10."""
     weight_decay: float = 0.1
     """AdamW weight decay on matrices (not on biases, norms or embeddings)."""

@@ -322,8 +322,8 @@ def train_organism(
     """Train the organism `config` describes (or its fields given as `options`) into `out`.
 
     With `resume`, an interrupted run in `out` continues from its `state/` to the same final
-    weights as an uninterrupted run. `stop_after`: leave after that many steps as if killed
-    (state written, run unfinished; for tests and for splitting a run across sessions).
+    weights as an uninterrupted run. `stop_after`: return after that many steps as if killed
+    there (nothing more is written: a resume restarts from the last checkpoint; for tests).
 
     Raises ValueError (ParameterError naming the field) for a corpus too small for the
     vocabulary, the context or one batch; for an `out` holding another run, a finished
@@ -532,10 +532,6 @@ def _train(
             if path is not None and step % config.checkpoint_every == 0 and step < steps:
                 _write_state(path / "state", model, opt, state_info(step))
                 write_summary()
-        if path is not None and step < steps:
-            # Stopped early (stop_after): the state must be exactly this step's.
-            _write_state(path / "state", model, opt, state_info(step))
-            write_summary()
     finally:
         bar.close()
     model.eval()
