@@ -43,7 +43,7 @@ _EXPORTS: dict[str, str] = {
 }
 # `synth` is the subpackage, made callable (see polysemy/synth/__init__.py): a function of the
 # same name would be replaced by the subpackage the first time anything imports it.
-_SUBMODULES = ("toy", "synth", "analysis", "report")
+_SUBMODULES = ("toy", "synth", "analysis", "report", "organism")
 
 __all__ = [
     "ActivationStore",
@@ -57,6 +57,7 @@ __all__ = [
     "load_model",
     "load_sae",
     "open_corpus",
+    "organism",
     "report",
     "synth",
     "toy",
@@ -64,7 +65,7 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from polysemy import analysis, report, toy
+    from polysemy import analysis, organism, report, toy
     from polysemy.activations.store import ActivationStore
     from polysemy.analysis.reconstruction import evaluate
     from polysemy.api import harvest, synth, train_sae

@@ -6,10 +6,10 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
+from tests.organism.conftest import TINY
 
 import polysemy as ps
 from polysemy.organism import OrganismRun, load_organism, snapshot_steps, train_organism
-from tests.organism.conftest import TINY
 
 
 def test_run_folder_records_figures_with_intervals_and_baselines(tiny_run: OrganismRun) -> None:
@@ -41,8 +41,9 @@ def test_snapshots_are_ordinary_hugging_face_folders(tiny_run: OrganismRun) -> N
         assert torch.allclose(hf(ids).logits, tiny_run.model(ids).logits, atol=1e-5)
     first = load_file(str(tiny_run.snapshots[0] / "model.safetensors"))
     final = load_file(str(last / "model.safetensors"))
-    assert not torch.equal(first["transformer.h.0.mlp.c_fc.weight"],
-                           final["transformer.h.0.mlp.c_fc.weight"])
+    assert not torch.equal(
+        first["transformer.h.0.mlp.c_fc.weight"], final["transformer.h.0.mlp.c_fc.weight"]
+    )
 
 
 def test_sites_and_harvest_work_on_a_snapshot(tiny_run: OrganismRun, tmp_path: Path) -> None:
@@ -52,7 +53,12 @@ def test_sites_and_harvest_work_on_a_snapshot(tiny_run: OrganismRun, tmp_path: P
     assert sites[mlp].width == TINY["d_mlp"] and sites[mlp].per_token
     assert sites[tiny_run.summary["model"]["sites"]["resid"]].width == TINY["d_model"]
     store = ps.harvest(
-        loaded, "concepts:heldout:50", site=mlp, tokens=200, seq_len=16, out=tmp_path / "acts",
+        loaded,
+        "concepts:heldout:50",
+        site=mlp,
+        tokens=200,
+        seq_len=16,
+        out=tmp_path / "acts",
         progress=False,
     )
     assert store.d_in == TINY["d_mlp"] and store.rows >= 200
@@ -86,7 +92,7 @@ def test_a_killed_run_resumes_to_the_same_final_weights(
 def test_resume_refuses_another_config(tmp_path: Path) -> None:
     out = tmp_path / "killed"
     train_organism(out=out, progress=False, stop_after=6, **TINY)
-    with pytest.raises(ValueError, match="config must match .* differ: lr"):
+    with pytest.raises(ValueError, match=r"config must match .* differ: lr"):
         train_organism(out=out, progress=False, resume=True, **{**TINY, "lr": 1e-4})
 
 
@@ -98,7 +104,10 @@ def test_a_finished_run_is_not_overwritten_unless_forced(tiny_run: OrganismRun) 
 @pytest.mark.parametrize(
     ("change", "match"),
     [
-        ({"corpus_chars": 5000, "batch_size": 256}, "corpus_chars must be enough text for one batch"),
+        (
+            {"corpus_chars": 5000, "batch_size": 256},
+            "corpus_chars must be enough text for one batch",
+        ),
         ({"vocab_size": 20000}, r"vocab_size must be <= \d+ for this corpus"),
         ({"n_ctx": 4000, "batch_size": 1}, "corpus_chars must be enough held-out text"),
     ],

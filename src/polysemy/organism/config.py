@@ -10,16 +10,19 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from polysemy.validation import (
     ParameterError,
+    check_choice,
     check_float,
     check_int,
     check_optional_int,
 )
 
-__all__ = ["OrganismConfig"]
+__all__ = ["OrganismConfig", "Precision"]
+
+Precision = Literal["auto", "float32", "bfloat16"]
 
 QUICK_STEPS = 60
 """Optimizer steps of a `quick` run."""
@@ -59,6 +62,9 @@ class OrganismConfig:
     """MLP neurons per block (the privileged basis the drift analyses study)."""
     n_head: int = 4
     """Attention heads per block (must divide d_model)."""
+    tie_embeddings: bool = False
+    """Share one matrix between embedding and unembedding, as GPT-2 does (untied learns the
+    corpus's bigram statistics faster: docs/organism.md)."""
     batch_size: int = 32
     """Windows per optimizer step (batch_size * n_ctx tokens)."""
     steps: int | None = None
@@ -77,6 +83,9 @@ class OrganismConfig:
     """Held-out tokens scored at every snapshot and at the end (fewer if held out is smaller)."""
     log_every: int = 10
     """Steps between entries of the loss history."""
+    precision: Precision = "auto"
+    """Matmuls in bfloat16 autocast (weights and AdamW stay float32) or float32; auto:
+    bfloat16 where the CPU or GPU computes it natively."""
     compile: bool = False
     """torch.compile the training step (pays a one-off compile; see docs/organism.md)."""
     quick: bool = False
@@ -96,9 +105,7 @@ class OrganismConfig:
         check_int("d_mlp", self.d_mlp, least=1)
         check_int("n_head", self.n_head, least=1)
         if self.d_model % self.n_head:
-            raise ParameterError(
-                "n_head", f"a divisor of d_model={self.d_model}", self.n_head
-            )
+            raise ParameterError("n_head", f"a divisor of d_model={self.d_model}", self.n_head)
         check_int("batch_size", self.batch_size, least=1)
         check_optional_int("steps", self.steps, least=1)
         check_float("lr", self.lr, above=0.0)
@@ -108,7 +115,8 @@ class OrganismConfig:
         check_int("checkpoint_every", self.checkpoint_every, least=1)
         check_int("eval_tokens", self.eval_tokens, least=1)
         check_int("log_every", self.log_every, least=1)
-        for name in ("compile", "quick"):
+        check_choice("precision", self.precision, ("auto", "float32", "bfloat16"))
+        for name in ("compile", "quick", "tie_embeddings"):
             if not isinstance(getattr(self, name), bool):
                 raise ParameterError(name, "a bool", getattr(self, name))
         check_int("seed", self.seed)

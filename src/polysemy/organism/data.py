@@ -11,7 +11,7 @@ training stream and scored on the same held-out targets as the model.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 import numpy as np
 import torch
@@ -31,8 +31,8 @@ __all__ = ["OrganismData", "bigram_losses", "prepare_data", "unigram_losses", "w
 class OrganismData(NamedTuple):
     """Tokenizer and token streams of one organism run."""
 
-    tokenizer: PreTrainedTokenizerFast
-    """Byte-level BPE trained on the training documents."""
+    tokenizer: Any
+    """A `PreTrainedTokenizerFast`: byte-level BPE trained on the training documents."""
     train: Int[Tensor, " tokens"]
     """Training stream (int64), documents separated by the eos token."""
     heldout: Int[Tensor, " tokens"]
@@ -60,7 +60,7 @@ def _read(config: OrganismConfig) -> tuple[list[str], list[str], str]:
 
 
 def _stream(tokenizer: PreTrainedTokenizerFast, docs: Iterable[str]) -> Tensor:
-    eos = tokenizer.convert_tokens_to_ids(EOS)
+    eos = cast(int, tokenizer.convert_tokens_to_ids(EOS))
     ids: list[int] = []
     backend = tokenizer.backend_tokenizer
     docs = list(docs)
@@ -121,7 +121,8 @@ def unigram_losses(
 
 
 def bigram_losses(
-    train: Int[Tensor, " tokens"], heldout_windows: Int[Tensor, "windows n_ctx_plus_1"],
+    train: Int[Tensor, " tokens"],
+    heldout_windows: Int[Tensor, "windows n_ctx_plus_1"],
     vocab_size: int,
 ) -> np.ndarray:
     """Per-window mean cross-entropy (nats) of a Witten-Bell interpolated bigram model of
