@@ -126,3 +126,18 @@ def test_load_organism_refuses_an_encoder() -> None:
 
     with pytest.raises(ValueError, match="model must be a causal language model"):
         load_organism(minilm_path())
+
+
+def test_tied_embeddings_resume_too(tmp_path: Path) -> None:
+    # A tied matrix is stored once in the state (safetensors refuses shared storage) and
+    # must come back tied, to the same weights.
+    tied = {**TINY, "tie_embeddings": True, "steps": 12}
+    whole = train_organism(out=tmp_path / "whole", progress=False, **tied)
+    train_organism(out=tmp_path / "killed", progress=False, stop_after=7, **tied)
+    resumed = train_organism(out=tmp_path / "killed", progress=False, resume=True, **tied)
+    assert resumed.summary["resumed_from_step"] == 5
+    assert resumed.model.lm_head.weight is resumed.model.transformer.wte.weight
+    for (name, a), (_, b) in zip(
+        whole.model.named_parameters(), resumed.model.named_parameters(), strict=True
+    ):
+        assert torch.equal(a, b), name
