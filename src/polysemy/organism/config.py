@@ -26,7 +26,7 @@ Precision = Literal["auto", "float32", "bfloat16"]
 
 QUICK_STEPS = 60
 """Optimizer steps of a `quick` run."""
-DEFAULT_STEPS = 400
+DEFAULT_STEPS = 1200
 """Optimizer steps of a default run (under 10 minutes on two CPU cores shared with other work)."""
 QUICK_CORPUS_CHARS = 1_000_000
 DEFAULT_CORPUS_CHARS = 8_000_000
@@ -47,11 +47,11 @@ class OrganismConfig:
     """Characters of the corpus read, in its order (None: 8M, or 1M when quick)."""
     heldout_every: int = 50
     """Every N-th document is held out (never trained on) for the held-out loss."""
-    vocab_size: int = 1024
+    vocab_size: int = 512
     """Size of the byte-level BPE vocabulary trained on the corpus (>= 300).
 
-    Small because the unembedding dominates a small model's compute: 4096 tokens run at a
-    third of 1024's speed on CPU (docs/organism.md)."""
+    Small on purpose: the unembedding dominates a small model's compute, and on a 10-minute
+    budget a small vocabulary is what lets the model get below the bigram (docs/organism.md)."""
     n_ctx: int = 128
     """Context length in tokens: training windows are packed to exactly this length."""
     n_layer: int = 1
@@ -65,10 +65,10 @@ class OrganismConfig:
     tie_embeddings: bool = False
     """Share one matrix between embedding and unembedding, as GPT-2 does (untied learns the
     corpus's bigram statistics faster: docs/organism.md)."""
-    batch_size: int = 32
+    batch_size: int = 16
     """Windows per optimizer step (batch_size * n_ctx tokens)."""
     steps: int | None = None
-    """Optimizer steps (None: 400, or 60 when quick)."""
+    """Optimizer steps (None: 1200, or 60 when quick)."""
     lr: float = 5e-3
     """Peak learning rate of AdamW."""
     warmup_steps: int = 30
