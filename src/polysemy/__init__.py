@@ -18,7 +18,8 @@ the `toy` namespace (`ps.toy.train`, `ps.toy.reproduce`), and `analysis`, the ev
 docs/python.md walks through them.
 Names are imported on first use, so `import polysemy` (and `polysemy --help`) stays fast.
 
-Subpackages: `toy`, `synth`, `models`, `corpora`, `activations`, `sae`, `analysis`, `report`.
+Subpackages: `toy`, `synth`, `models`, `corpora`, `activations`, `sae`, `analysis`, `report`,
+`organism` (`ps.organism.train_organism`: a small causal LM trained here, with snapshots).
 """
 
 from __future__ import annotations
