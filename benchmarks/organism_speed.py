@@ -8,7 +8,9 @@ Same model (transformers' GPT2LMHeadModel at the organism's default shape), same
                    padded to the longest in the batch, attention mask, `labels=` with -100 on
                    pads (the model's own loss), `torch.optim.AdamW` with its defaults
     plain packed   the same loop fed packed windows (no pads, no mask): isolates the packing
-    organism       `polysemy.organism.train.train_step`: packed windows, fused AdamW
+    organism       `polysemy.organism.train.train_step`: packed windows, fused AdamW, bfloat16
+                   autocast where the CPU has it (as `train_organism` resolves it)
+    organism float32   the same step without autocast (isolates bfloat16)
     organism compiled  the same step through torch.compile (compile time not counted)
 
 Rates are *real* target tokens per second (pad positions do not count), so the padded loop
@@ -31,14 +33,14 @@ import torch
 from polysemy.organism import OrganismConfig
 from polysemy.organism.data import prepare_data, windows
 from polysemy.organism.tokenizer import EOS
-from polysemy.organism.train import build_model, make_optimizer, train_step
+from polysemy.organism.train import build_model, make_optimizer, resolve_precision, train_step
 
 
 def padded_batches(docs: list[list[int]], batch: int, n_ctx: int, pad: int):
-    """Rows of one document each (n_ctx + 1 tokens at most), padded to the longest row."""
+    """Rows of one document each (n_ctx tokens at most), padded to the longest row."""
     i = 0
     while True:
-        rows = [docs[(i + j) % len(docs)][: n_ctx + 1] for j in range(batch)]
+        rows = [docs[(i + j) % len(docs)][:n_ctx] for j in range(batch)]
         i += batch
         width = max(len(r) for r in rows)
         ids = torch.full((batch, width), pad, dtype=torch.long)
@@ -71,7 +73,7 @@ def main() -> None:
         if t == eos:
             docs.append(cur)
             cur = []
-    lengths = [min(len(d), n_ctx + 1) - 1 for d in docs]
+    lengths = [min(len(d), n_ctx) - 1 for d in docs]
     print(
         f"{len(docs)} documents, mean {statistics.mean(lengths):.0f} targets per row of "
         f"{n_ctx} positions (packed rows: {n_ctx}); batch {batch}, threads {args.threads}"
@@ -107,14 +109,21 @@ def main() -> None:
         it = packed_batches()
 
         def step() -> int:
-            w = next(it)
-            loss = model(input_ids=w, labels=w).loss  # labels shifted inside: n_ctx targets
+            w = next(it)[:, :-1]  # n_ctx positions, the model's limit
+            loss = model(input_ids=w, labels=w).loss  # shifted inside: n_ctx - 1 targets
             opt.zero_grad()
             loss.backward()
             opt.step()
-            return batch * n_ctx
+            return batch * (n_ctx - 1)
 
         return step
+
+    def organism_fp32() -> Callable[[], int]:
+        model = build_model(config, eos)
+        model.train()
+        opt = make_optimizer(model, config)
+        it = packed_batches()
+        return lambda: (train_step(model, opt, next(it)), batch * n_ctx)[1]
 
     def organism(compiled: bool) -> Callable[[], Callable[[], int]]:
         def make() -> Callable[[], int]:
@@ -123,9 +132,10 @@ def main() -> None:
             opt = make_optimizer(model, config)
             fn = torch.compile(model) if compiled else model
             it = packed_batches()
+            autocast = resolve_precision(config.precision, torch.device("cpu"))
 
             def step() -> int:
-                train_step(fn, opt, next(it))
+                train_step(fn, opt, next(it), autocast)
                 return batch * n_ctx
 
             return step
@@ -136,6 +146,7 @@ def main() -> None:
         "plain padded": plain_padded,
         "plain packed": plain_packed,
         "organism": organism(False),
+        "organism float32": organism_fp32,
     }
     if not args.no_compile:
         methods["organism compiled"] = organism(True)

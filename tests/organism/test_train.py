@@ -141,3 +141,43 @@ def test_tied_embeddings_resume_too(tmp_path: Path) -> None:
         whole.model.named_parameters(), resumed.model.named_parameters(), strict=True
     ):
         assert torch.equal(a, b), name
+
+
+@pytest.mark.slow
+def test_sigkill_then_resume_reaches_the_same_weights(tmp_path: Path) -> None:
+    # A real kill (SIGKILL of the CLI process at an arbitrary moment), not a clean stop.
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    long = {**TINY, "steps": 400, "checkpoint_every": 20}
+    argv = [sys.executable, "-m", "polysemy", "organism", "train", "--threads", "1"]
+    for key, value in long.items():
+        argv += [f"--{key.replace('_', '-')}", str(value)]
+    out = tmp_path / "killed"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2] / "src")}
+    proc = subprocess.Popen([*argv, "--out", str(out)], env=env, stderr=subprocess.DEVNULL)
+    state = out / "state" / "state.json"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        if state.is_file() and json.loads(state.read_text())["step"] >= 60:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run ended before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    killed_at = json.loads(state.read_text())["step"]
+    assert 60 <= killed_at < 400
+    subprocess.run([*argv, "--out", str(out), "--resume"], env=env, check=True)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the CLI ran: reductions may differ with the thread count
+    try:
+        whole = train_organism(out=tmp_path / "whole", progress=False, **long)
+    finally:
+        torch.set_num_threads(threads)
+    a = load_file(str(whole.snapshots[-1] / "model.safetensors"))
+    b = load_file(str(out / whole.summary["final"] / "model.safetensors"))
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
