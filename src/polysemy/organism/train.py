@@ -279,9 +279,10 @@ def load_organism(path: PathLike, *, device: str | torch.device = "cpu") -> tupl
             f"model must be a causal language model (a *ForCausalLM / *LMHeadModel); got "
             f"{str(folder)!r} with architectures {archs or 'unknown'} ({hf.model_type})"
         )
-    model: Any = AutoModelForCausalLM.from_pretrained(
-        folder, local_files_only=True, use_safetensors=True
-    )
+    with _quiet_transformers():
+        model: Any = AutoModelForCausalLM.from_pretrained(
+            folder, local_files_only=True, use_safetensors=True
+        )
     model = model.to(device).eval()
     tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
     return model, tokenizer
