@@ -1,7 +1,7 @@
 """`polysemy organism ...`: train a small causal language model here, keeping its history.
 
-    polysemy organism train --quick --out runs/organism          # about a minute
-    polysemy organism train --out runs/organism                  # about 10 minutes, 2 cores
+    polysemy organism train --quick --out runs/organism          # a smoke test, under a minute
+    polysemy organism train --out runs/organism                  # 3-10 minutes on 2 CPU cores
 
 Every training flag comes from `OrganismConfig` (and --device/--threads/--seed from the shared
 runtime options); the work is `polysemy.organism.train_organism`.

@@ -1,7 +1,8 @@
 """`OrganismConfig`: every choice a model-organism run makes, frozen, with its default.
 
-The defaults are sized for a 10-minute run on two shared CPU cores (docs/organism.md has the
-numbers); `quick=True` shrinks the run to a smoke test of about a minute. Fields that depend on
+The defaults are sized for a run of at most 10 minutes on two shared CPU cores that ends below
+the corpus's bigram baseline (docs/organism.md has the numbers); `quick=True` shrinks the run
+to a smoke test of under a minute. Fields that depend on
 `quick` default to None and are resolved by the `resolved_*` properties, so the config itself
 is never rewritten.
 """
@@ -89,7 +90,7 @@ class OrganismConfig:
     compile: bool = False
     """torch.compile the training step (pays a one-off compile; see docs/organism.md)."""
     quick: bool = False
-    """A smoke-test run of about a minute (fewer steps, a smaller slice of the corpus)."""
+    """A smoke test of under a minute (fewer steps, a smaller slice of the corpus)."""
     seed: int = 0
     """Seed of initialisation and data order."""
 
