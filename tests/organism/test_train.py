@@ -181,3 +181,14 @@ def test_sigkill_then_resume_reaches_the_same_weights(tmp_path: Path) -> None:
     b = load_file(str(out / whole.summary["final"] / "model.safetensors"))
     for name in a:
         assert torch.equal(a[name], b[name]), name
+
+
+def test_resume_before_the_first_checkpoint_starts_over(tmp_path: Path) -> None:
+    out = tmp_path / "early"
+    train_organism(out=out, progress=False, stop_after=3, **TINY)  # checkpoint_every=5
+    assert not (out / "state").exists()
+    assert json.loads((out / "organism.json").read_text())["status"] == "training"
+    with pytest.raises(ValueError, match="holds a training organism run"):
+        train_organism(out=out, progress=False, **TINY)
+    run = train_organism(out=out, progress=False, resume=True, **{**TINY, "steps": 6})
+    assert run.summary["status"] == "done" and run.summary["resumed_from_step"] == 0

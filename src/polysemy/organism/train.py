@@ -399,7 +399,8 @@ def train_organism(
                     f"out {str(path)!r} holds an interrupted organism run; pass resume=True to "
                     "continue it or force=True to start over"
                 )
-            if not has_state:
+            # Killed before its first checkpoint: nothing to continue, so a resume starts over.
+            if not has_state and not (resume and status == "training"):
                 raise ValueError(
                     f"out {str(path)!r} holds a {status} organism run; choose another folder "
                     "or pass force=True to replace it"
