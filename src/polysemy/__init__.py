@@ -15,13 +15,14 @@ Also: `list_sites`, `ActivationStore`, `load_sae`, `SAEConfig`, `TrainConfig`, `
 the `toy` namespace (`ps.toy.train`, `ps.toy.reproduce`), and `analysis`, the evidence tools
 (`ps.analysis.analyze_neurons`, `ps.analysis.ablate`, ... and their calibrations), and
 `report` (`ps.report.write_report(RUN)`: an offline HTML + Markdown report of a run folder),
-`explorer` (`ps.explorer.build_index(run)`, the index `polysemy explore` serves), and `demo`,
-the whole pipeline on MiniLM (`ps.demo.run_demo(ps.demo.preset("quick"))`).
+`explorer` (`ps.explorer.build_index(run)`, the index `polysemy explore` serves), `demo`,
+the whole pipeline on MiniLM (`ps.demo.run_demo(ps.demo.preset("quick"))`), and `organism`
+(`ps.organism.train_organism`: a small causal LM trained here, with snapshots).
 docs/python.md walks through them.
 Names are imported on first use, so `import polysemy` (and `polysemy --help`) stays fast.
 
 Subpackages: `toy`, `synth`, `models`, `corpora`, `activations`, `sae`, `analysis`, `report`,
-`explorer`, `demo`.
+`explorer`, `demo`, `organism`.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ _EXPORTS: dict[str, str] = {
 }
 # `synth` is the subpackage, made callable (see polysemy/synth/__init__.py): a function of the
 # same name would be replaced by the subpackage the first time anything imports it.
-_SUBMODULES = ("toy", "synth", "analysis", "report", "explorer", "demo")
+_SUBMODULES = ("toy", "synth", "analysis", "report", "explorer", "demo", "organism")
 
 __all__ = [
     "ActivationStore",
@@ -62,6 +63,7 @@ __all__ = [
     "load_model",
     "load_sae",
     "open_corpus",
+    "organism",
     "report",
     "synth",
     "toy",
@@ -69,7 +71,7 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from polysemy import analysis, demo, explorer, report, toy
+    from polysemy import analysis, demo, explorer, organism, report, toy
     from polysemy.activations.store import ActivationStore
     from polysemy.analysis.reconstruction import evaluate
     from polysemy.api import harvest, synth, train_sae

@@ -49,7 +49,9 @@ ANALYSIS = RunKind("analysis.json", "polysemy.analysis/1")
 REPORT = RunKind("report.json", "polysemy.report/1")
 # What `polysemy demo` writes (polysemy.demo.state): stores, SAEs and analyses under one folder.
 DEMO = RunKind("demo.json", "polysemy.demo/1")
-KNOWN_KINDS = (TOY, ACTIVATIONS, SAE, TOY_REPORT, ANALYSIS, REPORT, DEMO)
+# What `polysemy organism train` writes (polysemy.organism.train_organism).
+ORGANISM = RunKind("organism.json", "polysemy.organism/1")
+KNOWN_KINDS = (TOY, ACTIVATIONS, SAE, TOY_REPORT, ANALYSIS, REPORT, DEMO, ORGANISM)
 
 
 def detect_kind(folder: Path) -> str | None:

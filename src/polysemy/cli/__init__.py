@@ -20,11 +20,23 @@ import os
 import sys
 from collections.abc import Sequence
 
-from polysemy.cli import analyze, check, corpus, demo, explore, harvest, report, sae, synth, toy
+from polysemy.cli import (
+    analyze,
+    check,
+    corpus,
+    demo,
+    explore,
+    harvest,
+    organism,
+    report,
+    sae,
+    synth,
+    toy,
+)
 from polysemy.cli._common import USER_ERRORS, ArgumentParser, applied_runtime
 from polysemy.cli._flags import flag_message
 
-_GROUPS = (toy, harvest, synth, sae, analyze, corpus, demo, check, report, explore)
+_GROUPS = (toy, harvest, synth, sae, analyze, corpus, demo, check, report, explore, organism)
 
 
 def build_parser() -> ArgumentParser:
