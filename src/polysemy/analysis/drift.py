@@ -21,8 +21,10 @@ shares, `scipy.optimize.linear_sum_assignment`; a greedy matching when scipy is 
 the result says which). It answers: is this drift larger than the difference between two
 equally trained models whose neurons were assigned their features independently? The
 pair's verdict compares bootstrap intervals (over neurons) of the mean drift and of the mean
-null drift at the pair's later step: "drifted" when the drift's interval lies above the null's,
-"stable" when it lies below the null's upper end or under `tolerance`, else "inconclusive".
+null drift at the pair's later step: "stable" when the drift's interval lies under
+`tolerance`, "within null" when under the null's upper end, "drifted" when above both, else
+"inconclusive". Early in training the two seeds have not converged, so the null is wide there;
+the first-vs-last comparison (`span`) and the late pairs are where it decides.
 
 >>> res = toy_drift("runs/toy-rh", out="runs/toy-rh-drift")                  # doctest: +SKIP
 >>> res.summary["neurons"]["switch_fraction"]["estimate"]                   # doctest: +SKIP
@@ -199,9 +201,12 @@ def _median(values: Tensor) -> float | None:
 
 
 def _pair_verdict(drift: Interval, null: Interval, tolerance: float) -> str:
-    """"stable" below the tolerance or within the null's range, "drifted" above both."""
-    if drift.high < tolerance or drift.high <= null.high:
+    """"stable": the drift's interval lies under `tolerance`; "within null": under the null's
+    upper end; "drifted": above both; "inconclusive": straddling."""
+    if drift.high < tolerance:
         return "stable"
+    if drift.high <= null.high:
+        return "within null"
     if drift.low > max(null.high, tolerance):
         return "drifted"
     return "inconclusive"
