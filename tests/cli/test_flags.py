@@ -134,6 +134,8 @@ COMMAND_HAND_FLAGS = {
     # --list prints the experiments instead of running; --embed is how the report layer
     # writes the page (base64 figures), not what the library computes.
     "toy reproduce": {"list", "embed"},
+    # The toy run folder drift reads, an input path like --sae or --acts.
+    "analyze drift": {"toy"},
 }
 
 

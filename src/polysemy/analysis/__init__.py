@@ -20,6 +20,7 @@ from polysemy.analysis.chorus_calibration import (
     calibrate_neurons_toy,
 )
 from polysemy.analysis.edit_calibration import EditsCalibration, calibrate_edits
+from polysemy.analysis.drift import ToyDriftConfig, ToyDriftResult, toy_drift
 from polysemy.analysis.edits import EditsConfig, EditsResult, analyze_edits
 from polysemy.analysis.features import FeaturesConfig, FeaturesResult, analyze_features
 from polysemy.analysis.fidelity import FidelityConfig, FidelityResult, analyze_fidelity
@@ -61,6 +62,8 @@ __all__ = [
     "ReconstructionResult",
     "RecoveryResult",
     "SiteReplay",
+    "ToyDriftConfig",
+    "ToyDriftResult",
     "ablate",
     "analyze_attributions",
     "analyze_edits",
@@ -81,4 +84,5 @@ __all__ = [
     "calibrate_pruning",
     "evaluate",
     "recovery_scores",
+    "toy_drift",
 ]
