@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -25,7 +26,7 @@ from polysemy.toy.trainer import ToyRun
 # The calibration run of docs/drift.md, shortened: dense features with decaying importance in
 # a relu-hidden model, so the trained solution (the 4 most important features, one per neuron)
 # is unique up to a permutation of the neurons, while the random start is not that solution.
-CALIBRATION = dict(
+CALIBRATION: dict[str, Any] = dict(
     model="relu-hidden",
     n_features=8,
     n_hidden=4,

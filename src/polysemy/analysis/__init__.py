@@ -19,8 +19,8 @@ from polysemy.analysis.chorus_calibration import (
     calibrate_neurons,
     calibrate_neurons_toy,
 )
-from polysemy.analysis.edit_calibration import EditsCalibration, calibrate_edits
 from polysemy.analysis.drift import ToyDriftConfig, ToyDriftResult, toy_drift
+from polysemy.analysis.edit_calibration import EditsCalibration, calibrate_edits
 from polysemy.analysis.edits import EditsConfig, EditsResult, analyze_edits
 from polysemy.analysis.features import FeaturesConfig, FeaturesResult, analyze_features
 from polysemy.analysis.fidelity import FidelityConfig, FidelityResult, analyze_fidelity

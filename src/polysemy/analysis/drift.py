@@ -201,7 +201,7 @@ def _median(values: Tensor) -> float | None:
 
 
 def _pair_verdict(drift: Interval, null: Interval, tolerance: float) -> str:
-    """"stable": the drift's interval lies under `tolerance`; "within null": under the null's
+    """ "stable": the drift's interval lies under `tolerance`; "within null": under the null's
     upper end; "drifted": above both; "inconclusive": straddling."""
     if drift.high < tolerance:
         return "stable"

@@ -12,8 +12,8 @@
 `weights.safetensors`: `W [n_instances, n_hidden, n_features]`, `b_final [n_instances,
 n_features]`, `W_out [n_instances, n_features, n_hidden]` (abs only), and when snapshots were
 taken `snapshots [n_snapshots, n_instances, n_hidden, n_features]` with `snapshot_steps
-[n_snapshots]` (int64) and `snapshot_b_final [n_snapshots, n_instances, n_features]`, plus `seed_loss [n_instances, best_of]` and `chosen_seed
-[n_instances]`.
+[n_snapshots]` (int64) and `snapshot_b_final [n_snapshots, n_instances, n_features]`, plus
+`seed_loss [n_instances, best_of]` and `chosen_seed [n_instances]`.
 """
 
 from __future__ import annotations

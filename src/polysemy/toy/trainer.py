@@ -92,7 +92,7 @@ def snapshot_steps(config: ToyConfig) -> list[int]:
         steps.update((0, config.steps))
         if config.snapshots >= 3:
             grid = np.geomspace(1, config.steps, config.snapshots - 1)
-            steps.update(int(round(float(s))) for s in grid)
+            steps.update(round(float(s)) for s in grid)
     return sorted(steps)
 
 
