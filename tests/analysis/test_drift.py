@@ -57,6 +57,8 @@ def test_chorus_is_positive_loadings_squared_and_normalised():
     s = chorus(W)
     assert torch.allclose(s[0, 0], torch.tensor([9 / 25, 0.0, 16 / 25], dtype=torch.float64))
     assert torch.equal(s[0, 1], torch.zeros(3, dtype=torch.float64))  # never fires: dead
+    signed = chorus(W, signed=True)  # abs model: inputs of both signs
+    assert torch.allclose(signed[0, 1], torch.tensor([0.2, 0.8, 0.0], dtype=torch.float64))
 
 
 def test_matching_recovers_a_permutation_hungarian_and_greedy():
@@ -157,6 +159,11 @@ def test_refuses_runs_without_snapshots_or_privileged_basis(tmp_path: Path):
                  snapshots=3, progress=False)  # fmt: skip
     with pytest.raises(ValueError, match="relu-hidden or abs"):
         toy_drift(output)
+    absrun = tmp_path / "abs"
+    ps.toy.train(out=absrun, model="abs", n_features=3, n_hidden=4, steps=20, snapshots=3,
+                 progress=False)  # fmt: skip
+    res = toy_drift(absrun, samples=256, resamples=100)
+    assert res.shares.shape == (3, 1, 4, 3) and bool((res.shares.sum(-1) > 0.99).all())
     with pytest.raises(FileNotFoundError):
         toy_drift(tmp_path / "missing")
     assert not (tmp_path / "a").exists()

@@ -7,6 +7,8 @@ are >= 0, only the positive loadings make it fire, so its chorus is
 
     share[k, j] = relu(W[k, j])^2 / sum_j' relu(W[k, j'])^2          (sums to 1, or all 0: dead)
 
+(in the `abs` model the inputs take both signs, so there the shares are W^2 normalised).
+
 Between consecutive snapshots t, t+1, per neuron:
 
 - drift = 1 - cos(share_t[k], share_t+1[k]) (0: same voices in the same proportions;
@@ -106,9 +108,14 @@ class ToyDriftResult(NamedTuple):
     """The JSON summary (written to analysis.json)."""
 
 
-def chorus(W: Float[Tensor, "... n_hidden n_features"]) -> Float[Tensor, "... n_hidden n_features"]:
-    """Each neuron's shares over the features: relu(W)^2 normalised per row (0 for a dead row)."""
-    p = torch.relu(W.double()) ** 2
+def chorus(
+    W: Float[Tensor, "... n_hidden n_features"], *, signed: bool = False
+) -> Float[Tensor, "... n_hidden n_features"]:
+    """Each neuron's shares over the features: relu(W)^2 normalised per row (0 for a dead row).
+
+    `signed`: inputs of either sign (the `abs` model), where a negative loading fires the
+    neuron too, so the shares are W^2 normalised."""
+    p = W.double() ** 2 if signed else torch.relu(W.double()) ** 2
     total = p.sum(dim=-1, keepdim=True)
     return torch.where(total > _DEAD, p / total.clamp_min(_DEAD), torch.zeros_like(p))
 
@@ -267,7 +274,8 @@ def toy_drift(
         generator=gen,
         dtype=torch.float64,
     )  # (I, samples, f)
-    shares = chorus(Ws)  # (S, I, m, f)
+    signed = toy.config.model == "abs"
+    shares = chorus(Ws, signed=signed)  # (S, I, m, f)
     dom = _dominant(shares)  # (S, I, m)
     alive_s = dom >= 0
     acts = [_activations(Ws[s], x) for s in range(len(steps))]
@@ -283,7 +291,7 @@ def toy_drift(
     null_switch = torch.zeros(n_s, n_i, m, dtype=torch.bool)
     null_alive = torch.zeros(n_s, n_i, m, dtype=torch.bool)
     null_corr = torch.zeros(n_s, n_i, m, dtype=torch.float64)
-    shares_n = chorus(Wn)
+    shares_n = chorus(Wn, signed=signed)
     method = "hungarian"
     for s in range(n_s):
         acts_n = _activations(Wn[s], x)
