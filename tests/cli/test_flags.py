@@ -141,6 +141,8 @@ COMMAND_HAND_FLAGS = {
     "harvest": {"model_dtype"},
     # --quick picks the preset the budget flags override; --toy runs the toy tour instead.
     "demo": {"quick", "toy"},
+    # The toy run folder drift reads, an input path like --sae or --acts.
+    "analyze drift": {"toy"},
 }
 
 # Commands whose generated flags default to None on purpose: a preset (`demo --quick` or the

@@ -56,6 +56,7 @@ def test_config_defaults_follow_the_paper():
         ({"best_of": 0}, "best_of"),
         ({"seed": -1}, "seed must be an int >= 0"),
         ({"snapshot_every": 0}, "snapshot_every"),
+        ({"snapshots": 1}, "snapshots must be None or an int >= 2; got 1"),
         ({"lr_schedule": "step"}, "lr_schedule must be one of"),
         ({"optimizer": "sgd"}, "optimizer must be one of"),
         ({"feature_kind": "weird"}, "feature_kind must be one of"),

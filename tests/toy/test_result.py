@@ -61,6 +61,8 @@ def test_save_writes_the_documented_format(tmp_path, relu_run):
     assert weights["W"].shape == (2, 3, 5) and weights["b_final"].shape == (2, 5)
     assert weights["snapshots"].shape == (4, 2, 3, 5)
     assert weights["snapshot_steps"].tolist() == [0, 10, 20, 30]
+    assert weights["snapshot_b_final"].shape == (4, 2, 5)
+    assert result["snapshot_steps"] == [0, 10, 20, 30]
     assert "W_out" not in weights
     assert runfolder.detect_kind(out) == "polysemy.toy/1"
 
@@ -73,6 +75,7 @@ def test_round_trip(tmp_path, relu_run):
     assert torch.allclose(back.loss, relu_run.loss)
     assert [s for s, _ in back.snapshots] == [s for s, _ in relu_run.snapshots]
     assert torch.equal(back.snapshots[1][1], relu_run.snapshots[1][1])
+    assert torch.equal(back.snapshot_b_final[1], relu_run.snapshot_b_final[1])
     assert torch.equal(back.chosen_seed, relu_run.chosen_seed)
     assert summarize(back) == summarize(relu_run)
 

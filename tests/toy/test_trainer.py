@@ -12,6 +12,7 @@ from polysemy.toy.trainer import (
     _loss_and_grads,
     evaluate_loss,
     lr_at,
+    snapshot_steps,
     train_toy,
 )
 
@@ -189,6 +190,29 @@ def test_snapshots_every_n_steps():
     assert all(w.shape == (2, 2, 4) for _, w in run.snapshots)
     assert torch.equal(run.snapshots[-1][1], run.W)
     assert train_toy(dataclasses.replace(cfg, snapshot_every=None)).snapshots == []
+
+
+@pytest.mark.parametrize(
+    ("n", "steps", "expected"),
+    [(2, 50, [0, 50]), (5, 1000, [0, 1, 10, 100, 1000]), (8, 5, [0, 1, 2, 3, 4, 5])],
+)
+def test_snapshot_steps_are_log_spaced(n, steps, expected):
+    cfg = ToyConfig.sweep("relu-hidden", 4, 2, (0.5,), steps=steps, snapshots=n)
+    assert snapshot_steps(cfg) == expected  # short runs merge rounded steps
+
+
+def test_snapshots_keep_w_and_b_final_at_log_spaced_steps():
+    cfg = ToyConfig.sweep(
+        "relu-hidden", 4, 2, (0.5, 0.9), steps=100, batch_size=32, snapshots=4, best_of=2
+    )
+    run = train_toy(cfg)
+    assert [s for s, _ in run.snapshots] == [0, 1, 10, 100]
+    assert len(run.snapshot_b_final) == 4
+    assert torch.equal(run.snapshots[-1][1], run.W)
+    assert torch.equal(run.snapshot_b_final[-1], run.b_final)
+    assert torch.equal(run.snapshot_b_final[0], torch.zeros(2, 4))  # the bias starts at 0
+    both = train_toy(dataclasses.replace(cfg, snapshot_every=30))
+    assert [s for s, _ in both.snapshots] == [0, 1, 10, 30, 60, 90, 100]
 
 
 def test_adamw_weight_decay_shrinks_weights():

@@ -22,6 +22,7 @@ from polysemy.analysis.chorus_calibration import (
 )
 from polysemy.analysis.claims import ClaimsConfig, ClaimsResult, check_claims
 from polysemy.analysis.claims_calibration import ClaimsCalibration, calibrate_claims
+from polysemy.analysis.drift import ToyDriftConfig, ToyDriftResult, toy_drift
 from polysemy.analysis.edit_calibration import EditsCalibration, calibrate_edits
 from polysemy.analysis.edits import EditsConfig, EditsResult, analyze_edits
 from polysemy.analysis.features import FeaturesConfig, FeaturesResult, analyze_features
@@ -67,6 +68,8 @@ __all__ = [
     "ReconstructionResult",
     "RecoveryResult",
     "SiteReplay",
+    "ToyDriftConfig",
+    "ToyDriftResult",
     "ablate",
     "analyze_attributions",
     "analyze_edits",
@@ -89,4 +92,5 @@ __all__ = [
     "check_claims",
     "evaluate",
     "recovery_scores",
+    "toy_drift",
 ]

@@ -92,6 +92,10 @@ class ToyConfig:
     """Seed of initialization and data; the same config and seed give the same run."""
     snapshot_every: int | None = None
     """Keep a copy of W every this many steps (plus step 0 and the last), or None for none."""
+    snapshots: int | None = None
+    """Keep W and b_final at this many log-spaced steps (step 0 and the last included; fewer
+    when short runs round two steps together), or None for none. Combines with
+    `snapshot_every` (the union of both step sets)."""
     shared_data: bool = True
     """Give every instance the same uniform draws each step (common random numbers: each
     instance's data are still exactly distributed; see `polysemy.toy.data`); much faster."""
@@ -130,6 +134,12 @@ class ToyConfig:
             raise ValueError(
                 f"snapshot_every must be None or an int >= 1; got {self.snapshot_every!r}"
             )
+        if self.snapshots is not None and not (
+            isinstance(self.snapshots, int)
+            and not isinstance(self.snapshots, bool)
+            and self.snapshots >= 2
+        ):
+            raise ValueError(f"snapshots must be None or an int >= 2; got {self.snapshots!r}")
         if not (_is_number(self.lr) and math.isfinite(self.lr) and self.lr > 0):
             raise ValueError(f"lr must be a finite number > 0; got {self.lr!r}")
         if not (

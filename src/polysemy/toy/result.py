@@ -6,13 +6,14 @@
      "instances": [{"sparsity", "importance", "loss", "feature_norms", "feature_dimensionality",
                     "dimensions_per_feature", "represented", "superposition", "bias",
                     "seed_losses", "chosen_seed",
-                    "neuron_polysemanticity" (relu-hidden and abs only)}, ...]}
+                    "neuron_polysemanticity" (relu-hidden and abs only)}, ...],
+     "snapshot_steps": [int, ...] (only when snapshots were taken)}
 
 `weights.safetensors`: `W [n_instances, n_hidden, n_features]`, `b_final [n_instances,
 n_features]`, `W_out [n_instances, n_features, n_hidden]` (abs only), and when snapshots were
 taken `snapshots [n_snapshots, n_instances, n_hidden, n_features]` with `snapshot_steps
-[n_snapshots]` (int64), plus `seed_loss [n_instances, best_of]` and `chosen_seed
-[n_instances]`.
+[n_snapshots]` (int64) and `snapshot_b_final [n_snapshots, n_instances, n_features]`, plus
+`seed_loss [n_instances, best_of]` and `chosen_seed [n_instances]`.
 """
 
 from __future__ import annotations
@@ -104,12 +105,15 @@ def summarize(run: ToyRun) -> list[dict[str, Any]]:
 
 def result_dict(run: ToyRun) -> dict[str, Any]:
     """The full `result.json` object."""
-    return {
+    out: dict[str, Any] = {
         "format": FORMAT,
         "config": config_to_dict(run.config),
         "seconds": run.seconds,
         "instances": summarize(run),
     }
+    if run.snapshots:  # additive key: readers of polysemy.toy/1 that do not know it ignore it
+        out["snapshot_steps"] = [int(s) for s, _ in run.snapshots]
+    return out
 
 
 def save_toy_run(run: ToyRun, out: str | os.PathLike[str], *, force: bool = False) -> Path:
@@ -127,6 +131,8 @@ def save_toy_run(run: ToyRun, out: str | os.PathLike[str], *, force: bool = Fals
     if run.snapshots:
         tensors["snapshots"] = torch.stack([w.float() for _, w in run.snapshots])
         tensors["snapshot_steps"] = torch.tensor([s for s, _ in run.snapshots], dtype=torch.int64)
+        if len(run.snapshot_b_final) == len(run.snapshots):
+            tensors["snapshot_b_final"] = torch.stack([b.float() for b in run.snapshot_b_final])
     if run.seed_loss is not None:
         tensors["seed_loss"] = run.seed_loss.float()
     if run.chosen_seed is not None:
@@ -178,9 +184,12 @@ def load_toy_run(out: str | os.PathLike[str]) -> ToyRun:
     if config.model == "abs" and "W_out" not in tensors:
         raise ValueError(f"{str(weights_path)!r} lacks W_out, which the abs model needs")
     snapshots: list[tuple[int, torch.Tensor]] = []
+    snapshot_b_final: list[torch.Tensor] = []
     if "snapshots" in tensors and "snapshot_steps" in tensors:
         steps = tensors["snapshot_steps"].tolist()
         snapshots = [(int(s), w) for s, w in zip(steps, tensors["snapshots"], strict=True)]
+        if "snapshot_b_final" in tensors:  # absent in folders written before it existed
+            snapshot_b_final = list(tensors["snapshot_b_final"].unbind(0))
     instances = result.get("instances") or []
     loss = torch.tensor(
         [
@@ -199,6 +208,7 @@ def load_toy_run(out: str | os.PathLike[str]) -> ToyRun:
         W_out=tensors.get("W_out"),
         loss=loss,
         snapshots=snapshots,
+        snapshot_b_final=snapshot_b_final,
         seed_loss=tensors.get("seed_loss"),
         chosen_seed=tensors.get("chosen_seed"),
         seconds=float(seconds) if isinstance(seconds, int | float) else 0.0,

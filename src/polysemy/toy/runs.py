@@ -153,6 +153,8 @@ class ToySweepConfig:
     """Seed of initialization and data."""
     snapshot_every: int | None = ToyConfig.snapshot_every
     """Keep a copy of W every N steps (for drift)."""
+    snapshots: int | None = ToyConfig.snapshots
+    """Keep W and b_final at N log-spaced steps, 0 and the last included (for drift)."""
 
     def __post_init__(self) -> None:
         for name in ("sparsity", "importance"):
@@ -197,6 +199,7 @@ class ToySweepConfig:
             best_of=self.best_of,
             seed=self.seed,
             snapshot_every=self.snapshot_every,
+            snapshots=self.snapshots,
         )
 
 

@@ -58,7 +58,10 @@ class ToyRun:
     W_out: Float[Tensor, "n_instances n_features n_hidden"] | None = None
     """Untied second layer of the `abs` model, else None."""
     snapshots: list[tuple[int, Tensor]] = field(default_factory=list)
-    """(step, W [n_instances, n_hidden, n_features]) pairs when `snapshot_every` is set."""
+    """(step, W [n_instances, n_hidden, n_features]) pairs when `snapshot_every` or
+    `snapshots` is set."""
+    snapshot_b_final: list[Tensor] = field(default_factory=list)
+    """b_final [n_instances, n_features] at each snapshot, in the order of `snapshots`."""
     seed_loss: Float[Tensor, "n_instances best_of"] | None = None
     """Final loss of every seed; the run keeps the argmin per instance."""
     chosen_seed: Int[Tensor, " n_instances"] | None = None
@@ -70,6 +73,27 @@ class ToyRun:
     def params(self) -> ToyParams:
         """The weights as a `ToyParams` (for `toy_forward` / `toy_loss`)."""
         return ToyParams(W=self.W, b_final=self.b_final, W_out=self.W_out)
+
+
+def snapshot_steps(config: ToyConfig) -> list[int]:
+    """The steps (0 = before training, `config.steps` = the end) at which W is kept.
+
+    `snapshots=N`: N steps log-spaced from 1 to the end, the first replaced by 0 (log spacing
+    puts most snapshots early, where the weights move most); rounding may merge a few on
+    short runs. `snapshot_every=N`: 0, every N steps and the end. Both: the union.
+    """
+    import numpy as np
+
+    steps: set[int] = set()
+    if config.snapshot_every:
+        steps.update(range(0, config.steps, config.snapshot_every))
+        steps.add(config.steps)
+    if config.snapshots:
+        steps.update((0, config.steps))
+        if config.snapshots >= 3:
+            grid = np.geomspace(1, config.steps, config.snapshots - 1)
+            steps.update(round(float(s)) for s in grid)
+    return sorted(steps)
 
 
 def lr_at(config: ToyConfig, step: int) -> float:
@@ -549,8 +573,10 @@ def _train_toy(
         device=device,
     )
     engine = _Engine(config, params, importance, sampler)
-    every = config.snapshot_every
-    snaps: list[tuple[int, Tensor]] = [(0, engine.W.clone())] if every else []
+    keep = set(snapshot_steps(config))
+    snaps: list[tuple[int, Tensor, Tensor]] = []
+    if 0 in keep:
+        snaps.append((0, engine.W.clone(), engine.b.clone()))
     update_every = max(1, min(100, config.steps // 100))
     with progress_bar(
         config.steps, desc=f"toy {config.model} x{n}", unit="step", enabled=progress
@@ -558,12 +584,10 @@ def _train_toy(
         for step in range(config.steps):
             engine.forward_backward()
             engine.adam_step(lr_at(config, step))
-            if every and (step + 1) % every == 0 and step + 1 < config.steps:
-                snaps.append((step + 1, engine.W.clone()))
+            if step + 1 in keep:
+                snaps.append((step + 1, engine.W.clone(), engine.b.clone()))
             if (step + 1) % update_every == 0:
                 bar.update(update_every)
-    if every:
-        snaps.append((config.steps, engine.W.clone()))
     final = engine.params()
     seed_loss = evaluate_loss(config, final, repeat=K).view(K, n_inst)  # (K, n_inst)
     chosen = torch.nan_to_num(seed_loss, nan=math.inf).argmin(dim=0)  # (n_inst,)
@@ -577,7 +601,8 @@ def _train_toy(
         b_final=final.b_final[pick].cpu(),
         W_out=None if final.W_out is None else final.W_out[pick].cpu(),
         loss=loss.cpu(),
-        snapshots=[(s, w[pick].cpu()) for s, w in snaps],
+        snapshots=[(s, w[pick].cpu()) for s, w, _ in snaps],
+        snapshot_b_final=[b[pick].cpu() for _, _, b in snaps],
         seed_loss=seed_loss.t().contiguous().cpu(),
         chosen_seed=chosen.cpu(),
         seconds=time.perf_counter() - started,
