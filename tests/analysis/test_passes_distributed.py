@@ -1,6 +1,6 @@
-"""The features pass under torchrun's environment with real processes on gloo over loopback:
-the same result as one process on an uneven split of batches, and a failing rank stopping
-the other (no hang)."""
+"""The features and geometry passes under torchrun's environment with real processes on gloo
+over loopback: the same result as one process on an uneven split of batches, and a failing
+rank stopping the other (no hang). The neurons pass has its own file."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -18,6 +19,7 @@ from safetensors.torch import load_file
 
 from polysemy.activations.store import ActivationStore
 from polysemy.analysis.features import analyze_features
+from polysemy.analysis.geometry import analyze_geometry
 from polysemy.sae import SAEConfig, TrainConfig, load_sae, train_sae
 from polysemy.synth import SynthConfig, write_synth_store
 
@@ -74,19 +76,28 @@ def _launch(args: list[str]) -> list[subprocess.Popen[str]]:
     ]
 
 
-def test_two_ranks_give_the_one_process_result_and_a_failure_stops_both(
-    tmp_path: Path,
-) -> None:
-    acts = tmp_path / "acts"
-    write_synth_store(acts, SynthConfig(n_features=48, d_in=16, active=3, tokens=2100, seed=3))
-    store = ActivationStore(acts)
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny synthetic store (2100 rows) and a TopK SAE trained on it."""
+    path = tmp_path_factory.mktemp("passes")
+    write_synth_store(
+        path / "acts", SynthConfig(n_features=48, d_in=16, active=3, tokens=2100, seed=3)
+    )
     train_sae(
-        store,
+        ActivationStore(path / "acts"),
         SAEConfig(arch="topk", d_in=16, d_sae=48, k=3),
         TrainConfig(tokens=20 * 256, batch_size=256, seed=0),
-        out=tmp_path / "sae",
+        out=path / "sae",
     )
-    cli = ["-m", "polysemy", "analyze", "features", "--sae", str(tmp_path / "sae")]
+    return path
+
+
+def test_features_on_two_ranks_give_the_one_process_result_and_a_failure_stops_both(
+    trained: Path, tmp_path: Path
+) -> None:
+    acts = trained / "acts"
+    store = ActivationStore(acts)
+    cli = ["-m", "polysemy", "analyze", "features", "--sae", str(trained / "sae")]
     cli += ["--acts", str(acts), *FLAGS, "--json"]
     procs = _launch([*cli, "--out", str(tmp_path / "dp")])
     outs = [p.communicate(timeout=120) for p in procs]
@@ -95,7 +106,7 @@ def test_two_ranks_give_the_one_process_result_and_a_failure_stops_both(
     assert outs[1][0].strip() == "", "only rank 0 prints"
     dp_summary = json.loads(outs[0][0].strip().splitlines()[-1])
 
-    one = analyze_features(load_sae(tmp_path / "sae"), store, out=tmp_path / "one", **OPTIONS)
+    one = analyze_features(load_sae(trained / "sae"), store, out=tmp_path / "one", **OPTIONS)
     expected = json.loads(json.dumps(one.summary()))
     assert dp_summary.pop("seconds") > 0 and expected.pop("seconds") > 0
     assert dp_summary == expected
@@ -117,7 +128,43 @@ def test_two_ranks_give_the_one_process_result_and_a_failure_stops_both(
     assert not (tmp_path / "failed" / "analysis.json").exists()
 
 
-def test_keep_codes_is_refused_under_torchrun(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_geometry_on_two_ranks_gives_the_one_process_result(trained: Path, tmp_path: Path) -> None:
+    # 2100 rows in batches of 128 again: 9 batches on rank 0, 8 on rank 1.
+    options: dict[str, Any] = dict(
+        split="all", batch_size=128, top_features=12, min_count=5, resamples=100,
+        permutations=100, interference_pairs=500, bins=20,
+    )  # fmt: skip
+    flags = [f"--{k.replace('_', '-')}={v}" for k, v in options.items()]
+    cli = ["-m", "polysemy", "analyze", "geometry", "--sae", str(trained / "sae")]
+    cli += ["--acts", str(trained / "acts"), *flags, "--json", "--out", str(tmp_path / "dp")]
+    procs = _launch(cli)
+    outs = [p.communicate(timeout=120) for p in procs]
+    for p, (_, err) in zip(procs, outs, strict=True):
+        assert p.returncode == 0, err[-2000:]
+    assert outs[1][0].strip() == "", "only rank 0 prints"
+    dp_summary = json.loads(outs[0][0].strip().splitlines()[-1])
+
+    one = analyze_geometry(
+        load_sae(trained / "sae"), ActivationStore(trained / "acts"), out=tmp_path / "one",
+        **options,
+    )  # fmt: skip
+    assert dp_summary.pop("out") == str(tmp_path / "dp")
+    assert dp_summary == json.loads(json.dumps(one.summary()))
+    assert one.rows == 2100 and one.cooccurrence.features == 12
+    for name in ("features", "interference", "pairs"):  # integer counts: exactly equal
+        a = load_file(str(tmp_path / "one" / f"{name}.safetensors"))
+        b = load_file(str(tmp_path / "dp" / f"{name}.safetensors"))
+        assert a.keys() == b.keys()
+        for key in a:
+            assert torch.equal(a[key], b[key]), (name, key)
+
+
+def test_codes_from_one_process_are_refused_under_torchrun(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.setenv("WORLD_SIZE", "2")
     with pytest.raises(ValueError, match="keep_codes"):
         analyze_features(object(), object(), keep_codes=10)  # type: ignore[arg-type]
+    sae = SimpleNamespace(W_dec=torch.zeros(4, 2), encode=lambda x: x)
+    with pytest.raises(ValueError, match="codes must be None under torchrun"):
+        analyze_geometry(sae, torch.zeros(8, 2), codes=object())  # type: ignore[arg-type]
