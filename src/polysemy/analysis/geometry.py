@@ -536,6 +536,14 @@ def _encode_share(
     return SparseCodes.stack(kept, config.split, int(sae.W_dec.shape[0]))
 
 
+def _sum_over_ranks(t: Tensor, device: Any) -> Tensor:
+    """A CPU tensor summed over ranks (through this rank's device: NCCL reduces only GPU
+    tensors), back on the CPU."""
+    on_device = t.to(device)
+    torch.distributed.all_reduce(on_device, op=torch.distributed.ReduceOp.SUM)
+    return on_device.cpu()
+
+
 def _rows_wanted(acts: Any, config: GeometryConfig) -> int | None:
     _, _, rows = open_rows(acts, split=config.split, batch_size=config.batch_size)
     return rows if config.max_rows is None or rows is None else min(rows, config.max_rows)
@@ -621,8 +629,7 @@ def analyze_geometry(
         if info.enabled:
             codes = _encode_share(sae, acts, config, device, info, progress)
             rows = int(_rows_wanted(acts, config) or 0)
-            counts = codes.counts(codes.rows)  # this rank's rows: all_reduced below
-            torch.distributed.all_reduce(counts, op=torch.distributed.ReduceOp.SUM)
+            counts = _sum_over_ranks(codes.counts(codes.rows), device)  # (d_sae,)
         else:
             if codes is None:
                 codes = encode_codes(sae, acts, config, device, progress)
@@ -650,10 +657,10 @@ def analyze_geometry(
         # Pass 2: joint firing of the chosen features.
         if info.enabled:  # this rank's rows, then the sums over ranks
             part = count_cooccurrence(codes.firing(codes.rows, config.batch_size, features), n_test)
-            for t in (part.counts, part.joint):
-                torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.SUM)
             (total,) = dist_utils.sum_over_ranks(info, [part.rows], job="geometry pass")
-            cooc = Cooccurrence(part.counts, part.joint, total)
+            cooc = Cooccurrence(
+                _sum_over_ranks(part.counts, device), _sum_over_ranks(part.joint, device), total
+            )
         else:
             cooc = count_cooccurrence(codes.firing(rows, config.batch_size, features), n_test)
     finally:
