@@ -128,7 +128,9 @@ def test_features_on_two_ranks_give_the_one_process_result_and_a_failure_stops_b
     assert not (tmp_path / "failed" / "analysis.json").exists()
 
 
-def test_geometry_on_two_ranks_gives_the_one_process_result(trained: Path, tmp_path: Path) -> None:
+def test_geometry_on_two_ranks_gives_the_one_process_result_and_a_failure_stops_both(
+    trained: Path, tmp_path: Path
+) -> None:
     # 2100 rows in batches of 128 again: 9 batches on rank 0, 8 on rank 1.
     options: dict[str, Any] = dict(
         split="all", batch_size=128, top_features=12, min_count=5, resamples=100,
@@ -157,6 +159,15 @@ def test_geometry_on_two_ranks_gives_the_one_process_result(trained: Path, tmp_p
         assert a.keys() == b.keys()
         for key in a:
             assert torch.equal(a[key], b[key]), (name, key)
+
+    # Its encoding pass has its own loop: a failing rank stops both there too.
+    failing = ["-c", FAILING_WORKER, *cli[2:-1], str(tmp_path / "failed")]
+    procs = _launch(failing)
+    errs = [p.communicate(timeout=120)[1] for p in procs]
+    assert procs[1].returncode != 0 and "planted failure" in errs[1], errs[1][-2000:]
+    assert procs[0].returncode != 0, errs[0][-2000:]
+    assert "1 other rank of this geometry pass failed" in errs[0], errs[0][-2000:]
+    assert not (tmp_path / "failed" / "analysis.json").exists()
 
 
 def test_codes_from_one_process_are_refused_under_torchrun(
