@@ -13,7 +13,7 @@
 #      median and worst cosine, relative error of the norms;
 #   4. with 2+ GPUs, the same harvest under torchrun (NCCL), compared up to row order;
 #   5. the evidence passes (features, neurons, geometry) on CUDA over the float16 store and
-#      an SAE trained on it; with 2+ GPUs the neurons pass again under torchrun (NCCL),
+#      an SAE trained on it; with 2+ GPUs the three passes again under torchrun (NCCL),
 #      compared with the one-process result.
 # Throughputs are tokens (rows) per second as each command reports them.
 #
@@ -137,19 +137,25 @@ if [ -f "$WORK/h-cuda-float16/manifest.json" ]; then
             --acts "$WORK/h-cuda-float16" --device cuda --json --out "$WORK/analyses/$kind"
     done
     if [ "$NGPU" -ge 2 ]; then
-        step analyze-neurons-torchrun-nccl "$PY" -m torch.distributed.run \
-            --nproc-per-node "$NGPU" -m polysemy analyze neurons --sae "$WORK/sae-minilm" \
-            --acts "$WORK/h-cuda-float16" --device cuda --json --out "$WORK/analyses/neurons-ddp"
+        for kind in features neurons geometry; do
+            step "analyze-$kind-torchrun-nccl" "$PY" -m torch.distributed.run \
+                --nproc-per-node "$NGPU" -m polysemy analyze "$kind" --sae "$WORK/sae-minilm" \
+                --acts "$WORK/h-cuda-float16" --device cuda --json \
+                --out "$WORK/analyses/$kind-ddp"
+        done
         "$PY" - "$WORK/analyses" <<'EOF' || FAILED=1
 import sys
+from pathlib import Path
 from safetensors.torch import load_file
-a = load_file(f"{sys.argv[1]}/neurons/neurons.safetensors")
-b = load_file(f"{sys.argv[1]}/neurons-ddp/neurons.safetensors")
-worst = max(float((a[k].double() - b[k].double()).abs().max()) for k in a)
-print(f"[agreement] neurons pass, torchrun vs one process: worst difference {worst:.2e}")
+for kind in ("features", "neurons", "geometry"):
+    worst = 0.0
+    for f in sorted(Path(sys.argv[1], kind).glob("*.safetensors")):
+        a, b = load_file(str(f)), load_file(str(Path(sys.argv[1], f"{kind}-ddp", f.name)))
+        worst = max([worst] + [float((a[k].double() - b[k].double()).abs().max()) for k in a])
+    print(f"[agreement] {kind} pass, torchrun vs one process: worst difference {worst:.2e}")
 EOF
     else
-        echo "[analyze-neurons-torchrun-nccl] skipped: 1 GPU (NCCL needs one GPU per rank)"
+        echo "[analyze-*-torchrun-nccl] skipped: 1 GPU (NCCL needs one GPU per rank)"
     fi
 fi
 

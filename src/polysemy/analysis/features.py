@@ -48,6 +48,7 @@ from polysemy.analysis.feature_pass import (
 from polysemy.analysis.folder import start_analysis, write_analysis
 from polysemy.analysis.stats import Interval, binomial_ci, bootstrap_ci, null_interval, quantiles
 from polysemy.progress import progress_bar
+from polysemy.sae import distributed as dist_utils
 from polysemy.validation import ParameterError, check_choice, check_float, check_int, configured
 
 logger = logging.getLogger(__name__)
@@ -207,22 +208,42 @@ def analyze_features(
     """Per-feature statistics of `sae` on `store` in one streaming pass (module docstring);
     writes `features.safetensors` and `examples.json` to `out` when given. `keep_codes` > 0
     keeps which latents fired on the first that many rows in `result.codes` (4 bytes per
-    firing), for `analyze_geometry(codes=...)` on the same split."""
+    firing), for `analyze_geometry(codes=...)` on the same split.
+
+    Under torchrun every process calls it alike: rank r reads batches r, r + N, ... of the
+    pass; counts, sums, histograms and co-occurrence counts are all_reduced and the top-k
+    buffers (examples and the uniform sample, whose random keys are drawn per batch, not per
+    rank) gathered and merged, so every rank returns the one-process result (sums equal to
+    float64 rounding); rank 0 alone writes `out`. A rank that fails stops the others within
+    `HEARTBEAT_BATCHES` batches (docs/scale.md). `keep_codes` is one process only.
+    """
     config = configured(FeaturesConfig, config, options)
     check_int("keep_codes", keep_codes, least=0)
+    if keep_codes and dist_utils.env_world_size() > 1:
+        raise ParameterError(
+            "keep_codes", "0 under torchrun (codes stay in one process)", keep_codes
+        )
     if store.d_in != sae.d_in:
         raise ParameterError(
             "sae", f"an SAE with d_in={store.d_in} (the store's width)", f"d_in={sae.d_in}"
         )
     if config.texts:
         require_traces(store, "feature examples")
-    folder = start_analysis(out, force=force) if out is not None else None
-    sae = sae.to(device).eval()
-    d_sae = sae.d_sae
     lo, hi = store.split_range(config.split)
     n_rows = min(config.rows, hi - lo)
     if n_rows == 0:
         raise ParameterError("split", "a split with rows", config.split)
+    info = dist_utils.init_from_env(device)
+    device = dist_utils.rank_device(device, info)
+    # Rank 0 alone writes; a refusal of `out` there ends every rank.
+    started: list[Any] = []
+    refused = None
+    if out is not None and info.is_main:
+        refused = dist_utils.first_error(lambda: started.append(start_analysis(out, force=force)))
+    dist_utils.raise_if_any(info, refused, "refused out")
+    folder = started[0] if started else None
+    sae = sae.to(device).eval()
+    d_sae = sae.d_sae
 
     fired = torch.zeros(d_sae, dtype=torch.int64, device=device)
     act_sum = torch.zeros(d_sae, dtype=torch.float64, device=device)
@@ -233,11 +254,17 @@ def analyze_features(
         d_sae, max_bytes=config.cooccurrence_bytes, width=config.sketch_width, device=device
     )
     cooc_fired = torch.zeros(d_sae, dtype=torch.int64, device=device)
-    g = torch.Generator(device=device).manual_seed(seed)
+    g = torch.Generator(device=device)
     kept: list[tuple[Tensor, Tensor]] = []
+    world, beat = info.world_size, dist_utils.HEARTBEAT_BATCHES * info.world_size
     t0 = time.perf_counter()
-    with progress_bar(n_rows, desc="features", unit="row", enabled=progress) as bar:
-        for a in range(0, n_rows, config.batch_size):
+    bar = progress_bar(n_rows, desc="features", unit="row", enabled=progress and info.is_main)
+    try:
+        for i, a in enumerate(range(0, n_rows, config.batch_size)):
+            if info.enabled and i and i % beat == 0:
+                dist_utils.stop_if_a_rank_failed(info, job="features pass")
+            if i % world != info.rank:
+                continue  # another rank's batch
             b = min(a + config.batch_size, n_rows)
             x = store.read(a, b, split=config.split, device=device)  # (batch, d_in)
             idx, val = sparse_code(sae, x)  # (batch, m) each
@@ -256,9 +283,22 @@ def analyze_features(
             hb = bin_index(v, config.hist_low, config.hist_high, config.bins)
             hist += torch.bincount(f * config.bins + hb, minlength=d_sae * config.bins)
             top.update(f, v, row, v)
+            # Keys seeded by the batch, not drawn from one stream: whichever rank reads a
+            # batch draws the same keys, so the sample does not depend on the number of ranks.
+            g.manual_seed((seed * 1_000_003 + i) % (1 << 63))
             keys = torch.rand(v.shape, generator=g, device=device)
             sample.update(f, keys, row, v)
-            bar.update(b - a)
+            bar.update(min((b - a) * world, n_rows - bar.n))
+    except Exception as exc:
+        if not isinstance(exc, dist_utils.PeerFailed):
+            dist_utils.report_failure(info)
+        raise
+    finally:
+        bar.close()
+    if info.enabled:
+        dist_utils.stop_if_a_rank_failed(info, job="features pass")
+        _reduce_over_ranks(info, [fired, act_sum, hist, cooc.counts, cooc_fired], [top, sample])
+        (cooc.rows,) = dist_utils.sum_over_ranks(info, [cooc.rows], job="features pass")
     seconds = time.perf_counter() - t0
     if hasattr(sae, "release_scratch_"):
         sae.release_scratch_()  # sparse_code's [batch, d_sae] buffer
@@ -326,6 +366,24 @@ def analyze_features(
         },
     )
     return result
+
+
+def _reduce_over_ranks(
+    info: dist_utils.DistInfo, sums: list[Tensor], tops: list[StreamingTop]
+) -> None:
+    """Sum `sums` over ranks in place; merge each rank's top-k buffers into the overall
+    best, in place (every rank's best n per feature holds the overall best n)."""
+    for t in sums:  # each in its own dtype: int64 counts stay exact at any size
+        torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.SUM)
+    for top in tops:
+        gathered = []
+        for t in (top.score, top.row, top.value):
+            parts = [torch.empty_like(t) for _ in range(info.world_size)]
+            torch.distributed.all_gather(parts, t)
+            gathered.append(torch.cat(parts, dim=1))  # (d_sae, world * n)
+        score, row, value = gathered
+        top.score, pick = score.topk(top.n, dim=1)
+        top.row, top.value = row.gather(1, pick), value.gather(1, pick)
 
 
 def _quantile_picks(sample: StreamingTop, n: int) -> tuple[Tensor, Tensor]:

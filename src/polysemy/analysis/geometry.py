@@ -65,6 +65,7 @@ from polysemy.analysis.stats import (
     verdict,
 )
 from polysemy.progress import progress_bar
+from polysemy.sae import distributed as dist_utils
 from polysemy.validation import (
     ParameterError,
     check_choice,
@@ -487,6 +488,62 @@ def encode_codes(
     return SparseCodes.stack(kept, config.split, int(sae.W_dec.shape[0]))
 
 
+def _encode_share(
+    sae: Any,
+    acts: Any,
+    config: GeometryConfig,
+    device: Any,
+    info: dist_utils.DistInfo,
+    progress: bool,
+) -> SparseCodes:
+    """`encode_codes` under torchrun: this rank's batches r, r + N, ... of the configured
+    rows (their order inside the codes does not matter: only counts are read from them)."""
+    total = _rows_wanted(acts, config)
+    if total is None:
+        raise TypeError(
+            f"acts must be a Tensor or a store under torchrun; got {type(acts).__name__}"
+        )
+    if isinstance(acts, str | os.PathLike):
+        from polysemy.activations.store import ActivationStore
+
+        acts = ActivationStore(acts)
+    world, beat = info.world_size, dist_utils.HEARTBEAT_BATCHES * info.world_size
+    kept: list[tuple[Tensor, Tensor]] = []
+    bar = progress_bar(total, desc="encode", unit="row", enabled=progress and info.is_main)
+    try:
+        for i, a in enumerate(range(0, total, config.batch_size)):
+            if i and i % beat == 0:
+                dist_utils.stop_if_a_rank_failed(info, job="geometry pass")
+            if i % world != info.rank:
+                continue  # another rank's batch
+            b = min(a + config.batch_size, total)
+            if isinstance(acts, Tensor):
+                x = acts[a:b].to(device)
+            else:
+                x = acts.read(a, b, split=config.split, device=device)  # (batch, d_in)
+            idx, val = sparse_code(sae, x)  # (batch, m) each
+            kept.append(SparseCodes.part(idx, val))
+            bar.update(min((b - a) * world, total - bar.n))
+    except Exception as exc:
+        if not isinstance(exc, dist_utils.PeerFailed):
+            dist_utils.report_failure(info)
+        raise
+    finally:
+        bar.close()
+    dist_utils.stop_if_a_rank_failed(info, job="geometry pass")
+    if hasattr(sae, "release_scratch_"):
+        sae.release_scratch_()  # sparse_code's [batch, d_sae] buffer
+    return SparseCodes.stack(kept, config.split, int(sae.W_dec.shape[0]))
+
+
+def _sum_over_ranks(t: Tensor, device: Any) -> Tensor:
+    """A CPU tensor summed over ranks (through this rank's device: NCCL reduces only GPU
+    tensors), back on the CPU."""
+    on_device = t.to(device)
+    torch.distributed.all_reduce(on_device, op=torch.distributed.ReduceOp.SUM)
+    return on_device.cpu()
+
+
 def _rows_wanted(acts: Any, config: GeometryConfig) -> int | None:
     _, _, rows = open_rows(acts, split=config.split, batch_size=config.batch_size)
     return rows if config.max_rows is None or rows is None else min(rows, config.max_rows)
@@ -538,30 +595,50 @@ def analyze_geometry(
     what its `inputs` record says was analysed (e.g. the SAE's path). `codes` are the sparse
     codes of the same rows from an earlier pass (`analyze_features(keep_codes=...)`): then
     nothing is encoded here.
+
+    Under torchrun every process calls it alike: rank r encodes batches r, r + N, ... of the
+    rows, the firing counts and joint counts are all_reduced (exact integers), so every rank
+    returns the one-process result; rank 0 alone writes `out`. A rank that fails stops the
+    others within `HEARTBEAT_BATCHES` batches (docs/scale.md). `codes` is one process only.
     """
     config = configured(GeometryConfig, config, options)
     check_int("seed", seed, least=0)
     if not hasattr(sae, "W_dec") or not hasattr(sae, "encode"):
         raise TypeError(f"sae must have W_dec and encode (an SAE); got {type(sae).__name__}")
-    folder = start_analysis(out, force=force) if out is not None else None
+    if codes is not None and dist_utils.env_world_size() > 1:
+        raise ParameterError("codes", "None under torchrun (codes stay in one process)", codes)
     d_in, _, _ = open_rows(acts, split=config.split, batch_size=config.batch_size)
     sae_d_in = _sae_d_in(sae)
     if sae_d_in != d_in:
         raise ValueError(f"sae has d_in={sae_d_in} but the activations have d_in={d_in}")
+    info = dist_utils.init_from_env(device)
+    device = dist_utils.rank_device(device, info)
+    # Rank 0 alone writes; a refusal of `out` there ends every rank.
+    started: list[Any] = []
+    refused = None
+    if out is not None and info.is_main:
+        refused = dist_utils.first_error(lambda: started.append(start_analysis(out, force=force)))
+    dist_utils.raise_if_any(info, refused, "refused out")
+    folder = started[0] if started else None
     was_training = getattr(sae, "training", False)
     if hasattr(sae, "eval"):
         sae.eval()
     try:
         W_dec = sae.W_dec.detach().to("cpu", torch.float64)  # (d_sae, d_in)
         d_sae = W_dec.shape[0]
-        if codes is None:
-            codes = encode_codes(sae, acts, config, device, progress)
+        if info.enabled:
+            codes = _encode_share(sae, acts, config, device, info, progress)
+            rows = int(_rows_wanted(acts, config) or 0)
+            counts = _sum_over_ranks(codes.counts(codes.rows), device)  # (d_sae,)
         else:
-            _check_codes(codes, acts, config, d_sae)
-        rows = _rows_wanted(acts, config) or codes.rows
-        rows = min(rows, codes.rows)
-        # Pass 1: how often every latent fires, to choose the features of the test.
-        counts = codes.counts(rows)
+            if codes is None:
+                codes = encode_codes(sae, acts, config, device, progress)
+            else:
+                _check_codes(codes, acts, config, d_sae)
+            rows = _rows_wanted(acts, config) or codes.rows
+            rows = min(rows, codes.rows)
+            # Pass 1: how often every latent fires, to choose the features of the test.
+            counts = codes.counts(rows)
         if rows == 0:
             raise ValueError(f"split {config.split!r} of the activations has no rows")
         eligible = int((counts >= config.min_count).sum())
@@ -578,7 +655,14 @@ def analyze_geometry(
         order = torch.argsort(counts, descending=True, stable=True)
         features = order[:n_test]
         # Pass 2: joint firing of the chosen features.
-        cooc = count_cooccurrence(codes.firing(rows, config.batch_size, features), n_test)
+        if info.enabled:  # this rank's rows, then the sums over ranks
+            part = count_cooccurrence(codes.firing(codes.rows, config.batch_size, features), n_test)
+            (total,) = dist_utils.sum_over_ranks(info, [part.rows], job="geometry pass")
+            cooc = Cooccurrence(
+                _sum_over_ranks(part.counts, device), _sum_over_ranks(part.joint, device), total
+            )
+        else:
+            cooc = count_cooccurrence(codes.firing(rows, config.batch_size, features), n_test)
     finally:
         if was_training and hasattr(sae, "train"):
             sae.train()

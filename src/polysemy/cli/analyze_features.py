@@ -37,14 +37,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from polysemy.activations.store import ActivationStore
     from polysemy.analysis.features import FeaturesConfig, analyze_features
+    from polysemy.sae.distributed import init_from_env, rank_device
 
     config = config_from_args(FeaturesConfig, args)
     store = ActivationStore(args.acts)
+    # Under torchrun each rank reads its share of the rows on its own GPU; rank 0 reports.
+    info = init_from_env(args.device)
+    args.device = rank_device(args.device, info)
     sae = load_sae_arg(args.sae, args.device, store)
     result = analyze_features(
         sae, store, config, out=args.out, force=args.force, device=args.device,
         seed=args.seed, progress=not args.json,
     )  # fmt: skip
+    if not info.is_main:
+        return 0
     s = result.summary()
     pr, null = result.participation_ratio_median, result.null_participation_ratio
     conc = result.concentrated_fraction

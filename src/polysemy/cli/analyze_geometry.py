@@ -41,10 +41,14 @@ def run(args: argparse.Namespace) -> int:
     from polysemy.activations.store import ActivationStore
     from polysemy.analysis.folder import start_analysis
     from polysemy.analysis.geometry import GeometryConfig, analyze_geometry
+    from polysemy.sae.distributed import init_from_env, rank_device
 
     config = config_from_args(GeometryConfig, args)
     start_analysis(args.out, force=args.force)  # refuse a bad --out before loading anything
     store = ActivationStore(args.acts)
+    # Under torchrun each rank encodes its share of the rows on its own GPU; rank 0 reports.
+    info = init_from_env(args.device)
+    args.device = rank_device(args.device, info)
     sae = load_sae_arg(args.sae, args.device, store)
     result = analyze_geometry(
         sae,
@@ -57,6 +61,8 @@ def run(args: argparse.Namespace) -> int:
         progress=not args.json,
         inputs={"sae_path": args.sae, "acts": args.acts},
     )
+    if not info.is_main:
+        return 0
     summary = result.summary()
     summary["out"] = args.out
     test = result.cooccurrence
