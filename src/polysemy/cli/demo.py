@@ -107,18 +107,11 @@ def run(args: argparse.Namespace) -> int:
     )
     lines = []
     for name, record in result.stages.items():
-        if record.get("done"):
-            how = "done earlier" if name in result.resumed else f"{record['seconds']:.1f} s"
-            lines.append(f"{name:>15}  {how}")
-        else:
-            lines.append(f"{name:>15}  skipped: {record.get('skipped', 'not run')}")
+        how = "done earlier" if name in result.resumed else f"{record['seconds']:.1f} s"
+        lines.append(f"{name:>15}  {how}")
     report = result.report
     lines.append(f"{result.seconds:.0f} s in all -> {result.out}")
-    lines.append(
-        f"report: {report.resolve()}"
-        if report is not None
-        else "report: not written (the report stage is not installed)"
-    )
+    lines.append(f"report: {report.resolve() if report is not None else 'not written'}")
     lines.append(f"explore: {result.explore_command}")
     emit(args, result.summary(), "\n".join(lines))
     return 0

@@ -74,6 +74,14 @@ class DemoConfig:
     interference_pairs: int = 50_000
     """Decoder row pairs sampled for the interference quantiles (geometry; each pair costs a
     gathered d_in-long dot product: the analysis default of 1M took ~50 s per SAE here)."""
+    claims_sentences: int = 1000
+    """Concept sentences the claims battery fits and tests its detections on (half each)."""
+    claims_shifted: int = 400
+    """Sentences of unseen template families: the claims' shifted test."""
+    claims_edit_sentences: int = 200
+    """Sentences whose counterfactual twins are the claims' edits."""
+    claims_ablation_examples: int = 32
+    """Sentences each claimed neuron or feature is ablated on (0: no ablation)."""
     resamples: int = 500
     """Bootstrap resamples behind every interval."""
     seed: int = 0
@@ -100,6 +108,12 @@ class DemoConfig:
         check_int("geometry_features", self.geometry_features, least=5)
         check_int("geometry_min_count", self.geometry_min_count, least=1)
         check_int("interference_pairs", self.interference_pairs, least=100)
+        check_int("claims_sentences", self.claims_sentences, least=40)
+        check_int("claims_shifted", self.claims_shifted, least=20)
+        check_int("claims_edit_sentences", self.claims_edit_sentences, least=10)
+        check_int("claims_ablation_examples", self.claims_ablation_examples, least=0)
+        if self.claims_ablation_examples == 1:
+            raise ParameterError("claims_ablation_examples", "0 or an int >= 2", 1)
         check_int("resamples", self.resamples, least=100)
         check_int("seed", self.seed, least=0)
 
@@ -130,6 +144,10 @@ _QUICK = {
     "ablate_random": 19,
     "geometry_features": 64,
     "interference_pairs": 20_000,
+    "claims_sentences": 400,
+    "claims_shifted": 200,
+    "claims_edit_sentences": 100,
+    "claims_ablation_examples": 0,
     "resamples": 200,
 }
 _TINY = {
@@ -150,6 +168,10 @@ _TINY = {
     "geometry_features": 16,
     "geometry_min_count": 1,
     "interference_pairs": 1000,
+    "claims_sentences": 40,
+    "claims_shifted": 20,
+    "claims_edit_sentences": 10,
+    "claims_ablation_examples": 0,
     "resamples": 100,
 }
 

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from polysemy.demo.config import DemoConfig
-from polysemy.demo.stages import STAGES, Skipped, StageContext
+from polysemy.demo.stages import STAGES, StageContext
 from polysemy.demo.state import open_state
 from polysemy.progress import progress_bar
 
@@ -38,8 +38,6 @@ class DemoResult:
     """Stages this call ran."""
     resumed: tuple[str, ...]
     """Stages found done by an earlier, interrupted call and skipped."""
-    skipped: tuple[str, ...]
-    """Stages that could not run here (a part not installed); not marked done."""
     seconds: float
     """Wall time of this call."""
 
@@ -59,7 +57,6 @@ class DemoResult:
             "out": str(self.out),
             "ran": list(self.ran),
             "resumed": list(self.resumed),
-            "skipped": list(self.skipped),
             "seconds": round(self.seconds, 2),
             "report": None if self.report is None else str(self.report),
             "explore": self.explore_command,
@@ -80,7 +77,7 @@ def run_demo(
     A folder holding a demo started with the same config is resumed: stages recorded as done
     in demo.json are skipped, an interrupted harvest or SAE training continues. Another
     config, or a folder holding anything else, is refused (ValueError naming `out`) unless
-    `force`, which starts over. Stages whose part is not installed are logged and skipped.
+    `force`, which starts over.
     """
     config = DemoConfig() if config is None else config
     if not isinstance(config, DemoConfig):
@@ -90,7 +87,6 @@ def run_demo(
     ctx = StageContext(config=config, run=state.path, device=device, progress=progress)
     ran: list[str] = []
     resumed: list[str] = []
-    skipped: list[str] = []
     bar = progress_bar(len(STAGES), desc="demo", unit="stage", enabled=progress, position=0)
     with bar:
         for name, stage in STAGES:
@@ -100,27 +96,19 @@ def run_demo(
                 continue
             bar.set_postfix_str(name)
             t0, cpu0 = time.perf_counter(), time.process_time()
-            try:
-                info = stage(ctx)
-            except Skipped as why:
-                logger.warning("stage %s skipped: %s", name, why)
-                state.stages[name] = {"done": False, "seconds": 0.0, "skipped": str(why)}
-                state.write()
-                skipped.append(name)
-            else:
-                seconds = time.perf_counter() - t0
-                # CPU seconds of all threads: what the stage costs on an idle machine, where
-                # wall seconds also count the other processes sharing the cores.
-                cpu = round(time.process_time() - cpu0, 3)
-                state.record(name, seconds, cpu_seconds=cpu, **info)
-                logger.info("stage %s done in %.1f s", name, seconds)
-                ran.append(name)
+            info = stage(ctx)
+            seconds = time.perf_counter() - t0
+            # CPU seconds of all threads: what the stage costs on an idle machine, where
+            # wall seconds also count the other processes sharing the cores.
+            cpu = round(time.process_time() - cpu0, 3)
+            state.record(name, seconds, cpu_seconds=cpu, **info)
+            logger.info("stage %s done in %.1f s", name, seconds)
+            ran.append(name)
             bar.update(1)
     return DemoResult(
         out=state.path,
         stages=dict(state.stages),
         ran=tuple(ran),
         resumed=tuple(resumed),
-        skipped=tuple(skipped),
         seconds=time.perf_counter() - started,
     )

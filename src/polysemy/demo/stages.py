@@ -29,10 +29,6 @@ CONCEPTS_PER_DOCUMENT = 4
 """Concept sentences mixed in after each document of the harvest corpus."""
 
 
-class Skipped(Exception):
-    """A stage that cannot run here (a part that is not installed); the demo goes on."""
-
-
 @dataclass
 class StageContext:
     """What every stage needs: the config, the run folder, and the model loaded once."""
@@ -340,19 +336,29 @@ def ablate_mlp(ctx: StageContext) -> dict[str, Any]:
 
 def claims(ctx: StageContext) -> dict[str, Any]:
     """The shipped MiniLM claims battery, each claim with a verdict and its evidence."""
-    try:  # INTEGRATE: remove the guard once the claims branch is merged
-        from polysemy.analysis.claims import check_claims
-    except ImportError as exc:
-        raise Skipped("not installed") from exc
+    from polysemy.analysis.claims import ClaimsConfig, check_claims
+
+    c = ctx.config
+    config = ClaimsConfig(
+        sentences=c.claims_sentences,
+        shifted=c.claims_shifted,
+        edit_sentences=c.claims_edit_sentences,
+        ablation_examples=c.claims_ablation_examples,
+        resamples=c.resamples,
+        permutations=c.resamples,
+        seed=c.seed,
+    )
     out = ctx.analysis("claims", "minilm")
-    check_claims(
+    result = check_claims(
         files("polysemy.analysis") / "claims_minilm.toml",
+        config,
         model=ctx.loaded,
         saes={"mlp": ctx.sae_path("mlp"), "resid": ctx.sae_path("resid")},
         neurons=ctx.analysis("neurons", "mlp"),
         out=out,
+        force=True,
     )
-    return {"out": str(out)}
+    return {"out": str(out), "verdicts": result.counts()}
 
 
 def report(ctx: StageContext) -> dict[str, Any]:

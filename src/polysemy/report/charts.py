@@ -145,7 +145,8 @@ def draw_png(chart: Chart, path: str | os.PathLike[str]) -> Path:
     ax.set_xlabel(chart.xlabel)
     ax.set_ylabel(chart.ylabel)
     if any(t.get("name") for t in chart.traces):
-        ax.legend(fontsize=8)
+        # a fixed corner: "best" searches every point and is slow on large scatters
+        ax.legend(fontsize=8, loc="upper right")
     fig.savefig(path, dpi=_DPI)
     return path
 
