@@ -45,7 +45,7 @@ from polysemy.analysis.feature_pass import (
     sparse_code,
     top_per_row,
 )
-from polysemy.analysis.folder import start_analysis, write_analysis
+from polysemy.analysis.folder import start_analysis_on_main, write_analysis
 from polysemy.analysis.stats import Interval, binomial_ci, bootstrap_ci, null_interval, quantiles
 from polysemy.progress import progress_bar
 from polysemy.sae import distributed as dist_utils
@@ -235,13 +235,7 @@ def analyze_features(
         raise ParameterError("split", "a split with rows", config.split)
     info = dist_utils.init_from_env(device)
     device = dist_utils.rank_device(device, info)
-    # Rank 0 alone writes; a refusal of `out` there ends every rank.
-    started: list[Any] = []
-    refused = None
-    if out is not None and info.is_main:
-        refused = dist_utils.first_error(lambda: started.append(start_analysis(out, force=force)))
-    dist_utils.raise_if_any(info, refused, "refused out")
-    folder = started[0] if started else None
+    folder = start_analysis_on_main(out, info, force=force)
     sae = sae.to(device).eval()
     d_sae = sae.d_sae
 

@@ -18,9 +18,12 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from polysemy import runfolder
+
+if TYPE_CHECKING:
+    from polysemy.sae.distributed import DistInfo
 
 AnalysisKind = Literal[
     "fidelity",
@@ -74,6 +77,23 @@ def start_analysis(out: str | os.PathLike[str], *, force: bool = False) -> Path:
     """Check `out` before any work starts (a folder that holds another kind of run is refused
     unless `force=True`); nothing is written until `write_analysis`."""
     return runfolder.check_out(out, runfolder.ANALYSIS, force=force)
+
+
+def start_analysis_on_main(
+    out: str | os.PathLike[str] | None, info: DistInfo, *, force: bool = False
+) -> Path | None:
+    """`start_analysis` under torchrun: rank 0 alone checks (and later writes) `out`, and a
+    refusal there ends every rank with the same error, so no rank waits for a writer that
+    will never come. `info` is `sae.distributed.init_from_env`'s. None when `out` is None
+    or on the other ranks."""
+    from polysemy.sae import distributed as dist_utils
+
+    started: list[Path] = []
+    refused = None
+    if out is not None and info.is_main:
+        refused = dist_utils.first_error(lambda: started.append(start_analysis(out, force=force)))
+    dist_utils.raise_if_any(info, refused, "refused out")
+    return started[0] if started else None
 
 
 def write_analysis(

@@ -51,7 +51,7 @@ from torch import Tensor
 
 from polysemy.activations.store import SPLITS, Split
 from polysemy.analysis.feature_pass import SparseCodes, sparse_code
-from polysemy.analysis.folder import start_analysis, write_analysis
+from polysemy.analysis.folder import start_analysis_on_main, write_analysis
 from polysemy.analysis.reconstruction import open_rows
 from polysemy.analysis.stats import (
     Interval,
@@ -613,13 +613,7 @@ def analyze_geometry(
         raise ValueError(f"sae has d_in={sae_d_in} but the activations have d_in={d_in}")
     info = dist_utils.init_from_env(device)
     device = dist_utils.rank_device(device, info)
-    # Rank 0 alone writes; a refusal of `out` there ends every rank.
-    started: list[Any] = []
-    refused = None
-    if out is not None and info.is_main:
-        refused = dist_utils.first_error(lambda: started.append(start_analysis(out, force=force)))
-    dist_utils.raise_if_any(info, refused, "refused out")
-    folder = started[0] if started else None
+    folder = start_analysis_on_main(out, info, force=force)
     was_training = getattr(sae, "training", False)
     if hasattr(sae, "eval"):
         sae.eval()

@@ -44,7 +44,7 @@ from torch import Tensor
 
 from polysemy.activations.store import SPLITS, ActivationStore, Split
 from polysemy.analysis.contexts import TextWindows, require_traces
-from polysemy.analysis.folder import start_analysis, write_analysis
+from polysemy.analysis.folder import start_analysis_on_main, write_analysis
 from polysemy.analysis.stats import Interval, bootstrap_ci, quantiles, verdict
 from polysemy.progress import progress_bar
 from polysemy.sae import distributed as dist_utils
@@ -259,13 +259,7 @@ def analyze_neurons(
         require_traces(store, "neuron contexts")
     info = dist_utils.init_from_env(device)
     device = dist_utils.rank_device(device, info)
-    # Rank 0 alone writes; a refusal of `out` there ends every rank.
-    started: list[Any] = []
-    refused = None
-    if out is not None and info.is_main:
-        refused = dist_utils.first_error(lambda: started.append(start_analysis(out, force=force)))
-    dist_utils.raise_if_any(info, refused, "refused out")
-    folder = started[0] if started else None
+    folder = start_analysis_on_main(out, info, force=force)
     d = store.d_in
     neurons = torch.tensor(config.neurons or range(d), dtype=torch.int64)
     sae = sae.to(device).eval()
