@@ -1,6 +1,6 @@
 """`polysemy demo`: the real pipeline on MiniLM, or (`--toy`) the short toy-model tour.
 
-polysemy demo                      # ~10 min on 2 cores: harvest, SAEs, analyses, report
+polysemy demo                      # ~5 min on 2 cores: harvest, SAEs, analyses, report
 polysemy demo --quick              # < 3 min, smaller budgets
 polysemy demo --toy                # toy models of superposition only (runs/demo-toy)
 
@@ -52,7 +52,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "TopK SAE on each, run the evidence analyses (fidelity, neurons, features, "
             "geometry, ablation), the claims battery, the report and the explorer index, all "
             f"into --out (default {DEFAULT_OUT}); then print where the report is and the "
-            "command that opens the explorer. About 10 minutes on 2 cores; --quick under 3. "
+            "command that opens the explorer. About 5 minutes on 2 cores; --quick about 1. "
             "Rerun the same command to resume a killed demo. Budget flags override the "
             "preset (their defaults shown are the full demo's)."
         ),

@@ -1,8 +1,7 @@
 """What `polysemy demo` runs and with what budgets: one frozen `DemoConfig`, three presets.
 
-Budgets measured on 2 shared CPU cores (docs/demo.md, every stage): `full` is about 340
-CPU-seconds (3-6 minutes idle, 20 at load 12), `quick` about 80 (1-1.5 minutes idle, 4.5 at
-load 12), `tiny` seconds (tests).
+Budgets measured on 2 idle CPU cores (docs/demo.md, every stage): `full` takes about 4.5
+minutes (460 CPU-seconds), `quick` about 1 minute (100 CPU-seconds), `tiny` seconds (tests).
 
 >>> preset("quick").tokens < preset("full").tokens
 True
@@ -38,7 +37,7 @@ class DemoConfig:
     concepts: int = 10_000
     """Generated concept sentences mixed into the harvest corpus, 4 after each document
     (0: none)."""
-    tokens: int = 48_000
+    tokens: int = 120_000
     """Rows harvested per site (text tokens)."""
     seq_len: int = 128
     """Tokens per harvested sequence, special tokens included."""
@@ -50,7 +49,7 @@ class DemoConfig:
     """Dictionary size of the MLP SAE, in multiples of the 1536 neurons."""
     resid_expansion: int = 8
     """Dictionary size of the residual-stream SAE, in multiples of its 384 dimensions."""
-    sae_tokens: int = 80_000
+    sae_tokens: int = 480_000
     """Training rows per SAE (the store is passed over again when it holds fewer)."""
     sae_batch_size: int = 1024
     """Rows per SAE training step."""
@@ -131,10 +130,10 @@ class DemoConfig:
 
 _QUICK = {
     "concepts": 3_000,
-    "tokens": 16_000,
+    "tokens": 32_000,
     "mlp_expansion": 2,
     "resid_expansion": 4,
-    "sae_tokens": 32_000,
+    "sae_tokens": 160_000,
     "sae_batch_size": 512,
     "checkpoint_every": 20,
     "analysis_rows": 8_000,
@@ -177,7 +176,7 @@ _TINY = {
 
 
 def preset(name: PresetName = "full", **overrides: Any) -> DemoConfig:
-    """The `full` demo (~340 CPU-s), `quick` (~80 CPU-s) or `tiny` (seconds, for tests),
+    """The `full` demo (~460 CPU-s), `quick` (~100 CPU-s) or `tiny` (seconds, for tests),
     with `overrides` (fields of DemoConfig) on top."""
     check_choice("preset", name, PRESETS)
     base = {"full": {}, "quick": _QUICK, "tiny": _TINY}[name]
