@@ -54,7 +54,7 @@ def test_flags_override_the_preset() -> None:
     ("argv", "message"),
     [
         (["--tokens", "3"], "error: --tokens must be an int >= 64; got 3"),
-        (["--quick", "--sae-batch-size", "40000"], "error: --sae-tokens must be an int >= 40000"),
+        (["--quick", "--sae-batch-size", "400000"], "error: --sae-tokens must be an int >= 400000"),
         (["--quick", "--toy"], "error: --quick applies to the real demo"),
         (["--k", "x"], "error: polysemy demo: argument --k: expected an int, got 'x'"),
     ],
