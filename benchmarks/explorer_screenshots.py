@@ -3,11 +3,13 @@
 Builds a small real run (MiniLM layer-3 MLP on 30,000 pydocs tokens, a TopK SAE with
 d_sae 3072 and k 16 trained on 150,000 tokens, the features, neurons and geometry analyses,
 a toy sweep), builds its explorer index, serves it on 127.0.0.1 and screenshots each page
-kind in headless Chromium (900 px wide, 128-colour PNGs). The claims page is taken from the
-explorer tests' tiny run, whose claims are hand-written in the run-folder format (the claims
-battery writes real ones). About 5 minutes on 2 shared cores.
+kind in headless Chromium (900 px wide, 128-colour PNGs). About 5 minutes on 2 shared cores.
+`--run` screenshots a finished run folder instead; the claims page in docs/images comes from
+`polysemy demo`'s run, whose verdicts the claims battery wrote (without `--run` it is taken
+from the explorer tests' tiny run, whose claims are hand-written).
 
     python benchmarks/explorer_screenshots.py --work /tmp/explorer-shots --out docs/images
+    python benchmarks/explorer_screenshots.py --run runs/demo --pages claims
 """
 
 from __future__ import annotations
@@ -91,25 +93,43 @@ def shoot(run: Path, out: Path, pages: dict[str, tuple[str, str]]) -> None:
         server.should_exit = True
 
 
+PAGES = {
+    "home": ("#/", "home"),
+    "dictionary": ("#/dict/mlp", "dictionary"),
+    "feature": ("#/feature/mlp/333", "feature"),
+    "neurons": ("#/neurons/mlp", "neurons"),
+    "neuron": ("#/neuron/mlp/100", "neuron"),
+    "geometry": ("#/geometry/mlp", "geometry"),
+    "toy": ("#/toy/toy-relu-output", "toy"),
+    "search": ("#/search/read", "search"),
+    "claims": ("#/claims", "claims"),
+}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--work", default="/tmp/explorer-shots")
     ap.add_argument("--out", default="docs/images")
+    ap.add_argument(
+        "--run",
+        default=None,
+        help="screenshot this finished run folder (e.g. a `polysemy demo` run, whose claims "
+        "are real) instead of building the small one",
+    )
+    ap.add_argument("--pages", default=",".join(PAGES), help="comma list of page kinds")
     args = ap.parse_args()
     torch.set_num_threads(1)
     work, out = Path(args.work), Path(args.out)
+    pages = {name: PAGES[name] for name in args.pages.split(",")}
+    if args.run is not None:
+        build_index(Path(args.run))
+        shoot(Path(args.run), out, pages)
+        return
     minilm_run(work / "run")
     build_index(work / "run")
-    shoot(work / "run", out, {
-        "home": ("#/", "home"),
-        "dictionary": ("#/dict/mlp", "dictionary"),
-        "feature": ("#/feature/mlp/333", "feature"),
-        "neurons": ("#/neurons/mlp", "neurons"),
-        "neuron": ("#/neuron/mlp/100", "neuron"),
-        "geometry": ("#/geometry/mlp", "geometry"),
-        "toy": ("#/toy/toy-relu-output", "toy"),
-        "search": ("#/search/read", "search"),
-    })  # fmt: skip
+    shoot(work / "run", out, {k: v for k, v in pages.items() if k != "claims"})
+    if "claims" not in pages:
+        return
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "explorer"))
     from conftest import make_run  # the tests' tiny run, with its hand-written claims
 
@@ -118,7 +138,7 @@ def main() -> None:
     if not tiny.is_dir():
         make_run(work / "tiny")
     build_index(tiny)
-    shoot(tiny, out, {"claims": ("#/claims", "claims")})
+    shoot(tiny, out, {"claims": pages["claims"]})
 
 
 if __name__ == "__main__":

@@ -82,7 +82,14 @@ class Guarded:
         return self.ready(kind)
 
     def ready(self, kind: str) -> Any:
-        self.page.wait_for_selector(f"#main[data-ready='{kind}']", timeout=15_000)
+        # Drawn, and drawn for the current address: after a click from one feature page to
+        # another the old page is still "ready" until the hashchange has been handled.
+        self.page.wait_for_function(
+            """kind => { const m = document.querySelector('#main');
+                return m && m.dataset.ready === kind && m.dataset.hash === location.hash; }""",
+            arg=kind,
+            timeout=15_000,
+        )
         return self.page
 
     def shot(self, name: str) -> None:

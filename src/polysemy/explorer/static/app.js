@@ -202,6 +202,7 @@ async function render(title, kind, nodes) {
     await plotlyReady();
   }
   await Promise.all(jobs.map((job) => job()));
+  main.dataset.hash = location.hash;  // which route is drawn: a test waits for the one it asked for
   main.dataset.ready = kind;
 }
 
@@ -416,6 +417,21 @@ function targetLinks(claim) {
   }));
 }
 
+// The battery's headline numbers, each with its interval and n; the rest stays one click away.
+function claimFigures(ev) {
+  const interval = (x) => (x && typeof x === "object" && "estimate" in x ? `${fmt(x.estimate, 2)} [${fmt(x.low, 2)}, ${fmt(x.high, 2)}] (n ${fmt(x.n)})` : null);
+  const rows = [
+    ["held-out AUROC", interval(ev.heldout && ev.heldout.auroc)],
+    ["strongest-context precision", interval(ev.heldout && ev.heldout.top_precision)],
+    ["shifted AUROC", interval(ev.shifted && ev.shifted.auroc)],
+    ["edit effect", interval(ev.edits && ev.edits.sensitivity && ev.edits.sensitivity.effect)],
+    ["edit specificity", ev.edits && typeof ev.edits.specificity === "number" ? fmt(ev.edits.specificity, 2) : null],
+    ["ablation", ev.ablation && ev.ablation.verdict ? `${ev.ablation.verdict} (n ${fmt(ev.ablation.n)})` : null],
+    ["chorus", ev.chorus && typeof ev.chorus.effective_features === "number" ? `about ${fmt(Math.round(ev.chorus.effective_features))} features` : null],
+  ];
+  return rows.filter(([, v]) => v !== null).map(([k, v]) => `${k}: ${v}`);
+}
+
 async function claimsPage() {
   const claims = (await getJSON("claims.json")) || [];
   const nodes = [el("h1", { text: "Claims" })];
@@ -425,8 +441,17 @@ async function claimsPage() {
   nodes.push(el("p", {}, Object.entries(counts).map(([v, n]) => [badge(v), ` ${n}  `])));
   nodes.push(
     table(
-      ["verdict", "claim", "evidence"],
-      claims.map((c) => [badge(c.verdict), el("div", {}, el("div", { text: c.sentence || "" }), el("pre", { text: JSON.stringify(c.claim) }), targetLinks(c.claim)), el("pre", { text: JSON.stringify(c.evidence, null, 1) })]),
+      ["verdict", "claim", "key figures (95% intervals)"],
+      claims.map((c) => [
+        badge(c.verdict),
+        el("div", {}, el("div", { text: c.sentence || "" }), el("pre", { text: JSON.stringify(c.claim) }), targetLinks(c.claim)),
+        el(
+          "div",
+          { class: "figcol" },
+          el("ul", { class: "figures" }, claimFigures(c.evidence || {}).map((f) => el("li", { text: f }))),
+          el("details", {}, el("summary", { text: "all evidence" }), el("pre", { text: JSON.stringify(c.evidence, null, 1) })),
+        ),
+      ]),
     ),
   );
   return render("claims", "claims", nodes);
