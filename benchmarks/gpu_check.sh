@@ -12,9 +12,9 @@
 #      by row with the CPU one (same batch stream, so the same rows in the same order):
 #      median and worst cosine, relative error of the norms;
 #   4. with 2+ GPUs, the same harvest under torchrun (NCCL), compared up to row order;
-#   5. the evidence passes (features, neurons, geometry) on CUDA over the float16 store and
-#      an SAE trained on it; with 2+ GPUs the three passes again under torchrun (NCCL),
-#      compared with the one-process result.
+#   5. the evidence passes (features, neurons, geometry over the float16 store and an SAE
+#      trained on it; fidelity and ablate splicing that SAE into MiniLM) on CUDA; with 2+
+#      GPUs the five passes again under torchrun (NCCL), compared with the one-process result.
 # Throughputs are tokens (rows) per second as each command reports them.
 #
 # Without a CUDA GPU it refuses at once: one line on stderr, exit 3, nothing written.
@@ -48,7 +48,8 @@ step() { # step NAME CMD...: run, log, print the last JSON line's chosen fields 
 import json, sys
 line = sys.stdin.read().strip()
 d = json.loads(line) if line else {}
-keys = ("tokens_per_second", "tokens_per_s", "rows", "world_size", "fvu", "l0", "dead_fraction")
+keys = ("tokens_per_second", "tokens_per_s", "rows", "world_size", "fvu", "l0", "dead_fraction",
+        "embedding_cosine", "recovered_vs_zero", "n")
 print(", ".join(f"{k} {d[k]}" for k in keys if k in d) or "(no summary)")')"
     else
         echo "[$name] FAILED after $((SECONDS - t0)) s; last lines of $WORK/logs/$name.err:"
@@ -132,22 +133,31 @@ if [ -f "$WORK/h-cuda-float16/manifest.json" ]; then
     step sae-minilm "$PY" -m polysemy sae train --acts "$WORK/h-cuda-float16" --arch topk \
         --d-sae 3072 --k 32 --tokens 400000 --batch-size 4096 --device cuda --json \
         --out "$WORK/sae-minilm"
-    for kind in features neurons geometry; do
+    # Flags of each pass: the store passes read the store, fidelity and ablate run MiniLM.
+    pass_flags() {
+        case "$1" in
+            fidelity) echo "--site $SITE --examples 500" ;;
+            ablate) echo "--site $SITE --examples 200 --targets feature:0,feature:1,neuron:0 --random 19" ;;
+            *) echo "--acts $WORK/h-cuda-float16" ;;
+        esac
+    }
+    for kind in features neurons geometry fidelity ablate; do
+        # shellcheck disable=SC2046  # the flags split into words on purpose
         step "analyze-$kind" "$PY" -m polysemy analyze "$kind" --sae "$WORK/sae-minilm" \
-            --acts "$WORK/h-cuda-float16" --device cuda --json --out "$WORK/analyses/$kind"
+            $(pass_flags "$kind") --device cuda --json --out "$WORK/analyses/$kind"
     done
     if [ "$NGPU" -ge 2 ]; then
-        for kind in features neurons geometry; do
+        for kind in features neurons geometry fidelity ablate; do
+            # shellcheck disable=SC2046
             step "analyze-$kind-torchrun-nccl" "$PY" -m torch.distributed.run \
                 --nproc-per-node "$NGPU" -m polysemy analyze "$kind" --sae "$WORK/sae-minilm" \
-                --acts "$WORK/h-cuda-float16" --device cuda --json \
-                --out "$WORK/analyses/$kind-ddp"
+                $(pass_flags "$kind") --device cuda --json --out "$WORK/analyses/$kind-ddp"
         done
         "$PY" - "$WORK/analyses" <<'EOF' || FAILED=1
 import sys
 from pathlib import Path
 from safetensors.torch import load_file
-for kind in ("features", "neurons", "geometry"):
+for kind in ("features", "neurons", "geometry", "fidelity", "ablate"):
     worst = 0.0
     for f in sorted(Path(sys.argv[1], kind).glob("*.safetensors")):
         a, b = load_file(str(f)), load_file(str(Path(sys.argv[1], f"{kind}-ddp", f.name)))

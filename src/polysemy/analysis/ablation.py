@@ -44,7 +44,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from polysemy.analysis.folder import start_analysis, write_analysis
+from polysemy.analysis.folder import start_analysis_on_main, write_analysis
 from polysemy.analysis.replay import (
     SiteReplay,
     check_sae_fits,
@@ -70,6 +70,7 @@ from polysemy.analysis.targets import parse_target
 from polysemy.models.loading import LoadedModel
 from polysemy.models.sites import Site
 from polysemy.progress import progress_bar
+from polysemy.sae import distributed as dist_utils
 from polysemy.validation import ParameterError, check_choice, check_int, configured
 
 logger = logging.getLogger(__name__)
@@ -279,16 +280,24 @@ def ablate(
     """Ablate each of `config.targets` on the first `examples` documents of `documents` (a
     Corpus or strings) and compare with random directions of equal norm; with `out`, write an
     `ablate` analysis folder. `readout_direction` ([d_model]) overrides `config.readout`.
-    Raises ParameterError naming `site`, `sae`, `targets`, `examples` or `readout`."""
+    Raises ParameterError naming `site`, `sae`, `targets`, `examples` or `readout`.
+
+    Under torchrun every process calls it alike (model and SAE on its own device): rank r
+    runs batches r, r + N, ... of both phases; the coefficients (for mean and resample), the
+    per-example effects and firing flags are gathered, and each rank draws what one process
+    would draw for the batches it skips, so every rank returns the one-process result; rank 0
+    alone writes `out`. A rank that fails stops the others within `HEARTBEAT_BATCHES` of its
+    batches (docs/scale.md)."""
     config = configured(AblateConfig, config, options)
     model = loaded.model
+    device = next(iter(model.parameters())).device
+    info = dist_utils.init_from_env(device)
     site = resolve_site(loaded, sae_site(sae, config.site) if sae is not None else config.site)
     if sae is not None:
         check_sae_fits(sae, site)
         if hasattr(sae, "eval"):
             sae.eval()
     targets = _resolve_targets(config, sae, site)
-    device = next(iter(model.parameters())).device
     if readout_direction is None and config.readout is not None:
         readout_direction = load_readout(config.readout)
     causal = is_causal(loaded)
@@ -311,8 +320,7 @@ def ablate(
                 f"{readout_direction.numel()} numbers",
             )  # fmt: skip
         readout_hat = F.normalize(readout_direction.double(), dim=0).to(device)
-    if out is not None:
-        start_analysis(out, force=force)
+    folder = start_analysis_on_main(out, info, force=force)
     examples = take_examples(
         loaded.tokenizer,
         documents,
@@ -325,59 +333,54 @@ def ablate(
     g = torch.Generator().manual_seed(config.seed)
     random_dirs = F.normalize(torch.randn(config.random, site.width, generator=g), dim=-1)
 
-    # Phase 1: clean passes, and each target's coefficient v at every text token.
+    # Phase 1: clean passes, and each target's coefficient v at every text token. Under
+    # torchrun this rank runs every world-th batch, the batches one process would run.
     starts = range(0, len(examples), config.batch_size)
-    bar = progress_bar(2 * len(starts), desc="ablate", unit="batch", enabled=progress)
+    # Text tokens per batch, known on every rank without running the model.
+    tokens = [sum(sum(e.text) for e in examples[s : s + config.batch_size]) for s in starts]
+    own = [s for i, s in enumerate(starts) if i % info.world_size == info.rank]
+    bar = progress_bar(2 * len(own), desc="ablate", unit="batch", enabled=progress and info.is_main)
     caches, texts = [], []
     coeffs: list[list[Tensor]] = [[] for _ in targets]
-    for start in starts:
-        bar.update(1)
-        batch = pad_examples(examples[start : start + config.batch_size], pad, device)
-        cache = replay.record(input_ids=batch.input_ids, attention_mask=batch.attention_mask)
-        caches.append(cache)
-        texts.append(batch.text)
-        rows = cache.site[batch.text]
-        for t, target in enumerate(targets):
-            coeffs[t].append(_coefficient(target, rows, sae).cpu())
-    pools = [torch.cat(c) for c in coeffs]  # each (all text tokens,)
-
     T, N = len(targets), config.random
     effects = torch.zeros(T, len(examples), dtype=torch.float64)
     null = torch.zeros(T, N, len(examples), dtype=torch.float64)
     fires = torch.zeros(T, len(examples), dtype=torch.bool)
-    unembed = unembedding(loaded) if effect == "loss" else None
-    row0 = 0
-    for cache, text in zip(caches, texts, strict=True):
-        bar.update(1)
-        x, b = cache.site, cache.site.shape[0]
-        rows = x[text]  # (tokens, width)
-        token_row = torch.arange(b, device=x.device)[:, None].expand_as(text)[text]  # (tokens,)
-        clean = _Clean(cache, unembed, readout_hat)
-        deltas: list[tuple[int, int, Tensor]] = []  # (target, -1 or null index, delta rows)
-        for t, target in enumerate(targets):
-            v = _coefficient(target, rows, sae)
-            fired = torch.zeros(b, dtype=torch.bool, device=x.device)
-            fired[token_row[v > 0]] = True
-            fires[t, row0 : row0 + b] = fired.cpu()
-            delta = _perturbation(target, rows, v, pools[t].to(x.device), g)
-            norm = delta.norm(dim=-1, keepdim=True)  # (tokens, 1)
-            deltas.append((t, -1, delta))
-            for r in range(N):
-                deltas.append((t, r, norm * random_dirs[r].to(x)))
-        for chunk in range(0, len(deltas), config.directions_per_pass):
-            group = deltas[chunk : chunk + config.directions_per_pass]
-            values = x.repeat(len(group), 1, 1)  # (D*B, seq, width)
-            for k, (_, _, delta) in enumerate(group):
-                part = values[k * b : (k + 1) * b]
-                part[text] = rows + delta.to(x.dtype)
-            hidden = replay.replay(cache, values)
-            per = clean.effects(hidden, len(group))  # (D, B)
-            for k, (t, r, _) in enumerate(group):
-                if r < 0:
-                    effects[t, row0 : row0 + b] = per[k].cpu()
-                else:
-                    null[t, r, row0 : row0 + b] = per[k].cpu()
-        row0 += b
+    with dist_utils.reporting_failures(info):  # a failure here stops every rank
+        for start in dist_utils.own_batches(info, starts, job=_JOB):
+            bar.update(1)
+            batch = pad_examples(examples[start : start + config.batch_size], pad, device)
+            cache = replay.record(input_ids=batch.input_ids, attention_mask=batch.attention_mask)
+            caches.append(cache)
+            texts.append(batch.text)
+            rows = cache.site[batch.text]
+            for t, target in enumerate(targets):
+                coeffs[t].append(_coefficient(target, rows, sae).cpu())
+        pools = [torch.cat(c) if c else torch.zeros(0) for c in coeffs]  # each (text tokens,)
+        if info.enabled:
+            dist_utils.stop_if_a_rank_failed(info, job=_JOB)
+            dtype = pools[0].dtype if own else next(iter(model.parameters())).dtype
+            pools = _gather_pools(info, pools, own, starts, tokens, dtype)
+
+        unembed = unembedding(loaded) if effect == "loss" else None
+        drawn = 0  # batches whose resampling draws `g` has made, as one process would
+        for i, start in enumerate(dist_utils.own_batches(info, starts, job=_JOB)):
+            bar.update(1)
+            k = start // config.batch_size
+            for skipped in tokens[drawn:k]:  # another rank's batches: draw what they drew
+                for t, target in enumerate(targets):
+                    if target.mode == "resample":  # `_perturbation`'s draw
+                        torch.randint(0, pools[t].numel(), (skipped,), generator=g)
+            drawn = k + 1
+            _ablate_batch(
+                caches[i], texts[i], start, targets, pools, random_dirs, g, sae, config,
+                _Clean(caches[i], unembed, readout_hat), replay, effects, null, fires,
+            )  # fmt: skip
+        if info.enabled:
+            dist_utils.stop_if_a_rank_failed(info, job=_JOB)
+            effects = dist_utils.sum_tensor_over_ranks(effects, info, job=_JOB)
+            null = dist_utils.sum_tensor_over_ranks(null, info, job=_JOB)
+            fires = dist_utils.sum_tensor_over_ranks(fires.double(), info, job=_JOB) > 0.5
     bar.close()
 
     signed = effect == "loss"
@@ -400,7 +403,7 @@ def ablate(
         fires=fires,
         false_positive_rate=binomial_ci(flagged, N),
     )
-    if out is not None:
+    if folder is not None:
         inputs = {
             "model": loaded.name,
             "site": site.name,
@@ -415,8 +418,83 @@ def ablate(
                 "fires": fires.contiguous(),
             }
         }
-        write_analysis(out, "ablate", inputs=inputs, summary=result.summary(), files=files)
+        write_analysis(folder, "ablate", inputs=inputs, summary=result.summary(), files=files)
     return result
+
+
+_JOB = "ablation pass"
+
+
+def _gather_pools(
+    info: dist_utils.DistInfo,
+    pools: list[Tensor],
+    own: list[int],
+    starts: range,
+    tokens: list[int],
+    dtype: torch.dtype,
+) -> list[Tensor]:
+    """Every rank's coefficients in their one-process order (each rank fills its batches'
+    segments of zeros; one sum gathers them, exactly: x + 0 = x)."""
+    offsets = [0]
+    for count in tokens:
+        offsets.append(offsets[-1] + count)
+    full = torch.zeros(len(pools), offsets[-1], dtype=torch.float64)
+    at = 0
+    for start in own:
+        k = starts.index(start)
+        full[:, offsets[k] : offsets[k + 1]] = torch.stack(
+            [p[at : at + tokens[k]].double() for p in pools]
+        )
+        at += tokens[k]
+    full = dist_utils.sum_tensor_over_ranks(full, info, job=_JOB)
+    return [row.to(dtype) for row in full]
+
+
+def _ablate_batch(
+    cache: Any,
+    text: Tensor,
+    row0: int,
+    targets: list[_Target],
+    pools: list[Tensor],
+    random_dirs: Tensor,
+    g: torch.Generator,
+    sae: Any,
+    config: AblateConfig,
+    clean: _Clean,
+    replay: SiteReplay,
+    effects: Tensor,
+    null: Tensor,
+    fires: Tensor,
+) -> None:
+    """Each target and its random directions on one batch, into `effects`, `null` and `fires`
+    at the batch's rows (from `row0`)."""
+    x, b = cache.site, cache.site.shape[0]
+    rows = x[text]  # (tokens, width)
+    token_row = torch.arange(b, device=x.device)[:, None].expand_as(text)[text]  # (tokens,)
+    deltas: list[tuple[int, int, Tensor]] = []  # (target, -1 or null index, delta rows)
+    for t, target in enumerate(targets):
+        v = _coefficient(target, rows, sae)
+        fired = torch.zeros(b, dtype=torch.bool, device=x.device)
+        fired[token_row[v > 0]] = True
+        fires[t, row0 : row0 + b] = fired.cpu()
+        delta = _perturbation(target, rows, v, pools[t].to(x.device), g)
+        norm = delta.norm(dim=-1, keepdim=True)  # (tokens, 1)
+        deltas.append((t, -1, delta))
+        for r in range(config.random):
+            deltas.append((t, r, norm * random_dirs[r].to(x)))
+    for chunk in range(0, len(deltas), config.directions_per_pass):
+        group = deltas[chunk : chunk + config.directions_per_pass]
+        values = x.repeat(len(group), 1, 1)  # (D*B, seq, width)
+        for k, (_, _, delta) in enumerate(group):
+            part = values[k * b : (k + 1) * b]
+            part[text] = rows + delta.to(x.dtype)
+        hidden = replay.replay(cache, values)
+        per = clean.effects(hidden, len(group))  # (D, B)
+        for k, (t, r, _) in enumerate(group):
+            if r < 0:
+                effects[t, row0 : row0 + b] = per[k].cpu()
+            else:
+                null[t, r, row0 : row0 + b] = per[k].cpu()
 
 
 def _coefficient(target: _Target, rows: Tensor, sae: Any) -> Tensor:

@@ -54,7 +54,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from polysemy.analysis.folder import start_analysis, write_analysis
+from polysemy.analysis.folder import start_analysis_on_main, write_analysis
 from polysemy.analysis.replay import (
     SiteReplay,
     check_sae_fits,
@@ -72,6 +72,7 @@ from polysemy.analysis.stats import Interval, bootstrap_ci, spearman
 from polysemy.models.loading import LoadedModel
 from polysemy.models.sites import Site, patch_site
 from polysemy.progress import progress_bar
+from polysemy.sae import distributed as dist_utils
 from polysemy.validation import ParameterError, check_choice, check_int, configured
 
 logger = logging.getLogger(__name__)
@@ -202,9 +203,17 @@ def analyze_fidelity(
 ) -> FidelityResult:
     """Splice `sae` into `loaded.model` at its site over the first `examples` documents of
     `documents` (a Corpus or strings) and measure the downstream change; with `out`, write a
-    `fidelity` analysis folder. Raises ParameterError naming `site`, `sae` or `examples`."""
+    `fidelity` analysis folder. Raises ParameterError naming `site`, `sae` or `examples`.
+
+    Under torchrun every process calls it alike (model and SAE on its own device): rank r
+    runs batches r, r + N, ... of both phases, the site's mean is all_reduced and the
+    per-sentence rows gathered, so every rank returns the one-process result (the mean equal
+    to float64 rounding); rank 0 alone writes `out`. A rank that fails stops the others
+    within `HEARTBEAT_BATCHES` of its batches (docs/scale.md)."""
     config = configured(FidelityConfig, config, options)
     model = loaded.model
+    device = next(iter(model.parameters())).device
+    info = dist_utils.init_from_env(device)
     transcoder = bool(getattr(getattr(sae, "config", None), "is_transcoder", False))
     site_in = None
     if transcoder:
@@ -218,8 +227,7 @@ def analyze_fidelity(
             )
         site = resolve_site(loaded, sae_site(sae, config.site))
         check_sae_fits(sae, site)
-    if out is not None:
-        start_analysis(out, force=force)
+    folder = start_analysis_on_main(out, info, force=force)
     objective = config.objective
     if objective == "auto":
         objective = "next_token" if is_causal(loaded) else "embedding"
@@ -231,86 +239,106 @@ def analyze_fidelity(
         seq_len=config.seq_len,
         min_tokens=2 if causal else 1,
     )
-    device = next(iter(model.parameters())).device
     pad = pad_id(loaded.tokenizer)
     replay = SiteReplay(loaded, site)
     if hasattr(sae, "eval"):
         sae.eval()
 
     # Phase 1: clean passes (the only time layers below the site run) and the site's mean.
+    # Under torchrun this rank runs every world-th batch (`own`), the same batches as in one
+    # process, so its sentences are padded alike and give the same numbers.
     caches, texts = [], []
     total = torch.zeros(site.width, dtype=torch.float64, device=device)
     count = 0
     starts = range(0, len(examples), config.batch_size)
-    bar = progress_bar(2 * len(starts), desc="fidelity", unit="batch", enabled=progress)
+    own = [s for i, s in enumerate(starts) if i % info.world_size == info.rank]
+    bar = progress_bar(
+        2 * len(own), desc="fidelity", unit="batch", enabled=progress and info.is_main
+    )
     inputs_in: list[Tensor] = []  # transcoders: the clean value of the site they read
-    for start in starts:
-        bar.update(1)
-        batch = pad_examples(examples[start : start + config.batch_size], pad, device)
-        with contextlib.ExitStack() as stack:
+    with dist_utils.reporting_failures(info):  # a failure here stops every rank
+        for start in dist_utils.own_batches(info, starts, job=_JOB):
+            bar.update(1)
+            batch = pad_examples(examples[start : start + config.batch_size], pad, device)
+            with contextlib.ExitStack() as stack:
+                if site_in is not None:
+                    seen: dict[str, Tensor] = {}
+
+                    def read_in(value: Tensor, seen: dict[str, Tensor] = seen) -> Tensor:
+                        seen["x"] = value.detach().clone()
+                        return value
+
+                    stack.enter_context(patch_site(model, site_in, read_in))
+                cache = replay.record(
+                    input_ids=batch.input_ids, attention_mask=batch.attention_mask
+                )
             if site_in is not None:
-                seen: dict[str, Tensor] = {}
+                inputs_in.append(seen["x"])
+            caches.append(cache)
+            texts.append(batch.text)
+            total += cache.site[batch.text].double().sum(0)
+            count += int(batch.text.sum())
+        if info.enabled:
+            dist_utils.stop_if_a_rank_failed(info, job=_JOB)
+            total = dist_utils.sum_tensor_over_ranks(total, info, job=_JOB)
+            (count,) = dist_utils.sum_over_ranks(info, [count], job=_JOB)
+        mean = (total / count).to(caches[0].site.dtype if caches else torch.float32)
 
-                def read_in(value: Tensor, seen: dict[str, Tensor] = seen) -> Tensor:
-                    seen["x"] = value.detach().clone()
-                    return value
+        cols: dict[str, list[Tensor]] = {}
 
-                stack.enter_context(patch_site(model, site_in, read_in))
-            cache = replay.record(input_ids=batch.input_ids, attention_mask=batch.attention_mask)
-        if site_in is not None:
-            inputs_in.append(seen["x"])
-        caches.append(cache)
-        texts.append(batch.text)
-        total += cache.site[batch.text].double().sum(0)
-        count += int(batch.text.sum())
-    mean = (total / count).to(caches[0].site.dtype)
+        def add(name: str, value: Tensor) -> None:
+            cols.setdefault(name, []).append(value.detach().double().cpu())
 
-    cols: dict[str, list[Tensor]] = {}
-
-    def add(name: str, value: Tensor) -> None:
-        cols.setdefault(name, []).append(value.detach().double().cpu())
-
-    pooled_clean, pooled_sae = [], []
-    unembed = unembedding(loaded) if causal else None
-    for i, (cache, text) in enumerate(zip(caches, texts, strict=True)):
-        bar.update(1)
-        x = cache.site  # (B, seq, width)
-        rows = x[text]  # (tokens, width)
-        if site_in is not None:  # the MLP's output predicted from its input
-            x_hat = sae.transcode(inputs_in[i][text].to(_sae_dtype(sae))).to(x.dtype)
-        else:
-            x_hat = sae.decode(sae.encode(rows.to(_sae_dtype(sae)))).to(x.dtype)
-        if config.keep_error:
-            x_hat = x_hat + (rows - x_hat)
-        variants = x.repeat(3, 1, 1)  # (3B, seq, width): sae, zero, mean
-        b = x.shape[0]
-        variants[:b][text] = x_hat
-        variants[b : 2 * b][text] = 0.0
-        variants[2 * b :][text] = mean
-        hidden = replay.replay(cache, variants)  # (3B, seq, d_model)
-        per_row = text.sum(1)
-        err = torch.zeros(x.shape[:2], dtype=torch.float64, device=x.device)
-        err[text] = ((rows - x_hat).double() ** 2).sum(-1)
-        dev = torch.zeros_like(err)
-        dev[text] = ((rows.double() - mean.double()) ** 2).sum(-1)
-        add("tokens", per_row)
-        add("sse", err.sum(1))
-        add("sst", dev.sum(1))
-        mask = cache.inputs["attention_mask"]
-        if not causal:
-            clean = mean_pool(cache.last_hidden, mask)  # (B, d_model)
-            pooled = mean_pool(hidden, mask.repeat(3, 1)).reshape(3, b, -1)
-            for name, v in zip(("sae", "zero", "mean"), pooled, strict=True):
-                add(f"cosine_{name}", F.cosine_similarity(v.double(), clean.double(), dim=-1))
-            pooled_clean.append(clean.double().cpu())
-            pooled_sae.append(pooled[0].double().cpu())
-        else:
-            assert unembed is not None
-            _next_token_sums(cache, hidden.reshape(3, b, *hidden.shape[1:]), unembed, add)
-
+        pooled_clean, pooled_sae = [], []
+        unembed = unembedding(loaded) if causal else None
+        for i, _ in enumerate(dist_utils.own_batches(info, starts, job=_JOB)):
+            bar.update(1)
+            cache, text = caches[i], texts[i]
+            x = cache.site  # (B, seq, width)
+            rows = x[text]  # (tokens, width)
+            if site_in is not None:  # the MLP's output predicted from its input
+                x_hat = sae.transcode(inputs_in[i][text].to(_sae_dtype(sae))).to(x.dtype)
+            else:
+                x_hat = sae.decode(sae.encode(rows.to(_sae_dtype(sae)))).to(x.dtype)
+            if config.keep_error:
+                x_hat = x_hat + (rows - x_hat)
+            variants = x.repeat(3, 1, 1)  # (3B, seq, width): sae, zero, mean
+            b = x.shape[0]
+            variants[:b][text] = x_hat
+            variants[b : 2 * b][text] = 0.0
+            variants[2 * b :][text] = mean
+            hidden = replay.replay(cache, variants)  # (3B, seq, d_model)
+            per_row = text.sum(1)
+            err = torch.zeros(x.shape[:2], dtype=torch.float64, device=x.device)
+            err[text] = ((rows - x_hat).double() ** 2).sum(-1)
+            dev = torch.zeros_like(err)
+            dev[text] = ((rows.double() - mean.double()) ** 2).sum(-1)
+            add("tokens", per_row)
+            add("sse", err.sum(1))
+            add("sst", dev.sum(1))
+            mask = cache.inputs["attention_mask"]
+            if not causal:
+                clean = mean_pool(cache.last_hidden, mask)  # (B, d_model)
+                pooled = mean_pool(hidden, mask.repeat(3, 1)).reshape(3, b, -1)
+                for name, v in zip(("sae", "zero", "mean"), pooled, strict=True):
+                    add(f"cosine_{name}", F.cosine_similarity(v.double(), clean.double(), dim=-1))
+                pooled_clean.append(clean.double().cpu())
+                pooled_sae.append(pooled[0].double().cpu())
+            else:
+                assert unembed is not None
+                _next_token_sums(cache, hidden.reshape(3, b, *hidden.shape[1:]), unembed, add)
+        if info.enabled:
+            dist_utils.stop_if_a_rank_failed(info, job=_JOB)
     bar.close()
-    per = {k: torch.cat(v) for k, v in cols.items()}
     n = len(examples)
+    columns = _COLUMNS + (_NEXT_TOKEN if causal else _EMBEDDING)
+    per = {k: torch.cat(cols[k]) if k in cols else torch.zeros(0) for k in columns}
+    if info.enabled:  # every rank's rows in their one-process places
+        width = None if causal else int(getattr(model.config, "hidden_size"))  # noqa: B009
+        per, pooled_clean, pooled_sae = _gather_rows(
+            info, per, own, config.batch_size, n, (pooled_clean, pooled_sae, width),
+            min(config.similarity_sentences, n),
+        )  # fmt: skip
     intervals: dict[str, Interval] = {}
 
     def figure(name: str, stat: Callable[[Tensor], Tensor]) -> float | None:
@@ -369,7 +397,7 @@ def analyze_fidelity(
         intervals=intervals,
         **values,
     )
-    if out is not None:
+    if folder is not None:
         inputs = {
             "model": loaded.name,
             "site": site.name,
@@ -382,8 +410,44 @@ def analyze_fidelity(
         summary = result.summary()
         if fvu is None:
             summary["fvu"] = None
-        write_analysis(out, "fidelity", inputs=inputs, summary=summary, files=files)
+        write_analysis(folder, "fidelity", inputs=inputs, summary=summary, files=files)
     return result
+
+
+_JOB = "fidelity pass"
+_COLUMNS = ("tokens", "sse", "sst")
+_EMBEDDING = ("cosine_sae", "cosine_zero", "cosine_mean")
+_NEXT_TOKEN = ("predicted", "ce_clean", "ce_sae", "kl_sae", "ce_zero", "kl_zero", "ce_mean",
+               "kl_mean")  # fmt: skip
+
+
+def _gather_rows(
+    info: dist_utils.DistInfo,
+    per: dict[str, Tensor],
+    own: list[int],
+    batch_size: int,
+    n: int,
+    pooled: tuple[list[Tensor], list[Tensor], int | None],
+    m: int,
+) -> tuple[dict[str, Tensor], list[Tensor], list[Tensor]]:
+    """Every rank's per-sentence rows (and pooled embeddings of the first `m` sentences) in
+    their one-process places: each rank fills its rows of zeros and one sum gathers them."""
+    rows = torch.cat([torch.arange(s, min(s + batch_size, n)) for s in own] or [torch.zeros(0)])
+    rows = rows.long()
+    full = torch.zeros(n, len(per), dtype=torch.float64)
+    for c, v in enumerate(per.values()):
+        full[rows, c] = v
+    full = dist_utils.sum_tensor_over_ranks(full, info, job=_JOB)
+    gathered = {k: full[:, c].contiguous() for c, k in enumerate(per)}
+    pooled_clean, pooled_sae, d = pooled
+    if d is None:  # next-token objective: no embeddings
+        return gathered, pooled_clean, pooled_sae
+    both = torch.zeros(2, m, d, dtype=torch.float64)
+    keep = rows < m
+    both[0, rows[keep]] = torch.cat(pooled_clean)[keep]
+    both[1, rows[keep]] = torch.cat(pooled_sae)[keep]
+    both = dist_utils.sum_tensor_over_ranks(both, info, job=_JOB)
+    return gathered, [both[0]], [both[1]]
 
 
 def _next_token_sums(

@@ -35,10 +35,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from polysemy.analysis.ablation import ablate
+    from polysemy.sae.distributed import init_from_env, rank_device
 
     config = config_from_args(AblateConfig, args)
+    # Under torchrun each rank runs its share of the examples on its own GPU; rank 0 reports.
+    info = init_from_env(args.device)
+    args.device = rank_device(args.device, info)
     loaded, corpus, sae = open_inputs(args, sae=True)
     result = ablate(loaded, corpus, config, sae=sae, out=args.out, force=args.force, progress=True)
+    if not info.is_main:
+        return 0
     summary = result.summary()
     lines = [f"ablation at {result.site}, effect {result.effect}, {result.n} examples -> "
              f"{args.out}"]  # fmt: skip

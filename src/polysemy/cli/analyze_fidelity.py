@@ -63,12 +63,18 @@ def open_inputs(args: argparse.Namespace, *, sae: bool) -> tuple[Any, Any, Any]:
 
 def run(args: argparse.Namespace) -> int:
     from polysemy.analysis.fidelity import analyze_fidelity
+    from polysemy.sae.distributed import init_from_env, rank_device
 
     config = config_from_args(FidelityConfig, args)
+    # Under torchrun each rank runs its share of the examples on its own GPU; rank 0 reports.
+    info = init_from_env(args.device)
+    args.device = rank_device(args.device, info)
     loaded, corpus, sae = open_inputs(args, sae=True)
     result = analyze_fidelity(
         loaded, sae, corpus, config, out=args.out, force=args.force, progress=True
     )
+    if not info.is_main:
+        return 0
     summary = result.summary()
     lines = [f"fidelity of {args.sae} at {result.site} ({result.n} sentences, {result.tokens} "
              f"tokens) -> {args.out}"]  # fmt: skip

@@ -205,3 +205,44 @@ def raise_if_any(info: DistInfo, error: BaseException | None, what: str) -> None
         raise error
     if failures:
         raise RuntimeError(f"rank {info.rank}: another rank {what} (see its error)")
+
+
+def sum_tensor_over_ranks(tensor: Tensor, info: DistInfo, *, job: str = "job") -> Tensor:
+    """`tensor` summed over ranks (a collective); unchanged in one process. It travels through
+    the rank's GPU under NCCL and comes back on `tensor`'s device and dtype. Each rank fills
+    its own rows of a zero tensor and the sum gathers them: x + 0 = x, so gathered rows are
+    bit for bit the rank's. Raises PeerFailed when the collective fails (a rank died)."""
+    if not info.enabled:
+        return tensor
+    dev = torch.device("cuda", info.local_rank) if info.backend == "nccl" else "cpu"
+    t = tensor.to(dev, copy=True)
+    try:
+        dist.all_reduce(t, op=dist.ReduceOp.SUM)
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise PeerFailed(f"rank {info.rank}: another rank of this {job} died ({first})") from None
+    return t.to(tensor.device)
+
+
+def own_batches(info: DistInfo, starts: Any, *, job: str = "job") -> Any:
+    """This rank's items of `starts` (every world_size-th from its rank: the batches one
+    process would run, dealt round-robin), with the failure check every rank makes at the
+    same points, `HEARTBEAT_BATCHES` of its batches apart. Follow the loop with
+    `stop_if_a_rank_failed`, and run it inside `reporting_failures`."""
+    every = HEARTBEAT_BATCHES * info.world_size
+    for i, start in enumerate(starts):
+        if info.enabled and i and i % every == 0:
+            stop_if_a_rank_failed(info, job=job)
+        if i % info.world_size == info.rank:
+            yield start
+
+
+@contextlib.contextmanager
+def reporting_failures(info: DistInfo) -> Any:
+    """A failure inside is told to the other ranks (at their next failure check) and raised."""
+    try:
+        yield
+    except Exception as exc:
+        if not isinstance(exc, PeerFailed):
+            report_failure(info)
+        raise
