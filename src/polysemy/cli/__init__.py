@@ -77,18 +77,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
-    finally:
-        _leave_process_group()
     return int(code or 0)
-
-
-def _leave_process_group() -> None:
-    """A torchrun rank leaves its process group before the interpreter exits: gloo's threads
-    torn down at exit instead sometimes abort the process ("terminate called without an
-    active exception", exit -6) after the work is done. Local, so it never waits on a peer."""
-    dist = sys.modules.get("torch.distributed")
-    if dist is not None and dist.is_available() and dist.is_initialized():
-        dist.destroy_process_group()
 
 
 def _flags_of(parser: argparse.ArgumentParser, handler: object) -> dict[str, str]:

@@ -9,6 +9,7 @@ counts) in ONE flat all_reduce per step. Rank 0 writes checkpoints.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import logging
 import os
@@ -68,11 +69,21 @@ def init_from_env(device: str | torch.device = "cpu") -> DistInfo:
     backend = "nccl" if torch.device(device).type == "cuda" else "gloo"
     if not dist.is_initialized():
         dist.init_process_group(backend=backend)
+        # Leave the group before the interpreter tears down: gloo's threads destroyed at exit
+        # instead sometimes abort a rank ("terminate called without an active exception",
+        # exit -6) after its work is done. Local, so it never waits on a peer; one process
+        # that runs several commands keeps the group until it exits.
+        atexit.register(_leave_group)
     backend = str(dist.get_backend())
     rank, world_size = dist.get_rank(), dist.get_world_size()
     local_rank = int(os.environ.get("LOCAL_RANK", rank))
     logger.info("rank %d of %d (%s)", rank, world_size, backend)
     return DistInfo(rank=rank, world_size=world_size, local_rank=local_rank, backend=backend)
+
+
+def _leave_group() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def rank_device(device: str | torch.device, info: DistInfo) -> torch.device:
