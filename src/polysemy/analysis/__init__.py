@@ -20,6 +20,8 @@ from polysemy.analysis.chorus_calibration import (
     calibrate_neurons,
     calibrate_neurons_toy,
 )
+from polysemy.analysis.circuits import CircuitsConfig, CircuitsResult, analyze_circuits
+from polysemy.analysis.circuits_calibration import CircuitsCalibration, calibrate_circuits
 from polysemy.analysis.claims import ClaimsConfig, ClaimsResult, check_claims
 from polysemy.analysis.claims_calibration import ClaimsCalibration, calibrate_claims
 from polysemy.analysis.drift import ToyDriftConfig, ToyDriftResult, toy_drift
@@ -45,6 +47,9 @@ __all__ = [
     "AblationCalibration",
     "AttributionsConfig",
     "AttributionsResult",
+    "CircuitsCalibration",
+    "CircuitsConfig",
+    "CircuitsResult",
     "ClaimsCalibration",
     "ClaimsConfig",
     "ClaimsResult",
@@ -72,6 +77,7 @@ __all__ = [
     "ToyDriftResult",
     "ablate",
     "analyze_attributions",
+    "analyze_circuits",
     "analyze_edits",
     "analyze_features",
     "analyze_fidelity",
@@ -81,6 +87,7 @@ __all__ = [
     "analyze_pruning",
     "calibrate_ablation",
     "calibrate_attributions",
+    "calibrate_circuits",
     "calibrate_claims",
     "calibrate_edits",
     "calibrate_features",
