@@ -30,8 +30,8 @@ Running sums over contexts hold one `[n_down, d_sae_up]` matrix; the top `top_k`
 features of each downstream feature are kept, and a second pass over the contexts recomputes
 the `top` strongest edges per context for their intervals.
 
->>> result = analyze_circuits(loaded, sae_up, sae_down, corpus, out="analyses/circuits")  # doctest: +SKIP
->>> result.edges[0]                                                                  # doctest: +SKIP
+>>> result = analyze_circuits(loaded, sae_up, sae_down, corpus)  # doctest: +SKIP
+>>> result.edges[0]                                              # doctest: +SKIP
 {'up': 12, 'down': 40, 'weight': 0.81, 'ci': {...}, 'virtual': 0.12, ...}
 """
 
@@ -284,9 +284,11 @@ class _Edges:
             for name in self.plan
         ]
         try:
-            with read_sites(self.model, [self.up, self.down], early_exit=True) as reader:
-                with contextlib.suppress(_StopForward):
-                    _call(self.model, inputs)
+            with (
+                read_sites(self.model, [self.up, self.down], early_exit=True) as reader,
+                contextlib.suppress(_StopForward),
+            ):
+                _call(self.model, inputs)
         finally:
             for h in handles:
                 h.remove()
@@ -352,8 +354,11 @@ def _contexts(loaded: Any, texts: Any, config: CircuitsConfig, device: Any) -> l
         ids = texts[: config.examples].long().to(device)
         ones = torch.ones_like(ids)
         return [
-            PaddedBatch(ids[s : s + config.batch_size], ones[s : s + config.batch_size],
-                        ones[s : s + config.batch_size].bool())  # fmt: skip
+            PaddedBatch(
+                ids[s : s + config.batch_size],
+                ones[s : s + config.batch_size],
+                ones[s : s + config.batch_size].bool(),
+            )
             for s in range(0, ids.shape[0], config.batch_size)
         ]
     tokenizer = getattr(loaded, "tokenizer", None)
