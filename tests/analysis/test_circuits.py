@@ -141,3 +141,14 @@ def test_wrong_width_sae_refused(sentences) -> None:
                               W_dec=torch.zeros(8, 16), b_dec=torch.zeros(16))  # fmt: skip
     with pytest.raises(ParameterError, match="sae_down must be an SAE with d_in=32"):
         analyze_circuits(loaded, up, narrow, sentences, site_down="encoder.layer.1.output")
+
+
+def test_frozen_mode_keeps_a_padded_bert_forward() -> None:
+    loaded = tiny_encoder(seed=0)
+    ids = torch.tensor([[2, 5, 6, 7, 3], [2, 8, 3, 0, 0]])
+    mask = (ids != 0).long()
+    want = loaded.model(input_ids=ids, attention_mask=mask).last_hidden_state
+    with FrozenLinearisation():
+        got = loaded.model(input_ids=ids, attention_mask=mask).last_hidden_state
+    keep = mask.bool()
+    torch.testing.assert_close(got[keep], want[keep], atol=1e-5, rtol=1e-4)
