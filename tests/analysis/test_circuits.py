@@ -104,6 +104,7 @@ def test_bert_folder_and_summary(tmp_path, sentences) -> None:
     s = r.summary()
     assert s["contexts"] == 12 and s["site_up"] == "encoder.layer.0.output"
     assert len(s["edges"]) == 6 and r.top_up.shape == (24, 4)
+    assert s["braids"]["n_edges"] == 6 and 0.0 <= s["braids"]["braided_fraction"] <= 1.0
     for e in s["edges"]:
         assert e["ci"]["low"] <= e["weight"] <= e["ci"]["high"] and e["ci"]["n"] == 12
         assert e["virtual"] is not None

@@ -48,7 +48,8 @@ def test_circuits_json(capsys, paths, tmp_path: Path) -> None:
     obj = json.loads(stdout)
     assert obj["contexts"] == 10 and obj["site_down"] == "encoder.layer.1.output"
     assert len(obj["edges"]) == 5
-    assert set(obj["edges"][0]) >= {"up", "down", "weight", "ci", "virtual", "verdict"}
+    assert set(obj["edges"][0]) >= {"up", "down", "weight", "ci", "virtual", "verdict", "clusters"}
+    assert set(obj["braids"]) >= {"braided_fraction", "ci", "null_ci"}
     assert (out / "analysis.json").is_file() and (out / "edges.json").is_file()
     code, stdout, _ = _run(capsys, [
         "analyze", "circuits", "--model", paths["model"], "--sae-up", paths["up"],
@@ -56,6 +57,7 @@ def test_circuits_json(capsys, paths, tmp_path: Path) -> None:
         "--top", 3, "--resamples", 100, "--out", out, "--force",
     ])  # fmt: skip
     assert code == 0 and "encoder.layer.0.output -> encoder.layer.1.output" in stdout
+    assert "shuffled contexts" in stdout
 
 
 def test_reversed_sites_one_line_error(capsys, paths, tmp_path: Path) -> None:

@@ -50,6 +50,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.overrides import TorchFunctionMode
 
+from polysemy.analysis.braids import braid_scores
 from polysemy.analysis.folder import start_analysis, write_analysis
 from polysemy.analysis.replay import (
     PaddedBatch,
@@ -193,6 +194,9 @@ class CircuitsConfig:
     """Bootstrap resamples of each reported edge's interval."""
     seed: int = 0
     """Seed of the bootstrap."""
+    shuffles: int = 50
+    """Shuffles of the contexts for the braids' null (`analysis.braids`, over the `top`
+    edges)."""
     frozen: bool = True
     """Freeze attention patterns and norm scales (the linearisation above); False takes the
     plain gradient (a control: the calibration shows what it leaks)."""
@@ -210,6 +214,7 @@ class CircuitsConfig:
         check_int("top", self.top, least=1)
         check_int("resamples", self.resamples, least=100)
         check_int("seed", self.seed, least=0)
+        check_int("shuffles", self.shuffles, least=1)
 
 
 @dataclass(frozen=True)
@@ -231,6 +236,9 @@ class CircuitsResult:
     null_abs_weight: dict[str, float]
     """Quantiles of |weight| over every (a, b) pair computed: the reference an edge is
     strong against."""
+    braids: dict[str, Any]
+    """`analysis.braids` over the `top` edges: `braided_fraction`, `ci`, `null_ci`, and the
+    clusters of each edge in `edges`' order."""
     contexts: int
     site_up: str
     site_down: str
@@ -247,6 +255,7 @@ class CircuitsResult:
             "top_k": int(self.top_up.shape[1]),
             "linearisation": LINEARISATION if self.frozen else "none (plain gradient)",
             "edges": self.edges,
+            "braids": self.braids,
             "null": {"kind": "|weight| over every (a, b) pair", "quantiles": self.null_abs_weight},
         }
 
@@ -461,20 +470,24 @@ def analyze_circuits(
     rows, cols = order // k, order % k
     chosen_rows = sorted(set(rows.tolist()))
     per_context = torch.zeros(len(chosen_rows), contexts, d_up, dtype=torch.float64)
+    active = torch.zeros(contexts, d_up, dtype=torch.bool)  # upstream features on per context
     where = {r: i for i, r in enumerate(chosen_rows)}
     pos = 0
     for batch in batches:
         cache = edges.record(batch)
         B = int(batch.input_ids.shape[0])
+        active[pos : pos + B] = (cache.z_up > 0).any(1).cpu()
         for s in range(0, len(chosen_rows), config.chunk):
             part = feats[torch.tensor(chosen_rows[s : s + config.chunk], device=device)]
             values = edges.run(cache, part).double().cpu()  # (n, B, d_up)
             per_context[s : s + config.chunk, pos : pos + B] = values
         pos += B
-    report = []
+    report: list[dict[str, Any]] = []
+    series_all: list[Tensor] = []
     for r, c in zip(rows.tolist(), cols.tolist(), strict=True):
         a, b = int(top_idx[r, c]), int(feats[r])
         series = per_context[where[r], :, a]
+        series_all.append(series)
         ci = bootstrap_ci(series, resamples=config.resamples, seed=config.seed)
         decided = ci.low > 0 or ci.high < 0
         report.append(
@@ -488,12 +501,19 @@ def analyze_circuits(
                 "verdict": "effect" if decided else "inconclusive",
             }
         )
+    braids = braid_scores(
+        torch.stack(series_all), active, [e["up"] for e in report],
+        shuffles=config.shuffles, seed=config.seed,
+    ).summary()  # fmt: skip
+    for e, clusters in zip(report, braids.pop("clusters"), strict=True):
+        e["clusters"] = clusters
     result = CircuitsResult(
         features_down=feats.cpu(),
         top_up=top_idx.cpu(),
         top_weight=top_weight.cpu(),
         top_virtual=None if virtual is None else virtual.cpu(),
         edges=report,
+        braids=braids,
         null_abs_weight={str(q): v for q, v in null.items()},
         contexts=contexts,
         site_up=up.name,

@@ -24,7 +24,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "fires) along a's decoder direction, with attention patterns and LayerNorm scales "
         "frozen; averaged over sentences, the top edges per downstream feature kept, the "
         "strongest reported with bootstrap intervals over sentences and the direct virtual "
-        "weight beside them. Writes edges.json and edges.safetensors. Linearisation and "
+        "weight beside them, and the braided fraction of those edges against shuffled "
+        "contexts. Writes edges.json and edges.safetensors. Linearisation, braids and "
         "calibration: docs/circuits.md.",
         handler=run,
         runtime=("device", "threads", "seed"),
@@ -56,12 +57,19 @@ def run(args: argparse.Namespace) -> int:
         f"{s['n_down']} downstream features, top {s['top_k']} each -> {args.out}",
         f"null: |weight| over all pairs, q95 {s['null']['quantiles']['q95']:.4g}",
     ]
+    br = s["braids"]
+    lines.append(
+        f"braided: {br['braided_fraction']:.1%} of {br['n_edges']} top edges "
+        f"[{br['ci']['low']:.1%}, {br['ci']['high']:.1%}], shuffled contexts "
+        f"[{br['null_ci']['low']:.1%}, {br['null_ci']['high']:.1%}]"
+    )
     for e in s["edges"][:10]:
         ci = e["ci"]
         virtual = "n/a" if e["virtual"] is None else f"{e['virtual']:.3g}"
         lines.append(
             f"  {e['up']:>6} -> {e['down']:<6} {e['weight']:.4g} [{ci['low']:.4g}, "
-            f"{ci['high']:.4g}]  virtual {virtual}  in {e['contexts']} sentences  {e['verdict']}"
+            f"{ci['high']:.4g}]  virtual {virtual}  in {e['contexts']} sentences, "
+            f"{e['clusters']} clusters  {e['verdict']}"
         )
     emit(args, s, "\n".join(lines))
     return 0
