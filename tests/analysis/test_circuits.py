@@ -9,7 +9,11 @@ import torch.nn.functional as F
 
 from polysemy.analysis.ablation_calibration import tiny_encoder
 from polysemy.analysis.circuits import FrozenLinearisation, _Edges, analyze_circuits
-from polysemy.analysis.circuits_calibration import calibrate_circuits, planted_circuit
+from polysemy.analysis.circuits_calibration import (
+    calibrate_braids,
+    calibrate_circuits,
+    planted_circuit,
+)
 from polysemy.analysis.folder import read_analysis
 from polysemy.analysis.replay import PaddedBatch
 from polysemy.models.sites import get_site
@@ -153,3 +157,13 @@ def test_frozen_mode_keeps_a_padded_bert_forward() -> None:
         got = loaded.model(input_ids=ids, attention_mask=mask).last_hidden_state
     keep = mask.bool()
     torch.testing.assert_close(got[keep], want[keep], atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_braids_find_the_shared_planted_edges(seed: int) -> None:
+    cal = calibrate_braids(seed=seed)
+    assert cal.true_positive.estimate == 1.0 and cal.true_positive.n == 6
+    assert cal.false_positive.estimate == 0.0 and cal.false_positive.n == 12
+    braids = cal.result.summary()["braids"]
+    assert braids["braided_fraction"] == pytest.approx(6 / 18)
+    assert braids["null_ci"]["low"] > braids["ci"]["high"]  # shuffles braid everything

@@ -15,13 +15,19 @@ from polysemy.analysis.attributions import (
     analyze_attributions,
 )
 from polysemy.analysis.attributions_calibration import calibrate_attributions
+from polysemy.analysis.braids import BraidsResult, braid_scores
 from polysemy.analysis.chorus_calibration import (
     calibrate_features,
     calibrate_neurons,
     calibrate_neurons_toy,
 )
 from polysemy.analysis.circuits import CircuitsConfig, CircuitsResult, analyze_circuits
-from polysemy.analysis.circuits_calibration import CircuitsCalibration, calibrate_circuits
+from polysemy.analysis.circuits_calibration import (
+    BraidsCalibration,
+    CircuitsCalibration,
+    calibrate_braids,
+    calibrate_circuits,
+)
 from polysemy.analysis.claims import ClaimsConfig, ClaimsResult, check_claims
 from polysemy.analysis.claims_calibration import ClaimsCalibration, calibrate_claims
 from polysemy.analysis.drift import ToyDriftConfig, ToyDriftResult, toy_drift
@@ -47,6 +53,8 @@ __all__ = [
     "AblationCalibration",
     "AttributionsConfig",
     "AttributionsResult",
+    "BraidsCalibration",
+    "BraidsResult",
     "CircuitsCalibration",
     "CircuitsConfig",
     "CircuitsResult",
@@ -85,8 +93,10 @@ __all__ = [
     "analyze_neurons",
     "analyze_probes",
     "analyze_pruning",
+    "braid_scores",
     "calibrate_ablation",
     "calibrate_attributions",
+    "calibrate_braids",
     "calibrate_circuits",
     "calibrate_claims",
     "calibrate_edits",

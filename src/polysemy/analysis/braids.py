@@ -8,7 +8,7 @@ at least `link`; clusters are the connected components with at least `min_cluste
 (smaller ones are left out as noise).
 
 A cluster's *signature* is the set of features that mark it: active in at least a quarter of
-its contexts and at least twice as often there as over all contexts. Over all contexts (not
+its contexts and at least 1.5 times as often there as over all contexts. Over all contexts (not
 only the carrying ones), a context *shows* a cluster when one of its signature features is
 active. Two clusters co-occur rarely when the share of contexts showing both is at most
 `rare` times the share showing the rarer one. An edge is
@@ -56,6 +56,7 @@ class BraidsResult:
             "ci": self.braided_fraction.to_dict(),
             "null_ci": self.null.to_dict(),
             "clusters": self.clusters.tolist(),
+            "braided": self.braided.tolist(),
         }
 
 
@@ -100,7 +101,7 @@ def _edge_braid(
     shows = []
     for c in comps:
         freq = sets[c].mean(0)
-        sig = (freq >= 0.25) & (freq >= 2 * overall)  # (d,) the features that mark it
+        sig = (freq >= 0.25) & (freq >= 1.5 * overall)  # (d,) the features that mark it
         shows.append(all_sets[:, sig].sum(1) > 0 if bool(sig.any()) else None)
     for i in range(len(comps)):
         for j in range(i + 1, len(comps)):
@@ -120,7 +121,7 @@ def braid_scores(
     up: Tensor | list[int],
     *,
     carry: float = 0.1,
-    link: float = 0.2,
+    link: float = 0.3,
     min_cluster: int = 3,
     rare: float = 0.1,
     shuffles: int = 50,

@@ -505,8 +505,10 @@ def analyze_circuits(
         torch.stack(series_all), active, [e["up"] for e in report],
         shuffles=config.shuffles, seed=config.seed,
     ).summary()  # fmt: skip
-    for e, clusters in zip(report, braids.pop("clusters"), strict=True):
-        e["clusters"] = clusters
+    for e, clusters, braided in zip(
+        report, braids.pop("clusters"), braids.pop("braided"), strict=True
+    ):
+        e["clusters"], e["braided"] = clusters, braided
     result = CircuitsResult(
         features_down=feats.cpu(),
         top_up=top_idx.cpu(),

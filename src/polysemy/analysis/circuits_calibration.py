@@ -88,16 +88,22 @@ def planted_circuit(
         on = torch.randperm(n, generator=g)[:active]
         codes[t, on] = 0.5 + torch.rand(active, generator=g)
     model = PlantedCircuit(D_up, D_down, truth, codes).eval()
+    return model, *_exact_saes(D_up, D_down)
+
+
+def _exact_saes(D_up: Tensor, D_down: Tensor) -> tuple[nn.Module, nn.Module]:
+    n, d = D_up.shape
     saes = []
     for D in (D_up, D_down):
         sae = build_sae(SAEConfig(arch="relu", d_in=d, d_sae=n))
         with torch.no_grad():
             sae.W_dec.copy_(D)
             sae.W_enc.copy_(D.t())
-            sae.b_enc.zero_()
+            # A small threshold: without it, rounding leaves absent features at +1e-8, "active"
+            sae.b_enc.fill_(-1e-3)
             sae.b_dec.zero_()
         saes.append(sae.eval())
-    return model, saes[0], saes[1]
+    return saes[0], saes[1]
 
 
 @dataclass(frozen=True)
@@ -144,3 +150,86 @@ def calibrate_circuits(
     off = weights.abs()[~support]
     leak = float(off.max() / on.median()) if float(on.median()) > 0 else math.inf
     return CircuitsCalibration(binomial_ci(found, int(support.sum())), leak, result)
+
+
+# ---- braids: shared and unshared connections ---------------------------------------------------
+
+POOL_A, POOL_B, SHARED = (0, 1, 2, 3, 4), (5, 6, 7, 8, 9), (10, 11)
+
+
+def planted_braids(*, seed: int = 0, vocab: int = 64) -> tuple[PlantedCircuit, Tensor, Tensor]:
+    """A planted circuit over two topics, and which of its edges are shared.
+
+    Upstream features 0-4 occur only in topic-A tokens (the first half of the vocabulary),
+    5-9 only in topic-B tokens, 10 and 11 in both (each token carries one with probability
+    1/2). Downstream features 0-5 have two excitatory parents, a shared feature and a
+    topic feature; 6-11 one topic feature. An edge from a shared feature serves both topics
+    (braided); an edge from a topic feature serves one. Returns the model (SAEs as in
+    `planted_circuit`: `model.saes`), `shared [n, n]` bool (the braided truth, on T's support)
+    and token ids `[contexts, 8]` are drawn by `braid_contexts`."""
+    g = torch.Generator().manual_seed(seed)
+    d, n = 16, 12
+    D_up, D_down = _dictionary(d, n, g), _dictionary(d, n, g)
+    truth = torch.zeros(n, n)
+    for b in range(6):
+        pool = POOL_A if b < 3 else POOL_B
+        truth[SHARED[b % 2], b] = 0.5 + float(torch.rand(1, generator=g))
+        truth[pool[b % 3], b] = 0.5 + float(torch.rand(1, generator=g))
+    for b in range(6, 12):
+        pool = POOL_A if b < 9 else POOL_B
+        truth[pool[b % 3 + 2], b] = 0.5 + float(torch.rand(1, generator=g))
+    codes = torch.zeros(vocab, n)
+    for t in range(vocab):
+        pool = POOL_A if t < vocab // 2 else POOL_B
+        on = torch.tensor(pool)[torch.randperm(len(pool), generator=g)[:2]]
+        codes[t, on] = 0.5 + torch.rand(2, generator=g)
+        if float(torch.rand(1, generator=g)) < 0.5:
+            codes[t, SHARED[int(torch.randint(0, 2, (1,), generator=g))]] = 1.0
+    model = PlantedCircuit(D_up, D_down, truth, codes).eval()
+    model.saes = _exact_saes(D_up, D_down)  # type: ignore[assignment]
+    shared = torch.zeros(n, n, dtype=torch.bool)
+    shared[list(SHARED)] = truth[list(SHARED)] != 0
+    return model, truth != 0, shared
+
+
+def braid_contexts(contexts: int, seq: int = 8, *, vocab: int = 64, seed: int = 0) -> Tensor:
+    """`[contexts, seq]` token ids, each context from one topic (alternating)."""
+    g = torch.Generator().manual_seed(seed)
+    half = vocab // 2
+    ids = torch.randint(0, half, (contexts, seq), generator=g)
+    return ids + half * (torch.arange(contexts)[:, None] % 2)
+
+
+@dataclass(frozen=True)
+class BraidsCalibration:
+    """How well the braid score separates shared from unshared planted edges."""
+
+    true_positive: Interval
+    """Shared planted edges called braided (Clopper-Pearson)."""
+    false_positive: Interval
+    """Unshared planted edges called braided."""
+    result: CircuitsResult
+
+
+def calibrate_braids(*, seed: int = 0, contexts: int = 64) -> BraidsCalibration:
+    """Run `analyze_circuits` on `planted_braids` and score its braids against the truth."""
+    model, support, shared = planted_braids(seed=seed)
+    sae_up, sae_down = model.saes  # type: ignore[misc]
+    n_planted = int(support.sum())
+    result = analyze_circuits(
+        model, sae_up, sae_down, braid_contexts(contexts, seed=seed), examples=contexts,
+        site_up="up.output", site_down="block.output", top_k=12, top=n_planted, chunk=12,
+        resamples=200, shuffles=20, seed=seed,
+    )  # fmt: skip
+    tp = fp = n_shared = n_unshared = 0
+    for e in result.edges:
+        if not support[e["up"], e["down"]]:
+            continue  # an off-support edge among the top would show as a missing planted one
+        braided = e["clusters"] >= 2 and bool(e["braided"])
+        if shared[e["up"], e["down"]]:
+            n_shared += 1
+            tp += braided
+        else:
+            n_unshared += 1
+            fp += braided
+    return BraidsCalibration(binomial_ci(tp, n_shared), binomial_ci(fp, n_unshared), result)
