@@ -443,17 +443,24 @@ def analyze_circuits(
     n_down, d_up = int(feats.numel()), int(sae_up.W_dec.shape[0])
     edges = _Edges(model, sae_up, sae_down, up, down, config.frozen)
 
-    # Pass 1: running sums of edge_c(a, b) over contexts, every b in chunks.
+    # Pass 1: running sums of edge_c(a, b) over contexts, every b in chunks. A b silent on
+    # the whole batch has no edges there (its output gradient is zero), so only the live
+    # ones run: with a sparse dictionary, a small share of d_sae per batch.
     sums = torch.zeros(n_down, d_up, dtype=torch.float64, device=device)
-    contexts = 0
+    contexts = backward_rows = 0
     bar = progress_bar(len(batches), desc="circuits", unit="batch", enabled=progress)
     for batch in batches:
         bar.update(1)
         cache = edges.record(batch)
         contexts += int(batch.input_ids.shape[0])
-        for s in range(0, n_down, config.chunk):
-            sums[s : s + config.chunk] += edges.run(cache, feats[s : s + config.chunk]).sum(1)
+        live = cache.active_down[..., feats].flatten(0, 1).any(0).nonzero().flatten()  # rows
+        backward_rows += int(live.numel())
+        for s in range(0, int(live.numel()), config.chunk):
+            rows_ = live[s : s + config.chunk]
+            sums[rows_] += edges.run(cache, feats[rows_]).sum(1).double()
     bar.close()
+    logger.info("circuits: %d downstream features live per batch on average",
+                backward_rows // max(len(batches), 1))  # fmt: skip
     mean = sums / contexts  # (n_down, d_up)
     k = min(config.top_k, d_up)
     top_idx = mean.abs().topk(k, dim=1).indices  # (n_down, k)
@@ -477,10 +484,12 @@ def analyze_circuits(
         cache = edges.record(batch)
         B = int(batch.input_ids.shape[0])
         active[pos : pos + B] = (cache.z_up > 0).any(1).cpu()
-        for s in range(0, len(chosen_rows), config.chunk):
-            part = feats[torch.tensor(chosen_rows[s : s + config.chunk], device=device)]
-            values = edges.run(cache, part).double().cpu()  # (n, B, d_up)
-            per_context[s : s + config.chunk, pos : pos + B] = values
+        chosen = feats[torch.tensor(chosen_rows, dtype=torch.long, device=device)]
+        live = cache.active_down[..., chosen].flatten(0, 1).any(0).nonzero().flatten()
+        for s in range(0, int(live.numel()), config.chunk):
+            idx = live[s : s + config.chunk]
+            values = edges.run(cache, chosen[idx]).double().cpu()  # (n, B, d_up)
+            per_context[idx.cpu(), pos : pos + B] = values
         pos += B
     report: list[dict[str, Any]] = []
     series_all: list[Tensor] = []
