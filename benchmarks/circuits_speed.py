@@ -4,7 +4,9 @@ one backward pass per downstream feature, in the same run, on the same contexts.
     python benchmarks/circuits_speed.py [--contexts 64] [--seq-len 128] [--d-sae 4096]
         [--features 64] [--chunk 32] [--threads N]
 
-The SAEs are random ReLU SAEs (speed does not depend on training) at
+The SAEs are random TopK SAEs, k = 32 (speed does not depend on training, but a trained
+dictionary's skewed feature frequencies leave more features silent per batch, which the
+analysis skips), at
 `encoder.layer.1.output` (upstream) and `encoder.layer.3.output` (downstream), d_sae each.
 Both runs draw edges into the same `--features` downstream features over the same
 `--contexts` `pydocs` sentences; the reference is `chunk=1` (one backward per feature; the
@@ -28,8 +30,8 @@ def random_sae(d_in: int, d_sae: int, site: str, seed: int):  # type: ignore[no-
 
     g = torch.Generator().manual_seed(seed)
     W = torch.nn.functional.normalize(torch.randn(d_sae, d_in, generator=g), dim=-1)
-    sae = sae_from_weights("relu", W_enc=W.T.clone(), b_enc=torch.full((d_sae,), -0.05),
-                           W_dec=W, b_dec=torch.zeros(d_in))  # fmt: skip
+    sae = sae_from_weights("topk", W_enc=W.T.clone(), b_enc=torch.zeros(d_sae), W_dec=W,
+                           b_dec=torch.zeros(d_in), k=32)  # fmt: skip
     sae.metadata = {"source": {"site": site}}
     return sae
 
