@@ -57,12 +57,29 @@ def test_per_context_edges_match_the_formula() -> None:
 
 def test_chunking_does_not_change_results() -> None:
     model, sae_up, sae_down = planted_circuit(seed=2)
-    kw = dict(examples=10, site_up="up.output", site_down="block.output", top_k=3, top=5,
+    # top_k = the planted parents per feature: beyond them the weights are rounding noise.
+    kw = dict(examples=10, site_up="up.output", site_down="block.output", top_k=2, top=5,
               resamples=100, batch_size=4)  # fmt: skip
     a = analyze_circuits(model, sae_up, sae_down, _ids(10), chunk=1, **kw)
     b = analyze_circuits(model, sae_up, sae_down, _ids(10), chunk=7, **kw)
-    torch.testing.assert_close(a.top_weight, b.top_weight)
-    assert torch.equal(a.top_up, b.top_up) and a.edges == b.edges
+    torch.testing.assert_close(a.top_weight, b.top_weight, atol=1e-5, rtol=1e-5)
+    assert torch.equal(a.top_up, b.top_up)
+    assert [(e["up"], e["down"]) for e in a.edges] == [(e["up"], e["down"]) for e in b.edges]
+
+
+@pytest.mark.parametrize("vmap", [True, False])
+def test_vmap_and_copies_agree(vmap: bool) -> None:
+    model, sae_up, sae_down = planted_circuit(seed=0)
+    ids = _ids(3)
+    ones = torch.ones_like(ids)
+    edges = _Edges(model, sae_up, sae_down, get_site(model, "up.output"),
+                   get_site(model, "block.output"), frozen=True)  # fmt: skip
+    cache = edges.record(PaddedBatch(ids, ones, ones.bool()))
+    want = edges.run(cache, torch.arange(1))  # one feature: same either way
+    edges.vmap = vmap
+    got = edges.run(cache, torch.arange(12))
+    torch.testing.assert_close(got[:1], want, atol=1e-5, rtol=1e-4)
+    assert edges.vmap is vmap  # vmap worked on this model (no fallback)
 
 
 def test_frozen_mode_keeps_values_and_freezes_gradients() -> None:

@@ -280,6 +280,7 @@ class _Edges:
     ) -> None:
         self.model, self.sae_up, self.sae_down = model, sae_up, sae_down
         self.up, self.down, self.frozen = up, down, frozen
+        self.vmap = True  # vectorise the backward passes; False after one failure
         self.plan = plan_replay(model, up)
 
     @torch.no_grad()
@@ -329,11 +330,32 @@ class _Edges:
         """`[n_b, B, d_sae_up]`: edge_c(a, b) for each b of `features`, context and a."""
         n_b = int(features.numel())
         B, T, d_up = cache.h_up.shape
-        values = cache.h_up.repeat(n_b, 1, 1).requires_grad_(True)  # (n_b * B, T, d_U)
-        inputs = {k: _repeat(v, B, n_b) for k, v in cache.inputs.items()}
+        # d pre_b / d h_D(t) = W_enc[:, b] at the text tokens where b fires, else 0.
+        w = self.sae_down.W_enc.detach()[:, features].t()  # (n_b, d_D)
+        mask = cache.active_down[..., features].permute(2, 0, 1)  # (n_b, B, T)
+        grad_out = mask[..., None].to(w.dtype) * w[:, None, None, :]  # (n_b, B, T, d_D)
+        grad = None
+        if self.vmap:
+            try:  # one forward, n_b backward passes vectorised by vmap
+                values, h_down = self._forward(cache, 1)
+                (grad,) = torch.autograd.grad(h_down, values, grad_out, is_grads_batched=True)
+            except RuntimeError as exc:  # an op without a batching rule: copies instead
+                logger.info("circuits: vmap over backward failed (%s); using copies", exc)
+                self.vmap = False
+        if grad is None:  # n_b copies of the batch, one backward
+            values, h_down = self._forward(cache, n_b)
+            (grad,) = torch.autograd.grad(h_down, values, grad_out.reshape(h_down.shape))
+        proj = grad.view(n_b, B, T, d_up) @ self.sae_up.W_dec.detach().t()  # (n_b, B, T, d_sae_up)
+        return (proj * cache.z_up[None]).sum(2)  # (n_b, B, d_sae_up)
+
+    def _forward(self, cache: _Cache, times: int) -> tuple[Tensor, Tensor]:
+        """(leaf at U `[times * B, T, d_U]`, its value at D) through the frozen model."""
+        B = cache.h_up.shape[0]
+        values = cache.h_up.repeat(times, 1, 1).requires_grad_(True)
+        inputs = {k: _repeat(v, B, times) for k, v in cache.inputs.items()}
         with contextlib.ExitStack() as stack:
             stack.enter_context(torch.enable_grad())
-            stack.enter_context(self._answering(cache, n_b))
+            stack.enter_context(self._answering(cache, times))
             stack.enter_context(patch_site(self.model, self.up, values))
             reader = stack.enter_context(
                 read_sites(self.model, [self.down], early_exit=True, select=lambda t: t)
@@ -342,14 +364,7 @@ class _Edges:
                 stack.enter_context(FrozenLinearisation())
             with contextlib.suppress(_StopForward):
                 _call(self.model, inputs)
-            h_down = reader.values[self.down.name]  # (n_b * B, T, d_D)
-            # d pre_b / d h_D(t) = W_enc[:, b] at the text tokens where b fires, else 0.
-            w = self.sae_down.W_enc.detach()[:, features].t()  # (n_b, d_D)
-            mask = cache.active_down[..., features].permute(2, 0, 1)  # (n_b, B, T)
-            grad_out = mask[..., None].to(w.dtype) * w[:, None, None, :]  # (n_b, B, T, d_D)
-            (grad,) = torch.autograd.grad(h_down, values, grad_out.reshape(h_down.shape))
-        proj = grad.view(n_b, B, T, d_up) @ self.sae_up.W_dec.detach().t()  # (n_b, B, T, d_sae_up)
-        return (proj * cache.z_up[None]).sum(2)  # (n_b, B, d_sae_up)
+        return values, reader.values[self.down.name]
 
 
 def _contexts(loaded: Any, texts: Any, config: CircuitsConfig, device: Any) -> list[PaddedBatch]:
