@@ -23,9 +23,11 @@ over contexts for the top edges; beside it the direct virtual weight W_dec_up[a]
 W_enc_down[:, b] (the edge through the residual stream alone, when U and D have one width),
 and as the null the distribution of |weight| over every (a, b) pair computed.
 
-Many b at once: the part of the model from U to D runs on `chunk` copies of a batch, copy j
-asking for b_j (one backward pass gives the vector-Jacobian products of `chunk` downstream
-features); layers below U run once per batch and answer from a cache (as in `SiteReplay`).
+Many b at once: the part of the model from U to D runs once per batch and the backward
+passes of `chunk` downstream features run as one call vectorised by vmap (or, where an op
+has no batching rule, on `chunk` copies of the batch, copy j asking for b_j); layers below U
+run once per batch and answer from a cache (as in `SiteReplay`); downstream features silent
+on a batch are skipped (their edges there are zero).
 Running sums over contexts hold one `[n_down, d_sae_up]` matrix; the top `top_k` upstream
 features of each downstream feature are kept, and a second pass over the contexts recomputes
 the `top` strongest edges per context for their intervals.
@@ -182,8 +184,8 @@ class CircuitsConfig:
     batch_size: int = 8
     """Sentences per forward pass (memory, not results)."""
     chunk: int = 32
-    """Downstream features per backward pass: the part from U to D runs on `chunk` copies
-    of a batch (memory and speed, not results)."""
+    """Downstream features whose backward passes run as one vectorised call (memory and
+    speed, not results)."""
     features_down: tuple[int, ...] = ()
     """Downstream features to draw edges into (empty: every feature of `sae_down`)."""
     top_k: int = 8
