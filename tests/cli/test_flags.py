@@ -143,6 +143,8 @@ COMMAND_HAND_FLAGS = {
     "demo": {"quick", "toy"},
     # The toy run folder drift reads, an input path like --sae or --acts.
     "analyze drift": {"toy"},
+    # The two SAE checkpoint folders circuits reads: input paths like --sae.
+    "analyze circuits": {"sae_up", "sae_down"},
 }
 
 # Commands whose generated flags default to None on purpose: a preset (`demo --quick` or the

@@ -15,10 +15,18 @@ from polysemy.analysis.attributions import (
     analyze_attributions,
 )
 from polysemy.analysis.attributions_calibration import calibrate_attributions
+from polysemy.analysis.braids import BraidsResult, braid_scores
 from polysemy.analysis.chorus_calibration import (
     calibrate_features,
     calibrate_neurons,
     calibrate_neurons_toy,
+)
+from polysemy.analysis.circuits import CircuitsConfig, CircuitsResult, analyze_circuits
+from polysemy.analysis.circuits_calibration import (
+    BraidsCalibration,
+    CircuitsCalibration,
+    calibrate_braids,
+    calibrate_circuits,
 )
 from polysemy.analysis.claims import ClaimsConfig, ClaimsResult, check_claims
 from polysemy.analysis.claims_calibration import ClaimsCalibration, calibrate_claims
@@ -45,6 +53,11 @@ __all__ = [
     "AblationCalibration",
     "AttributionsConfig",
     "AttributionsResult",
+    "BraidsCalibration",
+    "BraidsResult",
+    "CircuitsCalibration",
+    "CircuitsConfig",
+    "CircuitsResult",
     "ClaimsCalibration",
     "ClaimsConfig",
     "ClaimsResult",
@@ -72,6 +85,7 @@ __all__ = [
     "ToyDriftResult",
     "ablate",
     "analyze_attributions",
+    "analyze_circuits",
     "analyze_edits",
     "analyze_features",
     "analyze_fidelity",
@@ -79,8 +93,11 @@ __all__ = [
     "analyze_neurons",
     "analyze_probes",
     "analyze_pruning",
+    "braid_scores",
     "calibrate_ablation",
     "calibrate_attributions",
+    "calibrate_braids",
+    "calibrate_circuits",
     "calibrate_claims",
     "calibrate_edits",
     "calibrate_features",

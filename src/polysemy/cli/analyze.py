@@ -12,6 +12,7 @@ from types import ModuleType
 from polysemy.cli import (
     analyze_ablate,
     analyze_attributions,
+    analyze_circuits,
     analyze_drift,
     analyze_edits,
     analyze_features,
@@ -34,6 +35,7 @@ COMMANDS: tuple[ModuleType, ...] = (
     analyze_attributions,
     analyze_pruning,
     analyze_drift,
+    analyze_circuits,
 )
 
 
@@ -44,7 +46,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     group = subparsers.add_parser(
         "analyze",
         help="evidence on a model and an SAE: fidelity, neurons, features, geometry, ablation, "
-        "probes, edits, attributions, pruning, drift",
+        "probes, edits, attributions, pruning, drift, circuits",
         description="Each analysis runs where the truth is known first (docs/evidence.md gives "
         "its calibrated error rates), reports every figure with an interval and a null, and "
         "writes an analysis folder (analysis.json + columnar files) that reports read.",

@@ -1,0 +1,574 @@
+"""Edges between features: how much an upstream feature a moves a downstream feature b.
+
+Two dictionaries at two sites of one model, `sae_up` at an earlier site U and `sae_down` at a
+later site D. In one context c (a sentence), the edge from a to b is
+
+    edge_c(a, b) = sum_s z_a(s) * (W_dec_up[a] . d pre_b / d h_U(s))
+
+where z_a(s) is a's activation at text token s, h_U(s) the site's value there, and
+pre_b = sum over the text tokens t where b fires of b's pre-activation `(h_D(t) - b_dec) @
+W_enc[:, b] + b_enc[b]`. It is a's activation times the gradient of b's pre-activation with
+respect to a's decoder direction, summed over the tokens a writes at.
+
+The gradient is taken through a *linearised* model: attention patterns (every softmax, and
+the softmax inside `scaled_dot_product_attention`) and LayerNorm scales (the 1/std of
+`layer_norm` and `rms_norm`) are frozen at their values on the clean pass, so from U to D
+only the values that attention mixes, the centring of LayerNorm and the MLPs (through their
+local derivative at this context) carry the change. With no MLP between U and D the map is
+then exactly linear, and edge_c(a, b) is a's share of b's pre-activation. Norms written by
+hand (not through `torch.nn.functional`) are not frozen (`FrozenLinearisation`).
+
+The reported weight is the mean of edge_c over contexts, with a percentile bootstrap interval
+over contexts for the top edges; beside it the direct virtual weight W_dec_up[a] .
+W_enc_down[:, b] (the edge through the residual stream alone, when U and D have one width),
+and as the null the distribution of |weight| over every (a, b) pair computed.
+
+Many b at once: the part of the model from U to D runs once per batch and the backward
+passes of `chunk` downstream features run as one call vectorised by vmap (or, where an op
+has no batching rule, on `chunk` copies of the batch, copy j asking for b_j); layers below U
+run once per batch and answer from a cache (as in `SiteReplay`); downstream features silent
+on a batch are skipped (their edges there are zero).
+Running sums over contexts hold one `[n_down, d_sae_up]` matrix; the top `top_k` upstream
+features of each downstream feature are kept, and a second pass over the contexts recomputes
+the `top` strongest edges per context for their intervals.
+
+>>> result = analyze_circuits(loaded, sae_up, sae_down, corpus)  # doctest: +SKIP
+>>> result.edges[0]                                              # doctest: +SKIP
+{'up': 12, 'down': 40, 'weight': 0.81, 'ci': {...}, 'virtual': 0.12, ...}
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.overrides import TorchFunctionMode
+
+from polysemy.analysis.braids import braid_scores
+from polysemy.analysis.folder import start_analysis, write_analysis
+from polysemy.analysis.replay import (
+    PaddedBatch,
+    _call,
+    _detach,
+    _repeat,
+    pad_examples,
+    pad_id,
+    plan_replay,
+    resolve_site,
+    sae_site,
+    sae_width,
+    take_examples,
+)
+from polysemy.analysis.stats import bootstrap_ci, quantiles
+from polysemy.models.sites import Site, _module, _StopForward, patch_site, read_sites
+from polysemy.progress import progress_bar
+from polysemy.validation import ParameterError, check_int, configured
+
+logger = logging.getLogger(__name__)
+
+LINEARISATION = (
+    "attention patterns (softmax) and LayerNorm/RMSNorm scales frozen at the clean pass; "
+    "MLPs differentiated at the context"
+)
+
+
+# ---- the linearisation ------------------------------------------------------------------------
+
+
+def _frozen_sdpa(
+    query: Tensor,
+    key: Tensor,
+    value: Tensor,
+    attn_mask: Tensor | None = None,
+    dropout_p: float = 0.0,
+    is_causal: bool = False,
+    scale: float | None = None,
+    enable_gqa: bool = False,
+) -> Tensor:
+    """`scaled_dot_product_attention` with its pattern detached (eval mode: no dropout)."""
+    if enable_gqa and key.shape[-3] != query.shape[-3]:
+        groups = query.shape[-3] // key.shape[-3]
+        key = key.repeat_interleave(groups, dim=-3)
+        value = value.repeat_interleave(groups, dim=-3)
+    scale = 1.0 / math.sqrt(query.shape[-1]) if scale is None else scale
+    scores = query @ key.transpose(-2, -1) * scale  # (..., L, S)
+    if is_causal:
+        L, S = scores.shape[-2:]
+        keep = torch.ones(L, S, dtype=torch.bool, device=scores.device).tril()
+        scores = scores.masked_fill(~keep, float("-inf"))
+    if attn_mask is not None:
+        if attn_mask.dtype == torch.bool:
+            scores = scores.masked_fill(~attn_mask, float("-inf"))
+        else:
+            scores = scores + attn_mask
+    pattern = torch.softmax(scores.float(), dim=-1).to(value.dtype).detach()
+    return pattern @ value
+
+
+def _frozen_layer_norm(
+    x: Tensor,
+    normalized_shape: Sequence[int],
+    weight: Tensor | None = None,
+    bias: Tensor | None = None,
+    eps: float = 1e-5,
+) -> Tensor:
+    dims = tuple(range(-len(normalized_shape), 0))
+    centred = x - x.mean(dims, keepdim=True)  # linear: the centring stays
+    scale = torch.rsqrt(x.var(dims, unbiased=False, keepdim=True) + eps).detach()
+    out = centred * scale
+    if weight is not None:
+        out = out * weight
+    if bias is not None:
+        out = out + bias
+    return out
+
+
+def _frozen_rms_norm(
+    x: Tensor,
+    normalized_shape: Sequence[int],
+    weight: Tensor | None = None,
+    eps: float | None = None,
+) -> Tensor:
+    dims = tuple(range(-len(normalized_shape), 0))
+    eps = torch.finfo(x.dtype).eps if eps is None else eps
+    out = x * torch.rsqrt(x.pow(2).mean(dims, keepdim=True) + eps).detach()
+    return out if weight is None else out * weight
+
+
+class FrozenLinearisation(TorchFunctionMode):
+    """Inside the block, gradients see attention patterns and norm scales as constants.
+
+    Values are unchanged (up to rounding): only what autograd records differs. Catches
+    `softmax` (function, method and `torch.softmax`), `scaled_dot_product_attention`,
+    `layer_norm` and `rms_norm` from `torch.nn.functional`.
+    """
+
+    def __torch_function__(
+        self, func: Any, types: Any, args: tuple[Any, ...] = (), kwargs: Any = None
+    ) -> Any:
+        kwargs = kwargs or {}
+        if func in (F.softmax, torch.softmax, Tensor.softmax):
+            return func(*args, **kwargs).detach()
+        if func is F.scaled_dot_product_attention:
+            return _frozen_sdpa(*args, **kwargs)
+        if func is F.layer_norm:
+            return _frozen_layer_norm(*args, **kwargs)
+        if func is getattr(F, "rms_norm", None):
+            return _frozen_rms_norm(*args, **kwargs)
+        return func(*args, **kwargs)
+
+
+# ---- config and result ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CircuitsConfig:
+    """Which sites, contexts and downstream features `analyze_circuits` reads."""
+
+    site_up: str | None = None
+    """Site of the upstream SAE (None: the site its checkpoint was harvested from)."""
+    site_down: str | None = None
+    """Site of the downstream SAE, later in the forward pass (None: its checkpoint's)."""
+    examples: int = 256
+    """Contexts: sentences (corpus documents, first `seq_len` tokens each); fewer is an error."""
+    seq_len: int = 64
+    """Tokens per sentence, special tokens included (longer documents are cut)."""
+    batch_size: int = 8
+    """Sentences per forward pass (memory, not results)."""
+    chunk: int = 32
+    """Downstream features whose backward passes run as one vectorised call (memory and
+    speed, not results)."""
+    features_down: tuple[int, ...] = ()
+    """Downstream features to draw edges into (empty: every feature of `sae_down`)."""
+    top_k: int = 8
+    """Upstream features kept per downstream feature, by |mean edge weight|."""
+    top: int = 50
+    """Strongest edges overall reported with bootstrap intervals over contexts."""
+    resamples: int = 1000
+    """Bootstrap resamples of each reported edge's interval."""
+    seed: int = 0
+    """Seed of the bootstrap."""
+    shuffles: int = 50
+    """Shuffles of the contexts for the braids' null (`analysis.braids`, over the `top`
+    edges)."""
+    frozen: bool = True
+    """Freeze attention patterns and norm scales (the linearisation above); False takes the
+    plain gradient (a control: the calibration shows what it leaks)."""
+
+    def __post_init__(self) -> None:
+        check_int("examples", self.examples, least=2)
+        check_int("seq_len", self.seq_len, least=3)
+        check_int("batch_size", self.batch_size, least=1)
+        check_int("chunk", self.chunk, least=1)
+        if not isinstance(self.features_down, tuple):
+            raise ParameterError("features_down", "a tuple of feature indices", self.features_down)
+        for b in self.features_down:
+            check_int("features_down", b, least=0)
+        check_int("top_k", self.top_k, least=1)
+        check_int("top", self.top, least=1)
+        check_int("resamples", self.resamples, least=100)
+        check_int("seed", self.seed, least=0)
+        check_int("shuffles", self.shuffles, least=1)
+
+
+@dataclass(frozen=True)
+class CircuitsResult:
+    """Edges from `sae_up`'s features into `sae_down`'s, averaged over contexts."""
+
+    features_down: Tensor
+    """`[n_down]` int64: the downstream features analysed."""
+    top_up: Tensor
+    """`[n_down, top_k]` int64: each one's strongest upstream features, by |weight|."""
+    top_weight: Tensor
+    """`[n_down, top_k]` float64: their mean edge weights over contexts."""
+    top_virtual: Tensor | None
+    """`[n_down, top_k]`: the direct virtual weights W_dec_up[a] . W_enc_down[:, b] (None
+    when the two sites differ in width)."""
+    edges: list[dict[str, Any]]
+    """The `top` strongest edges: up, down, weight, ci (bootstrap over contexts), virtual,
+    contexts (where the edge is non-zero), verdict."""
+    null_abs_weight: dict[str, float]
+    """Quantiles of |weight| over every (a, b) pair computed: the reference an edge is
+    strong against."""
+    braids: dict[str, Any]
+    """`analysis.braids` over the `top` edges: `braided_fraction`, `ci`, `null_ci`, and the
+    clusters of each edge in `edges`' order."""
+    contexts: int
+    site_up: str
+    site_down: str
+    frozen: bool
+    path: str | None
+
+    def summary(self) -> dict[str, Any]:
+        """The `--json` object."""
+        return {
+            "contexts": self.contexts,
+            "site_up": self.site_up,
+            "site_down": self.site_down,
+            "n_down": int(self.features_down.numel()),
+            "top_k": int(self.top_up.shape[1]),
+            "linearisation": LINEARISATION if self.frozen else "none (plain gradient)",
+            "edges": self.edges,
+            "braids": self.braids,
+            "null": {"kind": "|weight| over every (a, b) pair", "quantiles": self.null_abs_weight},
+        }
+
+
+# ---- the passes -------------------------------------------------------------------------------
+
+
+@dataclass
+class _Cache:
+    inputs: dict[str, Tensor]
+    outputs: dict[str, Any]
+    h_up: Tensor  # (B, T, d_U)
+    z_up: Tensor  # (B, T, d_sae_up), zero off text tokens
+    active_down: Tensor  # (B, T, d_sae_down) bool, b fires at a text token
+
+
+class _Edges:
+    """Per-batch edges through the frozen model, many downstream features per backward."""
+
+    def __init__(
+        self, model: nn.Module, sae_up: Any, sae_down: Any, up: Site, down: Site, frozen: bool
+    ) -> None:
+        self.model, self.sae_up, self.sae_down = model, sae_up, sae_down
+        self.up, self.down, self.frozen = up, down, frozen
+        self.vmap = True  # vectorise the backward passes; False after one failure
+        self.plan = plan_replay(model, up)
+
+    @torch.no_grad()
+    def record(self, batch: PaddedBatch) -> _Cache:
+        outputs: dict[str, Any] = {}
+        inputs = {"input_ids": batch.input_ids, "attention_mask": batch.attention_mask}
+        handles = [
+            self.model.get_submodule(name).register_forward_hook(
+                lambda m, a, o, name=name: outputs.__setitem__(name, _detach(o))
+            )
+            for name in self.plan
+        ]
+        try:
+            with (
+                read_sites(self.model, [self.up, self.down], early_exit=True) as reader,
+                contextlib.suppress(_StopForward),
+            ):
+                _call(self.model, inputs)
+        finally:
+            for h in handles:
+                h.remove()
+        h_up, h_down = reader.values[self.up.name], reader.values[self.down.name]
+        text = batch.text[..., None]  # (B, T, 1)
+        z_up = self.sae_up.encode(h_up.flatten(0, 1)).view(*h_up.shape[:2], -1) * text
+        z_down = self.sae_down.encode(h_down.flatten(0, 1)).view(*h_down.shape[:2], -1)
+        return _Cache(inputs, outputs, h_up, z_up, (z_down > 0) & text)
+
+    @contextlib.contextmanager
+    def _answering(self, cache: _Cache, times: int) -> Iterator[None]:
+        batch = cache.h_up.shape[0]
+        replaced: list[nn.Module] = []
+        try:
+            for name in self.plan:
+                sub = self.model.get_submodule(name)
+
+                def answer(*a: Any, recorded: Any = cache.outputs[name], **k: Any) -> Any:
+                    return _repeat(recorded, batch, times)
+
+                sub.forward = answer  # type: ignore[method-assign]
+                replaced.append(sub)
+            yield
+        finally:
+            for sub in replaced:
+                del sub.forward
+
+    def run(self, cache: _Cache, features: Tensor) -> Tensor:
+        """`[n_b, B, d_sae_up]`: edge_c(a, b) for each b of `features`, context and a."""
+        n_b = int(features.numel())
+        B, T, d_up = cache.h_up.shape
+        # d pre_b / d h_D(t) = W_enc[:, b] at the text tokens where b fires, else 0.
+        w = self.sae_down.W_enc.detach()[:, features].t()  # (n_b, d_D)
+        mask = cache.active_down[..., features].permute(2, 0, 1)  # (n_b, B, T)
+        grad_out = mask[..., None].to(w.dtype) * w[:, None, None, :]  # (n_b, B, T, d_D)
+        grad = None
+        if self.vmap:
+            try:  # one forward, n_b backward passes vectorised by vmap
+                values, h_down = self._forward(cache, 1)
+                (grad,) = torch.autograd.grad(h_down, values, grad_out, is_grads_batched=True)
+            except RuntimeError as exc:  # an op without a batching rule: copies instead
+                logger.info("circuits: vmap over backward failed (%s); using copies", exc)
+                self.vmap = False
+        if grad is None:  # n_b copies of the batch, one backward
+            values, h_down = self._forward(cache, n_b)
+            (grad,) = torch.autograd.grad(h_down, values, grad_out.reshape(h_down.shape))
+        proj = grad.view(n_b, B, T, d_up) @ self.sae_up.W_dec.detach().t()  # (n_b, B, T, d_sae_up)
+        return (proj * cache.z_up[None]).sum(2)  # (n_b, B, d_sae_up)
+
+    def _forward(self, cache: _Cache, times: int) -> tuple[Tensor, Tensor]:
+        """(leaf at U `[times * B, T, d_U]`, its value at D) through the frozen model."""
+        B = cache.h_up.shape[0]
+        values = cache.h_up.repeat(times, 1, 1).requires_grad_(True)
+        inputs = {k: _repeat(v, B, times) for k, v in cache.inputs.items()}
+        with contextlib.ExitStack() as stack:
+            stack.enter_context(torch.enable_grad())
+            stack.enter_context(self._answering(cache, times))
+            stack.enter_context(patch_site(self.model, self.up, values))
+            reader = stack.enter_context(
+                read_sites(self.model, [self.down], early_exit=True, select=lambda t: t)
+            )
+            if self.frozen:
+                stack.enter_context(FrozenLinearisation())
+            with contextlib.suppress(_StopForward):
+                _call(self.model, inputs)
+        return values, reader.values[self.down.name]
+
+
+def _contexts(loaded: Any, texts: Any, config: CircuitsConfig, device: Any) -> list[PaddedBatch]:
+    if isinstance(texts, Tensor):
+        if texts.dim() != 2 or texts.dtype not in (torch.int32, torch.int64):
+            raise ParameterError("texts", "a [contexts, seq] tensor of token ids", texts.shape)
+        if texts.shape[0] < config.examples:
+            raise ParameterError(
+                "examples", f"at most {texts.shape[0]}, the contexts given", config.examples
+            )
+        ids = texts[: config.examples].long().to(device)
+        ones = torch.ones_like(ids)
+        return [
+            PaddedBatch(
+                ids[s : s + config.batch_size],
+                ones[s : s + config.batch_size],
+                ones[s : s + config.batch_size].bool(),
+            )
+            for s in range(0, ids.shape[0], config.batch_size)
+        ]
+    tokenizer = getattr(loaded, "tokenizer", None)
+    examples = take_examples(tokenizer, texts, config.examples, seq_len=config.seq_len)
+    pad = pad_id(tokenizer)
+    return [
+        pad_examples(examples[s : s + config.batch_size], pad, device)
+        for s in range(0, len(examples), config.batch_size)
+    ]
+
+
+def _check_sae(sae: Any, site: Site, name: str) -> None:
+    if bool(getattr(getattr(sae, "config", None), "is_transcoder", False)):
+        raise ParameterError(name, "an SAE (transcoders are not supported here yet)", "transcoder")
+    if sae_width(sae) != site.width:
+        raise ParameterError(
+            name, f"an SAE with d_in={site.width} (the width of site {site.name!r})",
+            sae_width(sae),
+        )  # fmt: skip
+
+
+def analyze_circuits(
+    loaded: Any,
+    sae_up: Any,
+    sae_down: Any,
+    texts: Any,
+    config: CircuitsConfig | None = None,
+    *,
+    out: str | os.PathLike[str] | None = None,
+    force: bool = False,
+    progress: bool = False,
+    **options: Any,
+) -> CircuitsResult:
+    """Edges from `sae_up`'s features into `sae_down`'s over the first `examples` documents of
+    `texts` (a Corpus or strings, tokenized by `loaded.tokenizer`; or a `[contexts, seq]`
+    tensor of token ids, every token a text token); with `out`, write a `circuits` analysis
+    folder (`edges.json`, `edges.safetensors`). Raises ParameterError naming `site_up`,
+    `site_down`, `sae_up`, `sae_down`, `features_down` or `examples`."""
+    config = configured(CircuitsConfig, config, options)
+    model = _module(loaded)
+    try:
+        up = resolve_site(loaded, sae_site(sae_up, config.site_up))
+    except ParameterError as exc:
+        raise ParameterError("site_up", exc.expected, exc.got) from None
+    try:
+        down = resolve_site(loaded, sae_site(sae_down, config.site_down))
+    except ParameterError as exc:
+        raise ParameterError("site_down", exc.expected, exc.got) from None
+    if down.index <= up.index:
+        raise ParameterError(
+            "site_down", f"a site computed after site_up {up.name!r}", down.name
+        )  # fmt: skip
+    if not (up.per_token and down.per_token):
+        raise ParameterError("site_up", "per-token sites (e.g. a layer's output)", up.name)
+    _check_sae(sae_up, up, "sae_up")
+    _check_sae(sae_down, down, "sae_down")
+    d_down = int(sae_down.W_dec.shape[0])
+    bad = [b for b in config.features_down if b >= d_down]
+    if bad:
+        raise ParameterError("features_down", f"indices below d_sae={d_down}", bad[0])
+    device = next(iter(model.parameters())).device
+    batches = _contexts(loaded, texts, config, device)
+    if out is not None:
+        start_analysis(out, force=force)
+    for sae in (sae_up, sae_down):
+        if hasattr(sae, "eval"):
+            sae.eval()
+    feats = (
+        torch.tensor(config.features_down, dtype=torch.long)
+        if config.features_down
+        else torch.arange(d_down)
+    ).to(device)
+    n_down, d_up = int(feats.numel()), int(sae_up.W_dec.shape[0])
+    edges = _Edges(model, sae_up, sae_down, up, down, config.frozen)
+
+    # Pass 1: running sums of edge_c(a, b) over contexts, every b in chunks. A b silent on
+    # the whole batch has no edges there (its output gradient is zero), so only the live
+    # ones run: with a sparse dictionary, a small share of d_sae per batch.
+    sums = torch.zeros(n_down, d_up, dtype=torch.float64, device=device)
+    contexts = backward_rows = 0
+    bar = progress_bar(len(batches), desc="circuits", unit="batch", enabled=progress)
+    for batch in batches:
+        bar.update(1)
+        cache = edges.record(batch)
+        contexts += int(batch.input_ids.shape[0])
+        live = cache.active_down[..., feats].flatten(0, 1).any(0).nonzero().flatten()  # rows
+        backward_rows += int(live.numel())
+        for s in range(0, int(live.numel()), config.chunk):
+            rows_ = live[s : s + config.chunk]
+            sums[rows_] += edges.run(cache, feats[rows_]).sum(1).double()
+    bar.close()
+    logger.info("circuits: %d downstream features live per batch on average",
+                backward_rows // max(len(batches), 1))  # fmt: skip
+    mean = sums / contexts  # (n_down, d_up)
+    k = min(config.top_k, d_up)
+    top_idx = mean.abs().topk(k, dim=1).indices  # (n_down, k)
+    top_weight = mean.gather(1, top_idx)
+    virtual = None
+    if sae_up.W_dec.shape[1] == sae_down.W_enc.shape[0]:
+        v = sae_up.W_dec.detach().double() @ sae_down.W_enc.detach().double()[:, feats]
+        virtual = v.t().gather(1, top_idx)  # (n_down, k)
+    null = quantiles(mean.abs().flatten().float())
+
+    # Pass 2: per-context values of the `top` strongest kept edges, for their intervals.
+    flat = top_weight.abs().flatten()
+    order = flat.topk(min(config.top, flat.numel())).indices
+    rows, cols = order // k, order % k
+    chosen_rows = sorted(set(rows.tolist()))
+    per_context = torch.zeros(len(chosen_rows), contexts, d_up, dtype=torch.float64)
+    active = torch.zeros(contexts, d_up, dtype=torch.bool)  # upstream features on per context
+    where = {r: i for i, r in enumerate(chosen_rows)}
+    pos = 0
+    for batch in batches:
+        cache = edges.record(batch)
+        B = int(batch.input_ids.shape[0])
+        active[pos : pos + B] = (cache.z_up > 0).any(1).cpu()
+        chosen = feats[torch.tensor(chosen_rows, dtype=torch.long, device=device)]
+        live = cache.active_down[..., chosen].flatten(0, 1).any(0).nonzero().flatten()
+        for s in range(0, int(live.numel()), config.chunk):
+            idx = live[s : s + config.chunk]
+            values = edges.run(cache, chosen[idx]).double().cpu()  # (n, B, d_up)
+            per_context[idx.cpu(), pos : pos + B] = values
+        pos += B
+    report: list[dict[str, Any]] = []
+    series_all: list[Tensor] = []
+    for r, c in zip(rows.tolist(), cols.tolist(), strict=True):
+        a, b = int(top_idx[r, c]), int(feats[r])
+        series = per_context[where[r], :, a]
+        series_all.append(series)
+        ci = bootstrap_ci(series, resamples=config.resamples, seed=config.seed)
+        decided = ci.low > 0 or ci.high < 0
+        report.append(
+            {
+                "up": a,
+                "down": b,
+                "weight": float(top_weight[r, c]),
+                "ci": ci.to_dict(),
+                "virtual": None if virtual is None else float(virtual[r, c]),
+                "contexts": int((series != 0).sum()),
+                "verdict": "effect" if decided else "inconclusive",
+            }
+        )
+    braids = braid_scores(
+        torch.stack(series_all), active, [e["up"] for e in report],
+        shuffles=config.shuffles, seed=config.seed,
+    ).summary()  # fmt: skip
+    for e, clusters, braided in zip(
+        report, braids.pop("clusters"), braids.pop("braided"), strict=True
+    ):
+        e["clusters"], e["braided"] = clusters, braided
+    result = CircuitsResult(
+        features_down=feats.cpu(),
+        top_up=top_idx.cpu(),
+        top_weight=top_weight.cpu(),
+        top_virtual=None if virtual is None else virtual.cpu(),
+        edges=report,
+        braids=braids,
+        null_abs_weight={str(q): v for q, v in null.items()},
+        contexts=contexts,
+        site_up=up.name,
+        site_down=down.name,
+        frozen=config.frozen,
+        path=None if out is None else str(out),
+    )
+    if out is not None:
+        tensors = {
+            "features_down": result.features_down,
+            "top_up": result.top_up,
+            "top_weight": result.top_weight,
+        }
+        if result.top_virtual is not None:
+            tensors["top_virtual"] = result.top_virtual
+        write_analysis(
+            out,
+            "circuits",
+            inputs={
+                "model": str(getattr(loaded, "name", type(model).__name__)),
+                "site_up": up.name,
+                "site_down": down.name,
+                "corpus": str(getattr(texts, "name", "texts")),
+                "contexts": contexts,
+                "config": asdict(config),
+            },
+            summary={k: v for k, v in result.summary().items() if k != "edges"},
+            files={"edges.json": report, "edges.safetensors": tensors},
+        )
+    return result

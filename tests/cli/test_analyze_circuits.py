@@ -1,0 +1,72 @@
+"""`polysemy analyze circuits`: JSON keys, the folder, one-line errors that leave nothing."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from polysemy.analysis.ablation_calibration import tiny_encoder
+from polysemy.cli import main
+from polysemy.sae import sae_from_weights, save_sae
+
+
+@pytest.fixture(scope="module")
+def paths(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("circuits")
+    loaded = tiny_encoder(seed=0)
+    loaded.model.save_pretrained(root / "model")
+    loaded.tokenizer.save_pretrained(root / "model")
+    g = torch.Generator().manual_seed(0)
+    for name, layer in (("up", 0), ("down", 1)):
+        W = torch.nn.functional.normalize(torch.randn(24, 32, generator=g), dim=-1)
+        sae = sae_from_weights(
+            "relu", W_enc=W.T.clone(), b_enc=torch.zeros(24) + 0.1, W_dec=W,
+            b_dec=torch.zeros(32),
+        )  # fmt: skip
+        site = f"encoder.layer.{layer}.output"
+        save_sae(sae, root / name, source={"site": site, "model": "tiny"}, training={})
+    return {"model": root / "model", "up": root / "up", "down": root / "down"}
+
+
+def _run(capsys, argv: list) -> tuple[int, str, str]:
+    code = main([str(a) for a in argv])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_circuits_json(capsys, paths, tmp_path: Path) -> None:
+    out = tmp_path / "circ"
+    code, stdout, _ = _run(capsys, [
+        "analyze", "circuits", "--model", paths["model"], "--sae-up", paths["up"],
+        "--sae-down", paths["down"], "--corpus", "concepts:heldout:100", "--examples", 10,
+        "--top", 5, "--resamples", 100, "--out", out, "--json",
+    ])  # fmt: skip
+    assert code == 0
+    obj = json.loads(stdout)
+    assert obj["contexts"] == 10 and obj["site_down"] == "encoder.layer.1.output"
+    assert len(obj["edges"]) == 5
+    assert set(obj["edges"][0]) >= {"up", "down", "weight", "ci", "virtual", "verdict", "clusters"}
+    assert set(obj["braids"]) >= {"braided_fraction", "ci", "null_ci"}
+    assert (out / "analysis.json").is_file() and (out / "edges.json").is_file()
+    code, stdout, _ = _run(capsys, [
+        "analyze", "circuits", "--model", paths["model"], "--sae-up", paths["up"],
+        "--sae-down", paths["down"], "--corpus", "concepts:heldout:100", "--examples", 10,
+        "--top", 3, "--resamples", 100, "--out", out, "--force",
+    ])  # fmt: skip
+    assert code == 0 and "encoder.layer.0.output -> encoder.layer.1.output" in stdout
+    assert "shuffled contexts" in stdout
+
+
+def test_reversed_sites_one_line_error(capsys, paths, tmp_path: Path) -> None:
+    out = tmp_path / "bad"
+    code, _, err = _run(capsys, [
+        "analyze", "circuits", "--model", paths["model"], "--sae-up", paths["down"],
+        "--sae-down", paths["up"], "--examples", 4, "--out", out,
+    ])  # fmt: skip
+    assert code == 2
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "--site-down must be a site computed after" in errors[0]
+    assert not out.exists()
