@@ -4,6 +4,9 @@ ablation and the clean model."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import pytest
 import torch
 from tests.organism.conftest import TINY
@@ -28,14 +31,15 @@ def test_a_base_model_keeps_the_organisms_untied_head(tiny_run: OrganismRun) -> 
         assert torch.allclose(hidden @ unembedding(loaded).T, lm(ids).logits, atol=1e-5)
 
 
-def test_ce_and_kl_fidelity_on_an_organism_snapshot(tiny_run: OrganismRun) -> None:
+def test_ce_and_kl_fidelity_on_an_organism_snapshot(tiny_run: OrganismRun, tmp_path: Path) -> None:
     loaded = ps.load_model(tiny_run.snapshots[-1])
     docs = list(ps.open_corpus("concepts:heldout:120"))
     acts = ps.harvest(loaded, "concepts:train:300", site=SITE, tokens=3000, seq_len=16,
-                      out=tiny_run.out / "fid-acts", progress=False, force=True)  # fmt: skip
+                      out=tmp_path / "acts", progress=False)  # fmt: skip
+    assert isinstance(acts, ps.ActivationStore)
     sae = ps.train_sae(acts, arch="topk", k=8, d_sae=128, tokens=40_000, batch_size=512,
                        progress=False).sae  # fmt: skip
-    common = dict(site=SITE, examples=100, seq_len=16, resamples=200)
+    common: dict[str, Any] = dict(site=SITE, examples=100, seq_len=16, resamples=200)
     r = analyze_fidelity(loaded, sae, docs, **common)
     assert r.objective == "next_token"
     s = r.summary()
@@ -43,6 +47,7 @@ def test_ce_and_kl_fidelity_on_an_organism_snapshot(tiny_run: OrganismRun) -> No
     # the organism's held-out loss (other documents of the same corpus).
     assert s["ce_clean"] < s["ce_zero"]
     assert s["ce_clean"] == pytest.approx(tiny_run.heldout_loss, abs=0.5)
+    assert r.ce_score is not None and r.kl_score is not None
     assert 0.5 < r.ce_score <= 1.0 and 0.5 < r.kl_score <= 1.0 and 0 < r.fvu < 1
     kept = analyze_fidelity(loaded, sae, docs, keep_error=True, **common)
     assert kept.ce_score == pytest.approx(1.0) and kept.kl_score == pytest.approx(1.0)

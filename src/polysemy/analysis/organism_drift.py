@@ -86,7 +86,7 @@ class OrganismDriftConfig:
     """Held-out tokens analysed (the same tokens at every snapshot)."""
     sae_rows: int = 32768
     """Training-stream tokens whose activations each snapshot's SAEs train on."""
-    sae_tokens: int = 262_144
+    sae_tokens: int = 131_072
     """Rows each SAE sees in training (passes over the `sae_rows` tokens)."""
     expansion: int = 4
     """SAE width d_sae = expansion x the site's neurons."""
