@@ -39,6 +39,11 @@ from polysemy.analysis.geometry import GeometryConfig, GeometryResult, analyze_g
 from polysemy.analysis.geometry_calibration import calibrate_geometry
 from polysemy.analysis.logistic import LogisticProbe
 from polysemy.analysis.neurons import NeuronsConfig, NeuronsResult, analyze_neurons
+from polysemy.analysis.organism_drift import (
+    OrganismDriftConfig,
+    OrganismDriftResult,
+    organism_drift,
+)
 from polysemy.analysis.probe_calibration import ProbesCalibration, calibrate_probes
 from polysemy.analysis.probes import ProbesConfig, ProbesResult, analyze_probes
 from polysemy.analysis.pruning import PruningConfig, PruningResult, analyze_pruning
@@ -73,6 +78,8 @@ __all__ = [
     "LogisticProbe",
     "NeuronsConfig",
     "NeuronsResult",
+    "OrganismDriftConfig",
+    "OrganismDriftResult",
     "ProbesCalibration",
     "ProbesConfig",
     "ProbesResult",
@@ -108,6 +115,7 @@ __all__ = [
     "calibrate_pruning",
     "check_claims",
     "evaluate",
+    "organism_drift",
     "recovery_scores",
     "toy_drift",
 ]

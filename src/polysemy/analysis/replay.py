@@ -313,13 +313,18 @@ def mean_pool(
 
 def unembedding(model: ModelLike) -> Float[Tensor, "vocab d_model"]:
     """The matrix that turns a causal LM's last hidden state into next-token logits: its output
-    embedding when it has one, else (a base model such as `GPT2Model`) its tied input
-    embedding."""
+    embedding when it has one, else the untied head `load_model` kept beside a base model,
+    else (a base model such as `GPT2Model` of a tied LM) its tied input embedding."""
+    from polysemy.models.loading import UNTIED_HEAD
+
     module = _module(model)
+    head = getattr(module, UNTIED_HEAD, None)
     get_out = getattr(module, "get_output_embeddings", None)
     out = get_out() if callable(get_out) else None
     if out is not None:
         return out.weight
+    if isinstance(head, Tensor):
+        return head
     get_in = getattr(module, "get_input_embeddings", None)
     emb = get_in() if callable(get_in) else None
     if emb is None:

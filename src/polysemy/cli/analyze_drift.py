@@ -1,6 +1,7 @@
 """`polysemy analyze drift`: do neurons keep their features across training snapshots?
 
 polysemy analyze drift --toy runs/toy-rh [--out runs/toy-rh/analyses/drift-toy] --json
+polysemy analyze drift --organism runs/organism [--out runs/organism/analyses/drift-organism]
 """
 
 from __future__ import annotations
@@ -15,30 +16,43 @@ from polysemy.cli._flags import add_config_flags, config_from_args
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add `drift` to the `analyze` command group."""
     from polysemy.analysis.drift import ToyDriftConfig
+    from polysemy.analysis.organism_drift import OrganismDriftConfig
 
     p = add_command(
         subparsers,
         "drift",
-        help="meaning drift of neurons across training snapshots (toy models for now)",
+        help="meaning drift of neurons across training snapshots (toy models, organisms)",
         description="Each neuron's chorus (its shares over the features) at every snapshot of "
         "a relu-hidden toy run trained with --snapshots N; per consecutive pair, the drift "
         "(1 - cosine of the shares), meaning switches (dominant feature changes) and the "
         "correlation of activations on the same inputs, against the same scores between two "
-        "seeds' models at the same step with neurons matched one-to-one. Writes "
-        "analysis.json and drift.safetensors. Details and calibration: docs/drift.md.",
+        "seeds' models at the same step with neurons matched one-to-one. With --organism: the "
+        "MLP neurons of an organism run's snapshots on the same held-out tokens, one SAE per "
+        "snapshot, features matched by activation correlation, against a second SAE seed "
+        "(born, died, split, merged features too). Writes analysis.json and "
+        "drift.safetensors. Details and calibration: docs/drift.md.",
         handler=run,
         runtime=("seed",),
     )
-    p.add_argument(
-        "--toy", required=True, help="toy run folder (relu-hidden, trained with --snapshots N)"
-    )
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--toy", help="toy run folder (relu-hidden, trained with --snapshots N)")
+    which.add_argument("--organism", help="organism run folder (polysemy organism train)")
+    p.add_argument("--site", default=None, help="organism site (default: the run's MLP site)")
     add_config_flags(p, ToyDriftConfig)
+    add_config_flags(p, OrganismDriftConfig, exclude=_SHARED)
     add_out_flags(p, required=False)
     p.set_defaults(out=None)
 
 
+_SHARED = ("null_seed_offset", "tolerance", "resamples", "level")
+"""Fields both configs have, with one meaning: flagged once (by ToyDriftConfig)."""
+
+
 def run(args: argparse.Namespace) -> int:
     from polysemy.analysis.drift import ToyDriftConfig, toy_drift
+
+    if args.organism is not None:
+        return _organism(args)
 
     config = config_from_args(ToyDriftConfig, args)
     out = args.out if args.out is not None else str(Path(args.toy) / "analyses" / "drift-toy")
@@ -73,6 +87,49 @@ def run(args: argparse.Namespace) -> int:
         f"null (seed {null['seed']} at step {null['step']}, {null['matching']} matching): drift "
         f"{null['drift']['estimate']:.3f} [{null['drift']['low']:.3f}, {null['drift']['high']:.3f}]"
         f", switches {pct(null['switch_fraction'])}",
+    ]
+    emit(args, s, "\n".join(lines))
+    return 0
+
+
+def _organism(args: argparse.Namespace) -> int:
+    from polysemy.analysis.organism_drift import OrganismDriftConfig, organism_drift
+
+    shared = {name: getattr(args, name) for name in _SHARED}
+    config = config_from_args(OrganismDriftConfig, args, **shared)
+    default = Path(args.organism) / "analyses" / "drift-organism"
+    out = args.out if args.out is not None else str(default)
+    result = organism_drift(args.organism, config, site=args.site, out=out, force=args.force)
+    s = {"out": out, **result.summary}
+    n, null, f = s["neurons"], s["null"], s["features"]
+
+    def pct(rate: dict) -> str:
+        if rate["estimate"] is None:
+            return "n/a"
+        return f"{rate['estimate']:.0%} [{rate['low']:.0%}, {rate['high']:.0%}] of {rate['n']}"
+
+    lines = [
+        f"{s['n_snapshots']} snapshots x {s['d_mlp']} neurons ({s['site']}), {s['rows']} "
+        f"held-out tokens, SAEs of {s['d_sae']} -> {out}",
+        f"{'from':>7} {'to':>7} {'score':>7} {'null':>7} {'switch':>7} {'corr':>6} "
+        f"{'born':>5} {'died':>5} {'split':>5} {'merge':>5}  verdict",
+    ]
+    for p in s["pairs"]:
+        corr, sw, ft = p["median_correlation"], p["switch_fraction"]["estimate"], p["features"]
+        lines.append(
+            f"{p['from_step']:>7} {p['to_step']:>7} {p['score']['estimate']:>7.3f}"
+            f" {p['null_score']['estimate']:>7.3f} {sw if sw is not None else float('nan'):>7.2f}"
+            f" {corr if corr is not None else float('nan'):>6.3f} {ft['born']:>5} {ft['died']:>5}"
+            f" {ft['split']:>5} {ft['merged']:>5}  {p['verdict']}"
+        )
+    lines += [
+        f"switches: {pct(n['switch_fraction'])} (null, SAE seed {null['seed']}: "
+        f"{pct(null['switch_fraction'])}); median activation correlation "
+        f"{n['median_correlation']:.3f}",
+        f"features (threshold {f['threshold']}): born {f['born']}, died {f['died']}, split "
+        f"{f['split']}, merged {f['merged']}; null: born {null['features']['born']}, died "
+        f"{null['features']['died']}, split {null['features']['split']}, merged "
+        f"{null['features']['merged']}",
     ]
     emit(args, s, "\n".join(lines))
     return 0

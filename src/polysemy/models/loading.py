@@ -143,11 +143,38 @@ def load_model(
     finally:
         if bars_were_on:
             hf_logging.enable_progress_bar()
+    if folder is not None:
+        _keep_untied_head(folder, model)
     model = model.to(device).eval()
     model.requires_grad_(False)
     tokenizer = _load_tokenizer(source, local_only)
     logger.info("loaded %s (%s) on %s", name, type(model).__name__, device)
     return LoadedModel(model=model, tokenizer=tokenizer, name=name)
+
+
+UNTIED_HEAD = "untied_unembedding"
+"""Buffer name under which `load_model` keeps a causal LM's own, untied output head."""
+
+
+def _keep_untied_head(folder: Path, model: nn.Module) -> None:
+    """A causal LM saved with an output head of its own (`lm_head.weight`, not tied to the
+    input embedding) loses that head when loaded as its base model: keep it as the buffer
+    `UNTIED_HEAD` `[vocab, d_model]`, so next-token analyses (fidelity, ablation) score the
+    model's real logits instead of falling back to the input embedding."""
+    if getattr(getattr(model, "config", None), "tie_word_embeddings", True):
+        return
+    from safetensors import safe_open
+
+    for file in sorted(folder.glob("*.safetensors")):
+        with safe_open(str(file), framework="pt") as f:
+            if "lm_head.weight" in f.keys():  # noqa: SIM118  (safe_open has no __contains__)
+                head = f.get_tensor("lm_head.weight")
+                model.register_buffer(UNTIED_HEAD, head.to(_param_dtype(model)), persistent=False)
+                return
+
+
+def _param_dtype(model: nn.Module) -> torch.dtype:
+    return next(iter(model.parameters())).dtype
 
 
 def _refuse_pickles(folder: Path) -> None:
