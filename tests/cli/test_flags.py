@@ -141,8 +141,9 @@ COMMAND_HAND_FLAGS = {
     "harvest": {"model_dtype"},
     # --quick picks the preset the budget flags override; --toy runs the toy tour instead.
     "demo": {"quick", "toy"},
-    # The toy run folder drift reads, an input path like --sae or --acts.
-    "analyze drift": {"toy"},
+    # The toy or organism run folder drift reads (input paths like --sae or --acts), and the
+    # organism site it reads (`organism_drift(site=)`, default: the run's MLP site).
+    "analyze drift": {"toy", "organism", "site"},
     # The two SAE checkpoint folders circuits reads: input paths like --sae.
     "analyze circuits": {"sae_up", "sae_down"},
 }
