@@ -9,6 +9,11 @@ the analyses' reports can be checked against the planted loadings with no traini
 
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -131,3 +136,33 @@ def make_planted(tmp_path: Path) -> Any:
         return planted(tmp_path / name, **options)
 
     return make
+
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="session")
+def two_ranks() -> Callable[[list[str]], list[subprocess.Popen[str]]]:
+    """Start `python ARGS` twice under torchrun's environment (gloo over loopback on a free
+    port, one thread each, this checkout's sources first), returning the processes; each
+    call gets its own port."""
+
+    def launch(args: list[str]) -> list[subprocess.Popen[str]]:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = str(s.getsockname()[1])
+        env = dict(os.environ, OMP_NUM_THREADS="1", WORLD_SIZE="2", MASTER_ADDR="127.0.0.1")
+        env["PYTHONPATH"] = str(REPO / "src") + os.pathsep + env.get("PYTHONPATH", "")
+        env["MASTER_PORT"] = port
+        return [
+            subprocess.Popen(
+                [sys.executable, *args],
+                env={**env, "RANK": str(r), "LOCAL_RANK": str(r)},
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for r in range(2)
+        ]
+
+    return launch

@@ -4,10 +4,8 @@ the same result as one process, and a failing rank stopping the other (no hang).
 from __future__ import annotations
 
 import json
-import os
-import socket
 import subprocess
-import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -18,7 +16,7 @@ from polysemy.analysis.neurons import analyze_neurons
 from polysemy.sae import SAEConfig, TrainConfig, load_sae, train_sae
 from polysemy.synth import SynthConfig, write_synth_store
 
-REPO = Path(__file__).resolve().parents[2]
+Launch = Callable[[list[str]], list[subprocess.Popen[str]]]
 FLAGS = ["--batch-size", "128", "--no-texts", "--resamples", "200", "--top-contexts", "5"]
 
 # Rank 1 fails on its second read: rank 0 must stop at the next heartbeat with an error.
@@ -40,31 +38,8 @@ sys.exit(main(sys.argv[1:]))
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _launch(args: list[str]) -> list[subprocess.Popen[str]]:
-    port = str(_free_port())
-    env = dict(os.environ, OMP_NUM_THREADS="1", WORLD_SIZE="2", MASTER_ADDR="127.0.0.1")
-    env["PYTHONPATH"] = str(REPO / "src") + os.pathsep + env.get("PYTHONPATH", "")
-    env["MASTER_PORT"] = port
-    return [
-        subprocess.Popen(
-            [sys.executable, *args],
-            env={**env, "RANK": str(r), "LOCAL_RANK": str(r)},
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for r in range(2)
-    ]
-
-
 def test_two_ranks_give_the_one_process_result_and_a_failure_stops_both(
-    tmp_path: Path,
+    tmp_path: Path, two_ranks: Launch
 ) -> None:
     acts = tmp_path / "acts"
     write_synth_store(
@@ -79,7 +54,7 @@ def test_two_ranks_give_the_one_process_result_and_a_failure_stops_both(
     )
     cli = ["-m", "polysemy", "analyze", "neurons", "--sae", str(tmp_path / "sae")]
     cli += ["--acts", str(acts), *FLAGS, "--json"]
-    procs = _launch([*cli, "--out", str(tmp_path / "dp")])
+    procs = two_ranks([*cli, "--out", str(tmp_path / "dp")])
     outs = [p.communicate(timeout=120) for p in procs]
     for p, (_, err) in zip(procs, outs, strict=True):
         assert p.returncode == 0, err[-2000:]
@@ -103,7 +78,7 @@ def test_two_ranks_give_the_one_process_result_and_a_failure_stops_both(
         torch.testing.assert_close(b[name], a[name], rtol=1e-12, atol=1e-12, msg=name)
 
     # A rank that fails: both end (no hang), rank 0 naming the other's failure.
-    procs = _launch(["-c", FAILING_WORKER, *cli[2:], "--out", str(tmp_path / "failed")])
+    procs = two_ranks(["-c", FAILING_WORKER, *cli[2:], "--out", str(tmp_path / "failed")])
     errs = [p.communicate(timeout=120)[1] for p in procs]
     assert procs[1].returncode != 0 and "planted failure" in errs[1], errs[1][-2000:]
     assert procs[0].returncode != 0, errs[0][-2000:]

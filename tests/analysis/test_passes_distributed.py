@@ -5,10 +5,8 @@ rank stopping the other (no hang). The neurons pass has its own file."""
 from __future__ import annotations
 
 import json
-import os
-import socket
 import subprocess
-import sys
+from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -23,7 +21,7 @@ from polysemy.analysis.geometry import analyze_geometry
 from polysemy.sae import SAEConfig, TrainConfig, load_sae, train_sae
 from polysemy.synth import SynthConfig, write_synth_store
 
-REPO = Path(__file__).resolve().parents[2]
+Launch = Callable[[list[str]], list[subprocess.Popen[str]]]
 # 2100 rows in batches of 128: 17 batches, 9 on rank 0 and 8 on rank 1, the last one short.
 # Co-occurrence over the first 1000 rows (a batch cut in two) in a count-min sketch.
 OPTIONS: dict[str, Any] = dict(
@@ -54,28 +52,6 @@ sys.exit(main(sys.argv[1:]))
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _launch(args: list[str]) -> list[subprocess.Popen[str]]:
-    env = dict(os.environ, OMP_NUM_THREADS="1", WORLD_SIZE="2", MASTER_ADDR="127.0.0.1")
-    env["PYTHONPATH"] = str(REPO / "src") + os.pathsep + env.get("PYTHONPATH", "")
-    env["MASTER_PORT"] = str(_free_port())
-    return [
-        subprocess.Popen(
-            [sys.executable, *args],
-            env={**env, "RANK": str(r), "LOCAL_RANK": str(r)},
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for r in range(2)
-    ]
-
-
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny synthetic store (2100 rows) and a TopK SAE trained on it."""
@@ -93,13 +69,13 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_features_on_two_ranks_give_the_one_process_result_and_a_failure_stops_both(
-    trained: Path, tmp_path: Path
+    trained: Path, tmp_path: Path, two_ranks: Launch
 ) -> None:
     acts = trained / "acts"
     store = ActivationStore(acts)
     cli = ["-m", "polysemy", "analyze", "features", "--sae", str(trained / "sae")]
     cli += ["--acts", str(acts), *FLAGS, "--json"]
-    procs = _launch([*cli, "--out", str(tmp_path / "dp")])
+    procs = two_ranks([*cli, "--out", str(tmp_path / "dp")])
     outs = [p.communicate(timeout=120) for p in procs]
     for p, (_, err) in zip(procs, outs, strict=True):
         assert p.returncode == 0, err[-2000:]
@@ -120,7 +96,7 @@ def test_features_on_two_ranks_give_the_one_process_result_and_a_failure_stops_b
     assert examples[0] == examples[1]
 
     # A rank that fails: both end (no hang), rank 0 naming the other's failure.
-    procs = _launch(["-c", FAILING_WORKER, *cli[2:], "--out", str(tmp_path / "failed")])
+    procs = two_ranks(["-c", FAILING_WORKER, *cli[2:], "--out", str(tmp_path / "failed")])
     errs = [p.communicate(timeout=120)[1] for p in procs]
     assert procs[1].returncode != 0 and "planted failure" in errs[1], errs[1][-2000:]
     assert procs[0].returncode != 0, errs[0][-2000:]
@@ -129,7 +105,7 @@ def test_features_on_two_ranks_give_the_one_process_result_and_a_failure_stops_b
 
 
 def test_geometry_on_two_ranks_gives_the_one_process_result_and_a_failure_stops_both(
-    trained: Path, tmp_path: Path
+    trained: Path, tmp_path: Path, two_ranks: Launch
 ) -> None:
     # 2100 rows in batches of 128 again: 9 batches on rank 0, 8 on rank 1.
     options: dict[str, Any] = dict(
@@ -139,7 +115,7 @@ def test_geometry_on_two_ranks_gives_the_one_process_result_and_a_failure_stops_
     flags = [f"--{k.replace('_', '-')}={v}" for k, v in options.items()]
     cli = ["-m", "polysemy", "analyze", "geometry", "--sae", str(trained / "sae")]
     cli += ["--acts", str(trained / "acts"), *flags, "--json", "--out", str(tmp_path / "dp")]
-    procs = _launch(cli)
+    procs = two_ranks(cli)
     outs = [p.communicate(timeout=120) for p in procs]
     for p, (_, err) in zip(procs, outs, strict=True):
         assert p.returncode == 0, err[-2000:]
@@ -162,7 +138,7 @@ def test_geometry_on_two_ranks_gives_the_one_process_result_and_a_failure_stops_
 
     # Its encoding pass has its own loop: a failing rank stops both there too.
     failing = ["-c", FAILING_WORKER, *cli[2:-1], str(tmp_path / "failed")]
-    procs = _launch(failing)
+    procs = two_ranks(failing)
     errs = [p.communicate(timeout=120)[1] for p in procs]
     assert procs[1].returncode != 0 and "planted failure" in errs[1], errs[1][-2000:]
     assert procs[0].returncode != 0, errs[0][-2000:]
