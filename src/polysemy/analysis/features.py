@@ -24,6 +24,7 @@ Per feature f (formulas; arrays in `features.safetensors`, examples in `examples
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
@@ -253,7 +254,8 @@ def analyze_features(
     world, beat = info.world_size, dist_utils.HEARTBEAT_BATCHES * info.world_size
     t0 = time.perf_counter()
     bar = progress_bar(n_rows, desc="features", unit="row", enabled=progress and info.is_main)
-    try:
+    # a failure here is told to the other ranks before it is raised
+    with dist_utils.reporting_failures(info), contextlib.closing(bar):
         for i, a in enumerate(range(0, n_rows, config.batch_size)):
             if info.enabled and i and i % beat == 0:
                 dist_utils.stop_if_a_rank_failed(info, job="features pass")
@@ -283,12 +285,6 @@ def analyze_features(
             keys = torch.rand(v.shape, generator=g, device=device)
             sample.update(f, keys, row, v)
             bar.update(min((b - a) * world, n_rows - bar.n))
-    except Exception as exc:
-        if not isinstance(exc, dist_utils.PeerFailed):
-            dist_utils.report_failure(info)
-        raise
-    finally:
-        bar.close()
     if info.enabled:
         dist_utils.stop_if_a_rank_failed(info, job="features pass")
         _reduce_over_ranks(info, [fired, act_sum, hist, cooc.counts, cooc_fired], [top, sample])

@@ -39,6 +39,7 @@ docs/evidence.md measures both).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -510,7 +511,8 @@ def _encode_share(
     world, beat = info.world_size, dist_utils.HEARTBEAT_BATCHES * info.world_size
     kept: list[tuple[Tensor, Tensor]] = []
     bar = progress_bar(total, desc="encode", unit="row", enabled=progress and info.is_main)
-    try:
+    # a failure here is told to the other ranks before it is raised
+    with dist_utils.reporting_failures(info), contextlib.closing(bar):
         for i, a in enumerate(range(0, total, config.batch_size)):
             if i and i % beat == 0:
                 dist_utils.stop_if_a_rank_failed(info, job="geometry pass")
@@ -524,12 +526,6 @@ def _encode_share(
             idx, val = sparse_code(sae, x)  # (batch, m) each
             kept.append(SparseCodes.part(idx, val))
             bar.update(min((b - a) * world, total - bar.n))
-    except Exception as exc:
-        if not isinstance(exc, dist_utils.PeerFailed):
-            dist_utils.report_failure(info)
-        raise
-    finally:
-        bar.close()
     dist_utils.stop_if_a_rank_failed(info, job="geometry pass")
     if hasattr(sae, "release_scratch_"):
         sae.release_scratch_()  # sparse_code's [batch, d_sae] buffer

@@ -32,6 +32,7 @@ feature that contributes most to the neuron on that row, and traced to text.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
@@ -278,7 +279,8 @@ def analyze_neurons(
     best_row = torch.zeros((d, n_top), dtype=torch.int64, device=device)
     world, beat = info.world_size, dist_utils.HEARTBEAT_BATCHES * info.world_size
     bar = progress_bar(n_rows, desc="neurons", unit="row", enabled=progress and info.is_main)
-    try:
+    # a failure here is told to the other ranks before it is raised
+    with dist_utils.reporting_failures(info), contextlib.closing(bar):
         for i, a in enumerate(range(0, n_rows, config.batch_size)):
             if info.enabled and i and i % beat == 0:
                 dist_utils.stop_if_a_rank_failed(info, job="neurons pass")
@@ -299,12 +301,6 @@ def analyze_neurons(
             best, pick = vals.topk(n_top, dim=1)
             best_row = rows.gather(1, pick)
             bar.update(min((b - a) * world, n_rows - bar.n))
-    except Exception as exc:
-        if not isinstance(exc, dist_utils.PeerFailed):
-            dist_utils.report_failure(info)
-        raise
-    finally:
-        bar.close()
     if info.enabled:
         dist_utils.stop_if_a_rank_failed(info, job="neurons pass")
         for t in (mass, error, error_rot):
