@@ -45,7 +45,7 @@ import math
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -53,6 +53,11 @@ from torch import Tensor, nn
 from torch.overrides import TorchFunctionMode
 
 from polysemy.analysis.braids import braid_scores
+from polysemy.analysis.circuits_factored import (
+    factored_series,
+    factored_sums,
+    frozen_sdpa_pattern,
+)
 from polysemy.analysis.folder import start_analysis, write_analysis
 from polysemy.analysis.replay import (
     PaddedBatch,
@@ -70,7 +75,7 @@ from polysemy.analysis.replay import (
 from polysemy.analysis.stats import bootstrap_ci, quantiles
 from polysemy.models.sites import Site, _module, _StopForward, patch_site, read_sites
 from polysemy.progress import progress_bar
-from polysemy.validation import ParameterError, check_int, configured
+from polysemy.validation import ParameterError, check_choice, check_int, configured
 
 logger = logging.getLogger(__name__)
 
@@ -95,22 +100,9 @@ def _frozen_sdpa(
 ) -> Tensor:
     """`scaled_dot_product_attention` with its pattern detached (eval mode: no dropout)."""
     if enable_gqa and key.shape[-3] != query.shape[-3]:
-        groups = query.shape[-3] // key.shape[-3]
-        key = key.repeat_interleave(groups, dim=-3)
-        value = value.repeat_interleave(groups, dim=-3)
-    scale = 1.0 / math.sqrt(query.shape[-1]) if scale is None else scale
-    scores = query @ key.transpose(-2, -1) * scale  # (..., L, S)
-    if is_causal:
-        L, S = scores.shape[-2:]
-        keep = torch.ones(L, S, dtype=torch.bool, device=scores.device).tril()
-        scores = scores.masked_fill(~keep, float("-inf"))
-    if attn_mask is not None:
-        if attn_mask.dtype == torch.bool:
-            scores = scores.masked_fill(~attn_mask, float("-inf"))
-        else:
-            scores = scores + attn_mask
-    pattern = torch.softmax(scores.float(), dim=-1).to(value.dtype).detach()
-    return pattern @ value
+        value = value.repeat_interleave(query.shape[-3] // key.shape[-3], dim=-3)
+    pattern = frozen_sdpa_pattern(query, key, attn_mask, is_causal, scale, enable_gqa)
+    return pattern.to(value.dtype) @ value
 
 
 def _frozen_layer_norm(
@@ -202,6 +194,11 @@ class CircuitsConfig:
     frozen: bool = True
     """Freeze attention patterns and norm scales (the linearisation above); False takes the
     plain gradient (a control: the calibration shows what it leaks)."""
+    method: Literal["auto", "factored", "autograd"] = "auto"
+    """How edges are computed: `factored` (exact and fast, when one attention block and
+    norms are all that lies between the sites of a BERT- or GPT-2-like model: no backward
+    pass, docs/circuits.md), `autograd` (backward passes, any model), `auto` (factored where
+    it applies)."""
 
     def __post_init__(self) -> None:
         check_int("examples", self.examples, least=2)
@@ -217,6 +214,7 @@ class CircuitsConfig:
         check_int("resamples", self.resamples, least=100)
         check_int("seed", self.seed, least=0)
         check_int("shuffles", self.shuffles, least=1)
+        check_choice("method", self.method, ("auto", "factored", "autograd"))
 
 
 @dataclass(frozen=True)
@@ -246,6 +244,8 @@ class CircuitsResult:
     site_down: str
     frozen: bool
     path: str | None
+    method: str = "autograd"
+    """`factored` or `autograd`: how the edges were computed (the same numbers either way)."""
 
     def summary(self) -> dict[str, Any]:
         """The `--json` object."""
@@ -256,6 +256,7 @@ class CircuitsResult:
             "n_down": int(self.features_down.numel()),
             "top_k": int(self.top_up.shape[1]),
             "linearisation": LINEARISATION if self.frozen else "none (plain gradient)",
+            "method": self.method,
             "edges": self.edges,
             "braids": self.braids,
             "null": {"kind": "|weight| over every (a, b) pair", "quantiles": self.null_abs_weight},
@@ -406,6 +407,79 @@ def _check_sae(sae: Any, site: Site, name: str) -> None:
         )  # fmt: skip
 
 
+def _factored_block(model: nn.Module, up: Site, down: Site, config: CircuitsConfig) -> Any:
+    """The attention block the factored path reads, or None for the autograd path."""
+    from polysemy.analysis.circuits_factored import attention_block
+
+    if config.method == "autograd" or (config.method == "auto" and not config.frozen):
+        return None
+    block = attention_block(model, up, down)
+    if config.method == "factored":
+        if not config.frozen:
+            raise ParameterError("method", "'autograd' or 'auto' with frozen=False", "factored")
+        if block is None:
+            raise ParameterError(
+                "method", "'autograd' or 'auto' for these sites (the factored path needs one "
+                "attention block between them in a BERT- or GPT-2-like model)", "factored",
+            )  # fmt: skip
+    return block
+
+
+def _autograd_sums(
+    edges: _Edges, feats: Tensor, batches: list[PaddedBatch], chunk: int, progress: bool
+) -> Tensor:
+    """`[n_down, d_up]` float64: edge_c summed over contexts, backward passes in chunks."""
+    # A b silent on the whole batch has no edges there (its output gradient is zero), so
+    # only the live ones run: with a sparse dictionary, a small share of d_sae per batch.
+    sums = torch.zeros(int(feats.numel()), int(edges.sae_up.W_dec.shape[0]),
+                       dtype=torch.float64, device=feats.device)  # fmt: skip
+    backward_rows = 0
+    bar = progress_bar(len(batches), desc="circuits", unit="batch", enabled=progress)
+    for batch in batches:
+        bar.update(1)
+        cache = edges.record(batch)
+        live = cache.active_down[..., feats].flatten(0, 1).any(0).nonzero().flatten()  # rows
+        backward_rows += int(live.numel())
+        for s in range(0, int(live.numel()), chunk):
+            rows_ = live[s : s + chunk]
+            sums[rows_] += edges.run(cache, feats[rows_]).sum(1).double()
+    bar.close()
+    logger.info("circuits: %d downstream features live per batch on average",
+                backward_rows // max(len(batches), 1))  # fmt: skip
+    return sums
+
+
+def _autograd_series(
+    edges: _Edges,
+    feats: Tensor,
+    batches: list[PaddedBatch],
+    pairs: list[tuple[int, int]],
+    chunk: int,
+    contexts: int,
+) -> tuple[Tensor, Tensor]:
+    """(`[len(pairs), contexts]` edge_c of each (row of `feats`, upstream feature) pair,
+    `[contexts, d_up]` bool: the upstream features active in each context)."""
+    device = feats.device
+    d_up = int(edges.sae_up.W_dec.shape[0])
+    chosen_rows = sorted({r for r, _ in pairs})
+    per_context = torch.zeros(len(chosen_rows), contexts, d_up, dtype=torch.float64)
+    active = torch.zeros(contexts, d_up, dtype=torch.bool)
+    where = {r: i for i, r in enumerate(chosen_rows)}
+    chosen = feats[torch.tensor(chosen_rows, dtype=torch.long, device=device)]
+    pos = 0
+    for batch in batches:
+        cache = edges.record(batch)
+        B = int(batch.input_ids.shape[0])
+        active[pos : pos + B] = (cache.z_up > 0).any(1).cpu()
+        live = cache.active_down[..., chosen].flatten(0, 1).any(0).nonzero().flatten()
+        for s in range(0, int(live.numel()), chunk):
+            idx = live[s : s + chunk]
+            values = edges.run(cache, chosen[idx]).double().cpu()  # (n, B, d_up)
+            per_context[idx.cpu(), pos : pos + B] = values
+        pos += B
+    return torch.stack([per_context[where[r], :, a] for r, a in pairs]), active
+
+
 def analyze_circuits(
     loaded: Any,
     sae_up: Any,
@@ -458,26 +532,14 @@ def analyze_circuits(
         else torch.arange(d_down)
     ).to(device)
     n_down, d_up = int(feats.numel()), int(sae_up.W_dec.shape[0])
-    edges = _Edges(model, sae_up, sae_down, up, down, config.frozen)
-
-    # Pass 1: running sums of edge_c(a, b) over contexts, every b in chunks. A b silent on
-    # the whole batch has no edges there (its output gradient is zero), so only the live
-    # ones run: with a sparse dictionary, a small share of d_sae per batch.
-    sums = torch.zeros(n_down, d_up, dtype=torch.float64, device=device)
-    contexts = backward_rows = 0
-    bar = progress_bar(len(batches), desc="circuits", unit="batch", enabled=progress)
-    for batch in batches:
-        bar.update(1)
-        cache = edges.record(batch)
-        contexts += int(batch.input_ids.shape[0])
-        live = cache.active_down[..., feats].flatten(0, 1).any(0).nonzero().flatten()  # rows
-        backward_rows += int(live.numel())
-        for s in range(0, int(live.numel()), config.chunk):
-            rows_ = live[s : s + config.chunk]
-            sums[rows_] += edges.run(cache, feats[rows_]).sum(1).double()
-    bar.close()
-    logger.info("circuits: %d downstream features live per batch on average",
-                backward_rows // max(len(batches), 1))  # fmt: skip
+    block = _factored_block(model, up, down, config)
+    edges = None if block is not None else _Edges(model, sae_up, sae_down, up, down, config.frozen)
+    contexts = sum(int(b.input_ids.shape[0]) for b in batches)
+    if block is not None:
+        sums = factored_sums(model, block, sae_up, sae_down, up, down, feats, batches, progress)
+    else:
+        assert edges is not None
+        sums = _autograd_sums(edges, feats, batches, config.chunk, progress)
     mean = sums / contexts  # (n_down, d_up)
     k = min(config.top_k, d_up)
     top_idx = mean.abs().topk(k, dim=1).indices  # (n_down, k)
@@ -492,27 +554,19 @@ def analyze_circuits(
     flat = top_weight.abs().flatten()
     order = flat.topk(min(config.top, flat.numel())).indices
     rows, cols = order // k, order % k
-    chosen_rows = sorted(set(rows.tolist()))
-    per_context = torch.zeros(len(chosen_rows), contexts, d_up, dtype=torch.float64)
-    active = torch.zeros(contexts, d_up, dtype=torch.bool)  # upstream features on per context
-    where = {r: i for i, r in enumerate(chosen_rows)}
-    pos = 0
-    for batch in batches:
-        cache = edges.record(batch)
-        B = int(batch.input_ids.shape[0])
-        active[pos : pos + B] = (cache.z_up > 0).any(1).cpu()
-        chosen = feats[torch.tensor(chosen_rows, dtype=torch.long, device=device)]
-        live = cache.active_down[..., chosen].flatten(0, 1).any(0).nonzero().flatten()
-        for s in range(0, int(live.numel()), config.chunk):
-            idx = live[s : s + config.chunk]
-            values = edges.run(cache, chosen[idx]).double().cpu()  # (n, B, d_up)
-            per_context[idx.cpu(), pos : pos + B] = values
-        pos += B
+    pairs = [(r, int(top_idx[r, c])) for r, c in zip(rows.tolist(), cols.tolist(), strict=True)]
+    if block is not None:
+        per_edge, active = factored_series(
+            model, block, sae_up, sae_down, up, down, feats, batches, pairs
+        )
+    else:
+        assert edges is not None
+        per_edge, active = _autograd_series(edges, feats, batches, pairs, config.chunk, contexts)
     report: list[dict[str, Any]] = []
     series_all: list[Tensor] = []
-    for r, c in zip(rows.tolist(), cols.tolist(), strict=True):
+    for i, (r, c) in enumerate(zip(rows.tolist(), cols.tolist(), strict=True)):
         a, b = int(top_idx[r, c]), int(feats[r])
-        series = per_context[where[r], :, a]
+        series = per_edge[i]
         series_all.append(series)
         ci = bootstrap_ci(series, resamples=config.resamples, seed=config.seed)
         decided = ci.low > 0 or ci.high < 0
@@ -548,6 +602,7 @@ def analyze_circuits(
         site_down=down.name,
         frozen=config.frozen,
         path=None if out is None else str(out),
+        method="autograd" if block is None else "factored",
     )
     if out is not None:
         tensors = {

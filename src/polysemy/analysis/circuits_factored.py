@@ -1,0 +1,483 @@
+"""The factored fast path of `analyze_circuits`: exact edges when one attention block lies
+between the two sites.
+
+When nothing but one attention block and LayerNorms lies between site U and site D, the
+frozen linearisation (`circuits.LINEARISATION`) of the map from the value at U (token s) to
+the value at D (token t) is
+
+    J[t, s] = post_t (delta_ts I + sum_h A_h[t, s] W_O^h W_V^h pre_s)
+
+with A_h head h's frozen attention pattern, W_V^h and W_O^h the head's slices of the value
+and output projections, pre_s the frozen norm on the attention branch (GPT-2's ln_1:
+diag(gamma) P / sigma_s, P the centring projection) and post_t the frozen norm after the
+residual add (BERT's attention.output.LayerNorm, GPT-2's ln_2), each the identity where
+there is none. Biases and b_dec are constants and drop out of the gradient. So
+
+    edge_c(a, b) = sum_{s,t} z_a(s) M[t, b] e_b^T J[t, s] d_a
+                 = V_0[a, b] C_0[a, b] + sum_h V_h[a, b] C_h[a, b]
+
+with d_a = W_dec_up[a], e_b = W_enc_down[:, b], M the fire mask of b (text tokens), the
+context-free matrices
+
+    V_0[a, b] = (P G_post e_b) . d_a
+    V_h[a, b] = (W_O^h^T P G_post e_b) . (W_V^h G_pre P d_a)     (rank <= d_head)
+
+and the context's co-activation sums
+
+    C_0[a, b] = sum_t z_a(t) M[t, b] / sigma_post(t)
+    C_h[a, b] = sum_{s,t} z_a(s) / sigma_pre(s) A_h[t, s] M[t, b] / sigma_post(t).
+
+V does not depend on the context, so the C's are summed over all contexts and multiplied by
+the V's once at the end: one forward pass per batch up to D, no backward pass. The sum over
+contexts of edge_c is the same number the autograd path computes (tests hold them equal).
+
+Supported site pairs (module, direction), P any prefix of the transformer's layer list:
+
+- BERT-like (post-LN), layer L >= 1: U is layer L-1's output (`encoder.layer.{L-1}`,
+  `...output`, `...output.LayerNorm`, or layer L's or its `attention`'s input) - for L = 0
+  the embeddings' output - and D is layer L's attention output after its LayerNorm (`encoder.layer.L.attention`,
+  `...attention.output`, `...attention.output.LayerNorm`, `...intermediate` input) or
+  before it (`...attention.output.LayerNorm` input).
+- GPT-2-like (pre-LN): U is block L's input (`h.L` input, `h.{L-1}` output, `drop`
+  output for L = 0) and D is the residual after the attention (`h.L.ln_2`
+  input) or after ln_2 (`h.L.ln_2` output, `h.L.mlp` input).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.overrides import TorchFunctionMode
+
+from polysemy.analysis.replay import PaddedBatch, _call
+from polysemy.models.sites import Site, _StopForward, read_sites
+from polysemy.progress import progress_bar
+
+
+@dataclass(frozen=True)
+class AttentionBlock:
+    """What lies between U and D: one attention block, and the norms either side."""
+
+    attention: str
+    """Module whose forward computes the pattern (its one softmax or SDPA call is read)."""
+    pre_norm: str | None
+    """LayerNorm on the attention branch only (GPT-2's ln_1), or None."""
+    post_norm: str | None
+    """LayerNorm after the residual add (BERT's attention.output.LayerNorm, GPT-2's ln_2),
+    or None when D is read before it."""
+    W_V: Tensor
+    """`[heads, d_head, d]`: each head's value projection (column-vector convention)."""
+    W_O: Tensor
+    """`[heads, d, d_head]`: each head's slice of the output projection."""
+    description: str
+
+    @property
+    def heads(self) -> int:
+        return int(self.W_V.shape[0])
+
+
+_BERT_LAYERS = "encoder.layer"
+
+
+def _layer_lists(model: nn.Module) -> list[tuple[str, str]]:
+    """(kind, prefix) of every BERT-like or GPT-2-like layer list in `model`."""
+    found = []
+    for name, sub in model.named_modules():
+        if not isinstance(sub, nn.ModuleList) or len(sub) == 0:
+            continue
+        first = sub[0]
+        if name.endswith(_BERT_LAYERS) and _is_bert_layer(first):
+            found.append(("bert", name[: -len(_BERT_LAYERS)]))
+        elif (name == "h" or name.endswith(".h")) and _is_gpt2_block(first):
+            found.append(("gpt2", name[:-1]))
+    return found
+
+
+def _is_bert_layer(layer: nn.Module) -> bool:
+    att = getattr(layer, "attention", None)
+    self_ = getattr(att, "self", None)
+    out = getattr(att, "output", None)
+    return (
+        isinstance(getattr(self_, "value", None), nn.Linear)
+        and isinstance(getattr(out, "dense", None), nn.Linear)
+        and isinstance(getattr(out, "LayerNorm", None), nn.LayerNorm)
+        and hasattr(self_, "num_attention_heads")
+        and not getattr(layer, "add_cross_attention", False)
+    )
+
+
+def _is_gpt2_block(block: nn.Module) -> bool:
+    attn = getattr(block, "attn", None)
+    return (
+        isinstance(getattr(block, "ln_1", None), nn.LayerNorm)
+        and isinstance(getattr(block, "ln_2", None), nn.LayerNorm)
+        and hasattr(attn, "c_attn")
+        and hasattr(attn, "c_proj")
+        and hasattr(attn, "num_heads")
+        and not getattr(attn, "is_cross_attention", False)
+    )
+
+
+def _bert_pair(model: nn.Module, p: str, up: Site, down: Site) -> AttentionBlock | None:
+    m = re.fullmatch(re.escape(p) + r"encoder\.layer\.(\d+)\.(attention(\.output(\.LayerNorm)?)?|"
+                     r"intermediate(\.dense)?)", down.module)  # fmt: skip
+    if m is None:
+        return None
+    L = int(m.group(1))
+    layer = f"{p}encoder.layer.{L}"
+    rest = down.module[len(layer) + 1 :]
+    if rest == "attention.output.LayerNorm":
+        post = down.direction == "output"  # its input: the residual before the norm
+    elif rest in ("attention", "attention.output") and down.direction == "output":
+        post = True
+    elif rest.startswith("intermediate") and down.direction == "input":
+        post = True
+    else:
+        return None
+    # Not `attention.self` input: patched there, the residual would keep the old value.
+    ups = {(layer, "input"), (f"{layer}.attention", "input")}
+    if L > 0:
+        prev = f"{p}encoder.layer.{L - 1}"
+        ups |= {(prev, "output"), (f"{prev}.output", "output"),
+                (f"{prev}.output.LayerNorm", "output")}  # fmt: skip
+    else:
+        ups |= {(f"{p}embeddings", "output"), (f"{p}embeddings.LayerNorm", "output"),
+                (f"{p}embeddings.dropout", "output")}  # fmt: skip
+    if (up.module, up.direction) not in ups:
+        return None
+    self_ = model.get_submodule(f"{layer}.attention.self")
+    heads = int(self_.num_attention_heads)
+    W = self_.value.weight.detach()  # (heads * d_head, d)
+    d_head = W.shape[0] // heads
+    W_V = W.view(heads, d_head, -1)
+    W_O = model.get_submodule(f"{layer}.attention.output.dense").weight.detach()  # (d, h*dh)
+    W_O = W_O.view(W_O.shape[0], heads, d_head).permute(1, 0, 2)
+    norm = f"{layer}.attention.output.LayerNorm"
+    return AttentionBlock(
+        attention=f"{layer}.attention.self",
+        pre_norm=None,
+        post_norm=norm if post else None,
+        W_V=W_V,
+        W_O=W_O,
+        description=f"BERT layer {L}: self-attention{', attention.output.LayerNorm' * post}",
+    )
+
+
+def _gpt2_pair(model: nn.Module, p: str, up: Site, down: Site) -> AttentionBlock | None:
+    m = re.fullmatch(re.escape(p) + r"h\.(\d+)\.(ln_2|mlp|mlp\.c_fc)", down.module)
+    if m is None:
+        return None
+    L = int(m.group(1))
+    block = f"{p}h.{L}"
+    if m.group(2) == "ln_2":
+        post = down.direction == "output"
+    elif down.direction == "input":
+        post = True
+    else:
+        return None
+    ups = {(block, "input")}  # not ln_1's input: patched there, the residual keeps its value
+    ups |= {(f"{p}h.{L - 1}", "output")} if L > 0 else {(f"{p}drop", "output")}
+    if (up.module, up.direction) not in ups:
+        return None
+    attn = model.get_submodule(f"{block}.attn")
+    heads = int(attn.num_heads)
+    d = int(attn.c_proj.weight.shape[1])
+    d_head = d // heads
+    # GPT-2's Conv1D computes x @ weight: c_attn.weight is (d, 3d), [q | k | v] along dim 1.
+    W_V = attn.c_attn.weight.detach()[:, 2 * d :].t().reshape(heads, d_head, -1)
+    W_O = attn.c_proj.weight.detach().t().reshape(-1, heads, d_head).permute(1, 0, 2)
+    return AttentionBlock(
+        attention=f"{block}.attn",
+        pre_norm=f"{block}.ln_1",
+        post_norm=f"{block}.ln_2" if post else None,
+        W_V=W_V,
+        W_O=W_O,
+        description=f"GPT-2 block {L}: ln_1, attention{', ln_2' * post}",
+    )
+
+
+def attention_block(model: nn.Module, up: Site, down: Site) -> AttentionBlock | None:
+    """The single attention block between `up` and `down`, or None when the pair is not one
+    the factored path supports (the module docstring lists them)."""
+    for kind, prefix in _layer_lists(model):
+        pair = _bert_pair if kind == "bert" else _gpt2_pair
+        found = pair(model, prefix, up, down)
+        if found is not None:
+            return found
+    return None
+
+
+# ---- one clean pass: activations, patterns, norm scales ---------------------------------------
+
+
+def frozen_sdpa_pattern(
+    query: Tensor,
+    key: Tensor,
+    attn_mask: Tensor | None,
+    is_causal: bool,
+    scale: float | None,
+    enable_gqa: bool,
+) -> Tensor:
+    """The (detached, float32) attention pattern `scaled_dot_product_attention` applies."""
+    if enable_gqa and key.shape[-3] != query.shape[-3]:
+        key = key.repeat_interleave(query.shape[-3] // key.shape[-3], dim=-3)
+    scale = 1.0 / math.sqrt(query.shape[-1]) if scale is None else scale
+    scores = query @ key.transpose(-2, -1) * scale  # (..., L, S)
+    if is_causal:
+        L, S = scores.shape[-2:]
+        keep = torch.ones(L, S, dtype=torch.bool, device=scores.device).tril()
+        scores = scores.masked_fill(~keep, float("-inf"))
+    if attn_mask is not None:
+        if attn_mask.dtype == torch.bool:
+            scores = scores.masked_fill(~attn_mask, float("-inf"))
+        else:
+            scores = scores + attn_mask
+    return torch.softmax(scores.float(), dim=-1).detach()
+
+
+def _sdpa_pattern(
+    query: Tensor,
+    key: Tensor,
+    value: Tensor,
+    attn_mask: Tensor | None = None,
+    dropout_p: float = 0.0,
+    is_causal: bool = False,
+    scale: float | None = None,
+    enable_gqa: bool = False,
+) -> Tensor:
+    return frozen_sdpa_pattern(query, key, attn_mask, is_causal, scale, enable_gqa)
+
+
+class _PatternReader(TorchFunctionMode):
+    """Keeps the attention pattern computed while `inside` (set by hooks on the block's
+    attention module): the output of its softmax, or the pattern inside its SDPA call."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inside = False
+        self.pattern: Tensor | None = None
+
+    def __torch_function__(
+        self, func: Any, types: Any, args: tuple[Any, ...] = (), kwargs: Any = None
+    ) -> Any:
+        kwargs = kwargs or {}
+        if self.inside:
+            if func is F.scaled_dot_product_attention:
+                pattern = _sdpa_pattern(*args, **kwargs)
+                value = kwargs.get("value", args[2] if len(args) > 2 else None)
+                self.pattern = pattern
+                if value.shape[-3] != pattern.shape[-3]:  # grouped-query attention
+                    value = value.repeat_interleave(pattern.shape[-3] // value.shape[-3], -3)
+                return pattern.to(value.dtype) @ value
+            if func in (F.softmax, torch.softmax, Tensor.softmax):
+                out = func(*args, **kwargs)
+                self.pattern = out
+                return out
+        return func(*args, **kwargs)
+
+
+@dataclass
+class _Pass:
+    z_up: Tensor  # (B, T, n_up), zero off text tokens
+    fire: Tensor  # (B, T, n_feats) bool: downstream feature fires at a text token
+    pattern: Tensor  # (B, H, T, T) float32, A[t, s]
+    inv_pre: Tensor  # (B, T) 1 / sigma of the pre norm at s (ones without one)
+    inv_post: Tensor  # (B, T) 1 / sigma of the post norm at t (ones without one)
+
+
+def _inverse_std(norm: nn.Module, store: dict[str, Tensor], key: str) -> Callable[..., None]:
+    eps = float(getattr(norm, "eps", 1e-5))
+
+    def hook(mod: nn.Module, args: tuple[Any, ...]) -> None:
+        x = args[0].float()
+        store[key] = torch.rsqrt(x.var(-1, unbiased=False) + eps)
+
+    return hook
+
+
+@torch.no_grad()
+def _clean_pass(
+    model: nn.Module,
+    block: AttentionBlock,
+    sae_up: Any,
+    sae_down: Any,
+    up: Site,
+    down: Site,
+    feats: Tensor,
+    batch: PaddedBatch,
+) -> _Pass:
+    inputs = {"input_ids": batch.input_ids, "attention_mask": batch.attention_mask}
+    scales: dict[str, Tensor] = {}
+    reader_mode = _PatternReader()
+    attention = model.get_submodule(block.attention)
+    handles = [
+        attention.register_forward_pre_hook(lambda m, a: setattr(reader_mode, "inside", True)),
+        attention.register_forward_hook(lambda m, a, o: setattr(reader_mode, "inside", False)),
+    ]
+    for key, name in (("pre", block.pre_norm), ("post", block.post_norm)):
+        if name is not None:
+            norm = model.get_submodule(name)
+            handles.append(norm.register_forward_pre_hook(_inverse_std(norm, scales, key)))
+    try:
+        with (
+            read_sites(model, [up, down], early_exit=True) as reader,
+            reader_mode,
+            contextlib.suppress(_StopForward),
+        ):
+            _call(model, inputs)
+    finally:
+        for h in handles:
+            h.remove()
+    pattern = reader_mode.pattern
+    B, T = batch.input_ids.shape
+    if pattern is None or pattern.shape != (B, block.heads, T, T):
+        got = None if pattern is None else tuple(pattern.shape)
+        raise RuntimeError(
+            f"circuits: expected one attention pattern [{B}, {block.heads}, {T}, {T}] from "
+            f"{block.attention!r}, got {got}; use method='autograd'"
+        )
+    h_up, h_down = reader.values[up.name], reader.values[down.name]
+    text = batch.text[..., None]
+    z_up = sae_up.encode(h_up.flatten(0, 1)).view(B, T, -1) * text
+    z_down = sae_down.encode(h_down.flatten(0, 1)).view(B, T, -1)[..., feats]
+    ones = torch.ones(B, T, device=h_up.device)
+    return _Pass(
+        z_up=z_up.float(),
+        fire=(z_down > 0) & text,
+        pattern=pattern.float(),
+        inv_pre=scales.get("pre", ones),
+        inv_post=scales.get("post", ones),
+    )
+
+
+def _mixed(p: _Pass, fire: Tensor) -> Tensor:
+    """`[B, H + 1, T, n]`: Y_0 = M / sigma_post and Y_h = diag(1/sigma_pre) A_h^T Y_0, for the
+    `n` columns of `fire` (`[B, T, n]`)."""
+    y0 = fire.float() * p.inv_post[..., None]  # (B, T, n)
+    yh = p.pattern.transpose(-1, -2) @ y0[:, None]  # (B, H, T, n): sum_t A[t, s] y0[t]
+    yh = yh * p.inv_pre[:, None, :, None]
+    return torch.cat([y0[:, None], yh], dim=1)
+
+
+# ---- the context-free factors -----------------------------------------------------------------
+
+
+def _centre(x: Tensor) -> Tensor:
+    return x - x.mean(-1, keepdim=True)
+
+
+def _factors(
+    block: AttentionBlock, model: nn.Module, sae_up: Any, sae_down: Any, feats: Tensor
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """(D, E, L, R), float64: V_0 = D @ E.T and V_h = L[h] @ R[h].T, D `[n_up, d]`, E
+    `[n_feats, d]`, L `[H, n_up, d_head]`, R `[H, n_feats, d_head]`."""
+    D = sae_up.W_dec.detach().double()  # (n_up, d): d_a
+    E = sae_down.W_enc.detach().double()[:, feats].t()  # (n, d): e_b
+    if block.post_norm is not None:  # P G_post e_b
+        norm = model.get_submodule(block.post_norm)
+        E = _centre(E * _gamma(norm, E))
+    Dv = D
+    if block.pre_norm is not None:  # G_pre P d_a
+        norm = model.get_submodule(block.pre_norm)
+        Dv = _centre(D) * _gamma(norm, D)
+    L = torch.einsum("hkd,ad->hak", block.W_V.double(), Dv)  # W_V^h G P d_a
+    R = torch.einsum("hdk,bd->hbk", block.W_O.double(), E)  # W_O^h^T P G e_b
+    return D, E, L, R
+
+
+def _gamma(norm: nn.Module, like: Tensor) -> Tensor:
+    weight = getattr(norm, "weight", None)
+    if weight is None:
+        return torch.ones(like.shape[-1], dtype=like.dtype, device=like.device)
+    return weight.detach().to(like.dtype)
+
+
+def _weights(factors: tuple[Tensor, Tensor, Tensor, Tensor]) -> Tensor:
+    """`[H + 1, n_up, n_feats]` float64: V_0 and each V_h (for tests and small sizes)."""
+    D, E, L, R = factors
+    return torch.cat([(D @ E.t())[None], L @ R.transpose(-1, -2)])
+
+
+# ---- the passes -------------------------------------------------------------------------------
+
+
+def factored_sums(
+    model: nn.Module,
+    block: AttentionBlock,
+    sae_up: Any,
+    sae_down: Any,
+    up: Site,
+    down: Site,
+    feats: Tensor,
+    batches: Sequence[PaddedBatch],
+    progress: bool = False,
+) -> Tensor:
+    """`[n_feats, n_up]` float64: sum over the contexts of `batches` of edge_c(a, b)."""
+    n_up, n = int(sae_up.W_dec.shape[0]), int(feats.numel())
+    H1 = block.heads + 1
+    device = feats.device
+    # C[a, h * n + j]: C_h summed over contexts, h = 0 the residual path.
+    C = torch.zeros(n_up, H1 * n, dtype=torch.float64, device=device)
+    offsets = torch.arange(H1, device=device)[:, None] * n
+    bar = progress_bar(len(batches), desc="circuits (factored)", unit="batch", enabled=progress)
+    for batch in batches:
+        bar.update(1)
+        p = _clean_pass(model, block, sae_up, sae_down, up, down, feats, batch)
+        B, T = batch.input_ids.shape
+        ua = p.z_up.flatten(0, 1).any(0).nonzero().flatten()  # upstream features on here
+        ub = p.fire.flatten(0, 1).any(0).nonzero().flatten()  # downstream features firing
+        if ua.numel() == 0 or ub.numel() == 0:
+            continue
+        y = _mixed(p, p.fire[..., ub])  # (B, H1, T, |ub|)
+        y = y.permute(0, 2, 1, 3).reshape(B * T, H1 * int(ub.numel()))
+        z = p.z_up[..., ua].flatten(0, 1).t().to_sparse_csr()  # (|ua|, B T), k per column
+        block_sum = torch.sparse.mm(z, y) if z.values().numel() else None  # (|ua|, H1 |ub|)
+        if block_sum is None:
+            continue
+        cols = (offsets + ub[None]).flatten()
+        C.index_put_((ua[:, None], cols[None]), block_sum.double(), accumulate=True)
+    bar.close()
+    factors = _factors(block, model, sae_up, sae_down, feats)
+    D, E, L, R = factors
+    sums = (D @ E.t()) * C[:, :n]
+    for h in range(block.heads):
+        sums += (L[h] @ R[h].t()) * C[:, (h + 1) * n : (h + 2) * n]
+    return sums.t().contiguous()
+
+
+def factored_series(
+    model: nn.Module,
+    block: AttentionBlock,
+    sae_up: Any,
+    sae_down: Any,
+    up: Site,
+    down: Site,
+    feats: Tensor,
+    batches: Sequence[PaddedBatch],
+    pairs: Sequence[tuple[int, int]],
+) -> tuple[Tensor, Tensor]:
+    """(`[len(pairs), contexts]` float64 edge_c for each (row of `feats`, upstream feature)
+    pair, `[contexts, n_up]` bool: upstream features active in each context)."""
+    device = feats.device
+    rows = torch.tensor([r for r, _ in pairs], dtype=torch.long, device=device)
+    ups = torch.tensor([a for _, a in pairs], dtype=torch.long, device=device)
+    D, E, L, R = _factors(block, model, sae_up, sae_down, feats[rows])
+    # V at each pair: (H1, n_pairs).
+    v = torch.cat([(D[ups] * E).sum(-1)[None], (L[:, ups] * R).sum(-1)])
+    series, active = [], []
+    for batch in batches:
+        p = _clean_pass(model, block, sae_up, sae_down, up, down, feats, batch)
+        active.append((p.z_up > 0).any(1).cpu())
+        y = _mixed(p, p.fire[..., rows])  # (B, H1, T, n_pairs)
+        z = p.z_up[..., ups]  # (B, T, n_pairs)
+        c = torch.einsum("bhtp,btp->bhp", y.double(), z.double())  # (B, H1, n_pairs)
+        series.append((c * v[None]).sum(1).cpu())  # (B, n_pairs)
+    return torch.cat(series).t().contiguous(), torch.cat(active)
