@@ -400,12 +400,6 @@ def _gamma(norm: nn.Module, like: Tensor) -> Tensor:
     return weight.detach().to(like.dtype)
 
 
-def _weights(factors: tuple[Tensor, Tensor, Tensor, Tensor]) -> Tensor:
-    """`[H + 1, n_up, n_feats]` float64: V_0 and each V_h (for tests and small sizes)."""
-    D, E, L, R = factors
-    return torch.cat([(D @ E.t())[None], L @ R.transpose(-1, -2)])
-
-
 # ---- the passes -------------------------------------------------------------------------------
 
 
@@ -422,35 +416,42 @@ def factored_sums(
 ) -> Tensor:
     """`[n_feats, n_up]` float64: sum over the contexts of `batches` of edge_c(a, b)."""
     n_up, n = int(sae_up.W_dec.shape[0]), int(feats.numel())
-    H1 = block.heads + 1
     device = feats.device
-    # C[a, h * n + j]: C_h summed over contexts, h = 0 the residual path.
-    C = torch.zeros(n_up, H1 * n, dtype=torch.float64, device=device)
-    offsets = torch.arange(H1, device=device)[:, None] * n
+    D, E, L, R = _factors(block, model, sae_up, sae_down, feats)
+    L32, R32 = L.float(), R.float()
+    # C_0 summed over contexts (times V_0 once at the end), and the heads' terms
+    # sum_h V_h * C_h summed over contexts: V_h's block for a context's active features comes
+    # from its low-rank factors (d_head wide), cheaper than 12 more accumulators to update.
+    C0 = torch.zeros(n_up, n, dtype=torch.float64, device=device)
+    S = torch.zeros(n_up, n, dtype=torch.float64, device=device)
     bar = progress_bar(len(batches), desc="circuits (factored)", unit="batch", enabled=progress)
     for batch in batches:
         bar.update(1)
         p = _clean_pass(model, block, sae_up, sae_down, up, down, feats, batch)
-        B, T = batch.input_ids.shape
-        ua = p.z_up.flatten(0, 1).any(0).nonzero().flatten()  # upstream features on here
-        ub = p.fire.flatten(0, 1).any(0).nonzero().flatten()  # downstream features firing
-        if ua.numel() == 0 or ub.numel() == 0:
-            continue
-        y = _mixed(p, p.fire[..., ub])  # (B, H1, T, |ub|)
-        y = y.permute(0, 2, 1, 3).reshape(B * T, H1 * int(ub.numel()))
-        z = p.z_up[..., ua].flatten(0, 1).t().to_sparse_csr()  # (|ua|, B T), k per column
-        block_sum = torch.sparse.mm(z, y) if z.values().numel() else None  # (|ua|, H1 |ub|)
-        if block_sum is None:
-            continue
-        cols = (offsets + ub[None]).flatten()
-        C.index_put_((ua[:, None], cols[None]), block_sum.double(), accumulate=True)
+        for i in range(int(batch.input_ids.shape[0])):
+            # Only the upstream features on in this context and the downstream ones firing.
+            ua = p.z_up[i].any(0).nonzero().flatten()
+            ub = p.fire[i].any(0).nonzero().flatten()
+            if ua.numel() == 0 or ub.numel() == 0:
+                continue
+            zt = p.z_up[i][:, ua].t()  # (|ua|, T)
+            y = _mixed(_one(p, i), p.fire[i : i + 1, :, ub])[0]  # (H1, T, |ub|)
+            where = (ua[:, None], ub[None])
+            C0.index_put_(where, (zt @ y[0]).double(), accumulate=True)
+            heads = torch.zeros(int(ua.numel()), int(ub.numel()), device=device)
+            Lu, Rb = L32[:, ua], R32[:, ub]
+            for h in range(block.heads):
+                heads.addcmul_(zt @ y[h + 1], Lu[h] @ Rb[h].t())
+            S.index_put_(where, heads.double(), accumulate=True)
     bar.close()
-    factors = _factors(block, model, sae_up, sae_down, feats)
-    D, E, L, R = factors
-    sums = (D @ E.t()) * C[:, :n]
-    for h in range(block.heads):
-        sums += (L[h] @ R[h].t()) * C[:, (h + 1) * n : (h + 2) * n]
-    return sums.t().contiguous()
+    S += C0 * (D.float() @ E.float().t()).double()  # float32 GEMM: 1e-7 relative
+    return S.t().contiguous()
+
+
+def _one(p: _Pass, i: int) -> _Pass:
+    """Context `i` of the pass, as a pass of one."""
+    sl = slice(i, i + 1)
+    return _Pass(p.z_up[sl], p.fire[sl], p.pattern[sl], p.inv_pre[sl], p.inv_post[sl])
 
 
 def factored_series(

@@ -54,7 +54,8 @@ def run(args: argparse.Namespace) -> int:
     s = result.summary()
     lines = [
         f"edges {s['site_up']} -> {s['site_down']} over {s['contexts']} sentences, "
-        f"{s['n_down']} downstream features, top {s['top_k']} each -> {args.out}",
+        f"{s['n_down']} downstream features, top {s['top_k']} each ({s['method']}) -> "
+        f"{args.out}",
         f"null: |weight| over all pairs, q95 {s['null']['quantiles']['q95']:.4g}",
     ]
     br = s["braids"]
