@@ -136,3 +136,21 @@ def test_method_choice(tiny_bert, sentences) -> None:
         analyze_circuits(tiny_bert, su, sd, sentences, method="factored", frozen=False, **kw)
     with pytest.raises(ParameterError, match="method must be one of"):
         analyze_circuits(tiny_bert, su, sd, sentences, method="fast", **kw)
+
+
+def test_token_and_block_orders_agree(tiny_bert) -> None:
+    from polysemy.analysis.circuits_factored import factored_sums
+
+    model = tiny_bert.model
+    up = get_site(model, "encoder.layer.0.output")
+    down = get_site(model, "encoder.layer.1.attention.output")
+    su, sd = _sae(32, 40, up.name, 0, k=6), _sae(32, 48, down.name, 1)
+    ids = torch.randint(5, 900, (4, 9), generator=torch.Generator().manual_seed(0))
+    ones = torch.ones_like(ids)
+    batches = [PaddedBatch(ids, ones, ones.bool())]
+    block = attention_block(model, up, down)
+    run = lambda order: factored_sums(model, block, su, sd, up, down, torch.arange(48),  # noqa: E731
+                                      batches, order=order)  # fmt: skip
+    tokens, blocks = run("tokens"), run("blocks")
+    assert blocks.abs().max() > 0
+    torch.testing.assert_close(tokens, blocks, atol=1e-5 * float(blocks.abs().max()), rtol=1e-5)

@@ -413,15 +413,22 @@ def factored_sums(
     feats: Tensor,
     batches: Sequence[PaddedBatch],
     progress: bool = False,
+    order: str = "auto",
 ) -> Tensor:
-    """`[n_feats, n_up]` float64: sum over the contexts of `batches` of edge_c(a, b)."""
+    """`[n_feats, n_up]` float64: sum over the contexts of `batches` of edge_c(a, b).
+
+    `order` ("auto", "tokens" or "blocks": speed, not results) says how a context's heads
+    term is formed (`_heads_by_tokens`, `_heads_by_blocks`); "auto" takes the one with fewer
+    multiplications for that context."""
     n_up, n = int(sae_up.W_dec.shape[0]), int(feats.numel())
     device = feats.device
     D, E, L, R = _factors(block, model, sae_up, sae_down, feats)
     L32, R32 = L.float(), R.float()
+    L_all = L32.permute(1, 0, 2).reshape(n_up, -1)  # (n_up, H d_head): [a, (h, r)]
+    H, d_head = int(L.shape[0]), int(L.shape[2])
     # C_0 summed over contexts (times V_0 once at the end), and the heads' terms
-    # sum_h V_h * C_h summed over contexts: V_h's block for a context's active features comes
-    # from its low-rank factors (d_head wide), cheaper than 12 more accumulators to update.
+    # sum_h V_h * C_h summed over contexts: V_h for a context's active features comes from
+    # its low-rank factors (d_head wide), cheaper than 12 more accumulators to update.
     C0 = torch.zeros(n_up, n, dtype=torch.float64, device=device)
     S = torch.zeros(n_up, n, dtype=torch.float64, device=device)
     bar = progress_bar(len(batches), desc="circuits (factored)", unit="batch", enabled=progress)
@@ -430,22 +437,54 @@ def factored_sums(
         p = _clean_pass(model, block, sae_up, sae_down, up, down, feats, batch)
         for i in range(int(batch.input_ids.shape[0])):
             # Only the upstream features on in this context and the downstream ones firing.
-            ua = p.z_up[i].any(0).nonzero().flatten()
-            ub = p.fire[i].any(0).nonzero().flatten()
+            z, fire = p.z_up[i], p.fire[i]  # (T, n_up), (T, n)
+            ua = z.any(0).nonzero().flatten()
+            ub = fire.any(0).nonzero().flatten()
             if ua.numel() == 0 or ub.numel() == 0:
                 continue
-            zt = p.z_up[i][:, ua].t()  # (|ua|, T)
-            y = _mixed(_one(p, i), p.fire[i : i + 1, :, ub])[0]  # (H1, T, |ub|)
+            T = int(z.shape[0])
+            kz = int((z != 0).sum(1).max())  # most upstream features on at one token
+            y = _mixed(_one(p, i), fire[None, :, ub])[0]  # (H1, T, |ub|)
+            zt = z[:, ua].t()  # (|ua|, T)
             where = (ua[:, None], ub[None])
             C0.index_put_(where, (zt @ y[0]).double(), accumulate=True)
-            heads = torch.zeros(int(ua.numel()), int(ub.numel()), device=device)
-            Lu, Rb = L32[:, ua], R32[:, ub]
-            for h in range(block.heads):
-                heads.addcmul_(zt @ y[h + 1], Lu[h] @ Rb[h].t())
+            by_tokens = T * kz * H * d_head <= H * int(ua.numel()) * (T + d_head)
+            if order == "tokens" or (order == "auto" and by_tokens):
+                heads = _heads_by_tokens(z, ua, y[1:], L_all, R32[:, ub], kz)
+            else:
+                heads = _heads_by_blocks(zt, y[1:], L32[:, ua], R32[:, ub])
             S.index_put_(where, heads.double(), accumulate=True)
     bar.close()
     S += C0 * (D.float() @ E.float().t()).double()  # float32 GEMM: 1e-7 relative
     return S.t().contiguous()
+
+
+def _heads_by_blocks(zt: Tensor, y: Tensor, Lu: Tensor, Rb: Tensor) -> Tensor:
+    """`[|ua|, |ub|]`: sum_h (Z^T Y_h) * V_h on the active block, head by head (dense
+    |ua| x T x |ub| products: for dictionaries with many features on per token)."""
+    heads = torch.zeros(zt.shape[0], y.shape[-1], device=zt.device)
+    for h in range(y.shape[0]):
+        heads.addcmul_(zt @ y[h], Lu[h] @ Rb[h].t())
+    return heads
+
+
+def _heads_by_tokens(
+    z: Tensor, ua: Tensor, y: Tensor, L_all: Tensor, Rb: Tensor, kz: int, chunk: int = 16
+) -> Tensor:
+    """The same block, token by token: sum_h Y_h[s, b] V_h[a, b] = L[a] . (Y[s, b] R[b]) over
+    the (h, r) index (H d_head = d wide), for the kz features on at each token s: T x kz x d x
+    |ub| multiplications instead of H x |ua| x (T + d_head) x |ub| (fewer for sparse codes)."""
+    vals, idx = z.topk(kz, dim=1)  # (T, kz): each token's features (zeros pad)
+    local = torch.searchsorted(ua, idx).clamp_(max=int(ua.numel()) - 1)
+    heads = torch.zeros(int(ua.numel()), y.shape[-1], device=z.device)
+    H, T, nb = y.shape
+    Rt = Rb.transpose(1, 2).contiguous()  # (H, d_head, |ub|)
+    for s in range(0, T, chunk):
+        ys = y[:, s : s + chunk].transpose(0, 1).contiguous()  # (t, H, |ub|)
+        W = (ys[:, :, None, :] * Rt[None]).reshape(ys.shape[0], -1, nb)  # (t, H d_head, |ub|)
+        rows = torch.bmm(L_all[idx[s : s + chunk]], W) * vals[s : s + chunk, :, None]
+        heads.index_add_(0, local[s : s + chunk].flatten(), rows.flatten(0, 1))
+    return heads
 
 
 def _one(p: _Pass, i: int) -> _Pass:
