@@ -166,12 +166,16 @@ def issue(args: argparse.Namespace) -> None:
     full = analyze_circuits(loaded, up, down, ids, **base, examples=args.contexts,
                             method="factored", progress=True)  # fmt: skip
     t_full = time.perf_counter() - t0
-    print(f"full: {args.contexts} windows x {args.d_sae} downstream features, factored "
-          f"({full.method}), measured: {t_full:.1f} s = {t_full / 60:.1f} min")
+    print(
+        f"full: {args.contexts} windows x {args.d_sae} downstream features, factored "
+        f"({full.method}), measured: {t_full:.1f} s = {t_full / 60:.1f} min"
+    )
     for name in ("vmapped", "one_per_feature"):
         est = times[name] * scale
-        print(f"  {name:<16} extrapolated x{scale:.0f} from the subset: {est / 3600:.1f} h "
-              f"({est / t_full:.0f}x the factored run)")
+        print(
+            f"  {name:<16} extrapolated x{scale:.0f} from the subset: {est / 3600:.1f} h "
+            f"({est / t_full:.0f}x the factored run)"
+        )
 
 
 if __name__ == "__main__":

@@ -118,7 +118,8 @@ def test_supported_pairs(tiny_bert, tiny_gpt2) -> None:
                       "encoder.layer.1.attention.output")]:  # fmt: skip
         assert block(tiny_bert, up, down) is None, (up, down)
     for up, down in [("h.0.output", "h.1.output"), ("h.1.ln_1.input", "h.1.ln_2.input"),
-                     ("h.0.input", "h.1.ln_2.input"), ("h.1.input", "h.1.attn.output")]:  # fmt: skip
+                     ("h.0.input", "h.1.ln_2.input"),
+                     ("h.1.input", "h.1.attn.output")]:  # fmt: skip
         assert block(tiny_gpt2, up, down) is None, (up, down)
 
 

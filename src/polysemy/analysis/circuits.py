@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
@@ -531,7 +530,7 @@ def analyze_circuits(
         if config.features_down
         else torch.arange(d_down)
     ).to(device)
-    n_down, d_up = int(feats.numel()), int(sae_up.W_dec.shape[0])
+    d_up = int(sae_up.W_dec.shape[0])
     block = _factored_block(model, up, down, config)
     edges = None if block is not None else _Edges(model, sae_up, sae_down, up, down, config.frozen)
     contexts = sum(int(b.input_ids.shape[0]) for b in batches)

@@ -33,11 +33,12 @@ contexts of edge_c is the same number the autograd path computes (tests hold the
 
 Supported site pairs (module, direction), P any prefix of the transformer's layer list:
 
-- BERT-like (post-LN), layer L >= 1: U is layer L-1's output (`encoder.layer.{L-1}`,
-  `...output`, `...output.LayerNorm`, or layer L's or its `attention`'s input) - for L = 0
-  the embeddings' output - and D is layer L's attention output after its LayerNorm (`encoder.layer.L.attention`,
-  `...attention.output`, `...attention.output.LayerNorm`, `...intermediate` input) or
-  before it (`...attention.output.LayerNorm` input).
+- BERT-like (post-LN), layer L: U is the residual entering layer L (layer L-1's output:
+  `encoder.layer.{L-1}`, `...output` or `...output.LayerNorm` output; layer L's or its
+  `attention`'s input; for L = 0 the output of `embeddings`, its LayerNorm or dropout) and D
+  is layer L's attention output after its LayerNorm (`encoder.layer.L.attention`,
+  `...attention.output` or `...attention.output.LayerNorm` output, `...intermediate` or
+  `...intermediate.dense` input) or before it (`...attention.output.LayerNorm` input).
 - GPT-2-like (pre-LN): U is block L's input (`h.L` input, `h.{L-1}` output, `drop`
   output for L = 0) and D is the residual after the attention (`h.L.ln_2`
   input) or after ln_2 (`h.L.ln_2` output, `h.L.mlp` input).
@@ -136,9 +137,9 @@ def _bert_pair(model: nn.Module, p: str, up: Site, down: Site) -> AttentionBlock
     rest = down.module[len(layer) + 1 :]
     if rest == "attention.output.LayerNorm":
         post = down.direction == "output"  # its input: the residual before the norm
-    elif rest in ("attention", "attention.output") and down.direction == "output":
-        post = True
-    elif rest.startswith("intermediate") and down.direction == "input":
+    elif (rest in ("attention", "attention.output") and down.direction == "output") or (
+        rest.startswith("intermediate") and down.direction == "input"
+    ):
         post = True
     else:
         return None
@@ -153,12 +154,13 @@ def _bert_pair(model: nn.Module, p: str, up: Site, down: Site) -> AttentionBlock
                 (f"{p}embeddings.dropout", "output")}  # fmt: skip
     if (up.module, up.direction) not in ups:
         return None
-    self_ = model.get_submodule(f"{layer}.attention.self")
+    self_: Any = model.get_submodule(f"{layer}.attention.self")
     heads = int(self_.num_attention_heads)
     W = self_.value.weight.detach()  # (heads * d_head, d)
     d_head = W.shape[0] // heads
     W_V = W.view(heads, d_head, -1)
-    W_O = model.get_submodule(f"{layer}.attention.output.dense").weight.detach()  # (d, h*dh)
+    dense: Any = model.get_submodule(f"{layer}.attention.output.dense")
+    W_O = dense.weight.detach()  # (d, heads * d_head)
     W_O = W_O.view(W_O.shape[0], heads, d_head).permute(1, 0, 2)
     norm = f"{layer}.attention.output.LayerNorm"
     return AttentionBlock(
@@ -187,7 +189,7 @@ def _gpt2_pair(model: nn.Module, p: str, up: Site, down: Site) -> AttentionBlock
     ups |= {(f"{p}h.{L - 1}", "output")} if L > 0 else {(f"{p}drop", "output")}
     if (up.module, up.direction) not in ups:
         return None
-    attn = model.get_submodule(f"{block}.attn")
+    attn: Any = model.get_submodule(f"{block}.attn")
     heads = int(attn.num_heads)
     d = int(attn.c_proj.weight.shape[1])
     d_head = d // heads
@@ -477,7 +479,7 @@ def _heads_by_tokens(
     vals, idx = z.topk(kz, dim=1)  # (T, kz): each token's features (zeros pad)
     local = torch.searchsorted(ua, idx).clamp_(max=int(ua.numel()) - 1)
     heads = torch.zeros(int(ua.numel()), y.shape[-1], device=z.device)
-    H, T, nb = y.shape
+    T, nb = y.shape[1:]
     Rt = Rb.transpose(1, 2).contiguous()  # (H, d_head, |ub|)
     for s in range(0, T, chunk):
         ys = y[:, s : s + chunk].transpose(0, 1).contiguous()  # (t, H, |ub|)
