@@ -72,6 +72,11 @@ def test_gpt2_factored_equals_autograd(tiny_gpt2, up: str, down: str) -> None:
     _same(tiny_gpt2, up, down, ids, 32, 6, site_up=up, site_down=down)
 
 
+def test_some_downstream_features(tiny_bert, sentences) -> None:
+    up, down = "encoder.layer.0.output", "encoder.layer.1.attention.output"
+    _same(tiny_bert, up, down, sentences, 32, 5, seq_len=10, features_down=(3, 7, 11, 20))
+
+
 def test_minilm_layer3_to_layer4(sentences) -> None:
     loaded = load_model("minilm")
     up, down = "encoder.layer.3.output", "encoder.layer.4.attention.output"
