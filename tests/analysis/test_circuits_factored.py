@@ -72,6 +72,11 @@ def test_gpt2_factored_equals_autograd(tiny_gpt2, up: str, down: str) -> None:
     _same(tiny_gpt2, up, down, ids, 32, 6, site_up=up, site_down=down)
 
 
+def test_gpt2_padded_sentences(tiny_gpt2, gpt2_docs) -> None:
+    docs = [" ".join(d.split()[: 3 + i % 6]) for i, d in enumerate(gpt2_docs)]  # lengths vary
+    _same(tiny_gpt2, "h.0.output", "h.1.ln_2.output", docs, 32, 6, seq_len=12)
+
+
 def test_some_downstream_features(tiny_bert, sentences) -> None:
     up, down = "encoder.layer.0.output", "encoder.layer.1.attention.output"
     _same(tiny_bert, up, down, sentences, 32, 5, seq_len=10, features_down=(3, 7, 11, 20))
