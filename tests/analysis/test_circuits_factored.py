@@ -72,6 +72,17 @@ def test_gpt2_factored_equals_autograd(tiny_gpt2, up: str, down: str) -> None:
     _same(tiny_gpt2, up, down, ids, 32, 6, site_up=up, site_down=down)
 
 
+def test_gpt2_with_a_head_like_the_organism() -> None:
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(0)
+    config = GPT2Config(vocab_size=64, n_positions=16, n_embd=32, n_layer=2, n_head=4,
+                        bos_token_id=1, eos_token_id=1)  # fmt: skip
+    model = GPT2LMHeadModel(config).eval().requires_grad_(False)
+    ids = torch.randint(0, 64, (4, 9), generator=torch.Generator().manual_seed(1))
+    _same(model, "transformer.h.0.output", "transformer.h.1.ln_2.output", ids, 32, 4)
+
+
 def test_gpt2_padded_sentences(tiny_gpt2, gpt2_docs) -> None:
     docs = [" ".join(d.split()[: 3 + i % 6]) for i, d in enumerate(gpt2_docs)]  # lengths vary
     _same(tiny_gpt2, "h.0.output", "h.1.ln_2.output", docs, 32, 6, seq_len=12)
