@@ -471,7 +471,7 @@ def _heads_by_blocks(zt: Tensor, y: Tensor, Lu: Tensor, Rb: Tensor) -> Tensor:
 
 
 def _heads_by_tokens(
-    z: Tensor, ua: Tensor, y: Tensor, L_all: Tensor, Rb: Tensor, kz: int, chunk: int = 16
+    z: Tensor, ua: Tensor, y: Tensor, L_all: Tensor, Rb: Tensor, kz: int, chunk: int = 2
 ) -> Tensor:
     """The same block, token by token: sum_h Y_h[s, b] V_h[a, b] = L[a] . (Y[s, b] R[b]) over
     the (h, r) index (H d_head = d wide), for the kz features on at each token s: T x kz x d x
