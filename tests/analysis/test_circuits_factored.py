@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from polysemy.analysis.circuits import _autograd_series, _Edges, analyze_circuits
-from polysemy.analysis.circuits_factored import attention_block, factored_series
+from polysemy.analysis.circuits_factored import attention_block, factored_series, factored_sums
 from polysemy.analysis.replay import PaddedBatch
 from polysemy.models import load_model
 from polysemy.models.sites import get_site
@@ -115,10 +115,15 @@ def test_per_context_values_match(tiny_bert) -> None:
     want, want_active = _autograd_series(edges, feats, batches, pairs, chunk=8, contexts=5)
     block = attention_block(model, up, down)
     assert block is not None
-    got, active = factored_series(model, block, su, sd, up, down, feats, batches, pairs)
+    passes: list = []
+    factored_sums(model, block, su, sd, up, down, feats, batches, cache=passes)
+    assert len(passes) == 2 and passes[0].z_up.is_sparse  # kept compact for the second pass
     assert want.abs().max() > 0 and (want == 0).any()
-    torch.testing.assert_close(got, want, atol=1e-5 * float(want.abs().max()), rtol=1e-5)
-    assert torch.equal(active, want_active)
+    for cache in ([], passes[:1], passes):  # recomputed, half kept, all kept
+        got, active = factored_series(model, block, su, sd, up, down, feats, batches, pairs,
+                                      cache=cache)  # fmt: skip
+        torch.testing.assert_close(got, want, atol=1e-5 * float(want.abs().max()), rtol=1e-5)
+        assert torch.equal(active, want_active)
 
 
 def test_supported_pairs(tiny_bert, tiny_gpt2) -> None:
@@ -161,8 +166,6 @@ def test_method_choice(tiny_bert, sentences) -> None:
 
 
 def test_token_and_block_orders_agree(tiny_bert) -> None:
-    from polysemy.analysis.circuits_factored import factored_sums
-
     model = tiny_bert.model
     up = get_site(model, "encoder.layer.0.output")
     down = get_site(model, "encoder.layer.1.attention.output")

@@ -534,8 +534,10 @@ def analyze_circuits(
     block = _factored_block(model, up, down, config)
     edges = None if block is not None else _Edges(model, sae_up, sae_down, up, down, config.frozen)
     contexts = sum(int(b.input_ids.shape[0]) for b in batches)
+    passes: list[Any] = []  # the factored path's clean passes, kept for pass 2
     if block is not None:
-        sums = factored_sums(model, block, sae_up, sae_down, up, down, feats, batches, progress)
+        sums = factored_sums(model, block, sae_up, sae_down, up, down, feats, batches, progress,
+                             cache=passes)  # fmt: skip
     else:
         assert edges is not None
         sums = _autograd_sums(edges, feats, batches, config.chunk, progress)
@@ -556,7 +558,7 @@ def analyze_circuits(
     pairs = [(r, int(top_idx[r, c])) for r, c in zip(rows.tolist(), cols.tolist(), strict=True)]
     if block is not None:
         per_edge, active = factored_series(
-            model, block, sae_up, sae_down, up, down, feats, batches, pairs
+            model, block, sae_up, sae_down, up, down, feats, batches, pairs, cache=passes
         )
     else:
         assert edges is not None

@@ -295,6 +295,25 @@ class _Pass:
     inv_post: Tensor  # (B, T) 1 / sigma of the post norm at t (ones without one)
 
 
+CACHE_BYTES = 2 << 30
+"""Most bytes of clean passes `factored_sums` keeps for the second pass (about 1 MB per
+MiniLM context of 128 tokens, mostly the attention pattern); batches beyond it run again."""
+
+
+def _compact(p: _Pass) -> _Pass:
+    return _Pass(p.z_up.to_sparse(), p.fire.to_sparse(), p.pattern, p.inv_pre, p.inv_post)
+
+
+def _expand(p: _Pass) -> _Pass:
+    return _Pass(p.z_up.to_dense(), p.fire.to_dense(), p.pattern, p.inv_pre, p.inv_post)
+
+
+def _nbytes(p: _Pass) -> int:
+    dense = sum(t.numel() * t.element_size() for t in (p.pattern, p.inv_pre, p.inv_post))
+    # Sparse COO: one int64 index per dimension and one value per non-zero.
+    return dense + sum(t._nnz() * (8 * t.dim() + t.element_size()) for t in (p.z_up, p.fire))
+
+
 def _inverse_std(norm: nn.Module, store: dict[str, Tensor], key: str) -> Callable[..., None]:
     eps = float(getattr(norm, "eps", 1e-5))
 
@@ -416,12 +435,14 @@ def factored_sums(
     batches: Sequence[PaddedBatch],
     progress: bool = False,
     order: str = "auto",
+    cache: list[_Pass] | None = None,
 ) -> Tensor:
     """`[n_feats, n_up]` float64: sum over the contexts of `batches` of edge_c(a, b).
 
     `order` ("auto", "tokens" or "blocks": speed, not results) says how a context's heads
     term is formed (`_heads_by_tokens`, `_heads_by_blocks`); "auto" takes the one with fewer
-    multiplications for that context."""
+    multiplications for that context. With `cache`, the first batches' passes are appended
+    to it in compact form (up to `CACHE_BYTES` in all), for `factored_series` to reuse."""
     n_up, n = int(sae_up.W_dec.shape[0]), int(feats.numel())
     device = feats.device
     D, E, L, R = _factors(block, model, sae_up, sae_down, feats)
@@ -433,10 +454,14 @@ def factored_sums(
     # its low-rank factors (d_head wide), cheaper than 12 more accumulators to update.
     C0 = torch.zeros(n_up, n, dtype=torch.float64, device=device)
     S = torch.zeros(n_up, n, dtype=torch.float64, device=device)
+    used: list[int] = []  # bytes of each cached pass
     bar = progress_bar(len(batches), desc="circuits (factored)", unit="batch", enabled=progress)
     for batch in batches:
         bar.update(1)
         p = _clean_pass(model, block, sae_up, sae_down, up, down, feats, batch)
+        if cache is not None and len(cache) == len(used) and sum(used) < CACHE_BYTES:
+            cache.append(_compact(p))
+            used.append(_nbytes(cache[-1]))
         for i in range(int(batch.input_ids.shape[0])):
             # Only the upstream features on in this context and the downstream ones firing.
             z, fire = p.z_up[i], p.fire[i]  # (T, n_up), (T, n)
@@ -505,9 +530,11 @@ def factored_series(
     feats: Tensor,
     batches: Sequence[PaddedBatch],
     pairs: Sequence[tuple[int, int]],
+    cache: Sequence[_Pass] = (),
 ) -> tuple[Tensor, Tensor]:
     """(`[len(pairs), contexts]` float64 edge_c for each (row of `feats`, upstream feature)
-    pair, `[contexts, n_up]` bool: upstream features active in each context)."""
+    pair, `[contexts, n_up]` bool: upstream features active in each context). The first
+    `len(cache)` batches come from `cache` (`factored_sums`), the rest from a clean pass."""
     device = feats.device
     rows = torch.tensor([r for r, _ in pairs], dtype=torch.long, device=device)
     ups = torch.tensor([a for _, a in pairs], dtype=torch.long, device=device)
@@ -515,8 +542,11 @@ def factored_series(
     # V at each pair: (H1, n_pairs).
     v = torch.cat([(D[ups] * E).sum(-1)[None], (L[:, ups] * R).sum(-1)])
     series, active = [], []
-    for batch in batches:
-        p = _clean_pass(model, block, sae_up, sae_down, up, down, feats, batch)
+    for i, batch in enumerate(batches):
+        if i < len(cache):
+            p = _expand(cache[i])
+        else:
+            p = _clean_pass(model, block, sae_up, sae_down, up, down, feats, batch)
         active.append((p.z_up > 0).any(1).cpu())
         y = _mixed(p, p.fire[..., rows])  # (B, H1, T, n_pairs)
         z = p.z_up[..., ups]  # (B, T, n_pairs)
