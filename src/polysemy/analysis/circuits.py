@@ -32,6 +32,10 @@ Running sums over contexts hold one `[n_down, d_sae_up]` matrix; the top `top_k`
 features of each downstream feature are kept, and a second pass over the contexts recomputes
 the `top` strongest edges per context for their intervals.
 
+Where one attention block (and norms) is all that lies between U and D in a BERT- or
+GPT-2-like model, `method="auto"` computes the same numbers without any backward pass
+(`circuits_factored`: the frozen map factors into context-free weights times context sums).
+
 >>> result = analyze_circuits(loaded, sae_up, sae_down, corpus)  # doctest: +SKIP
 >>> result.edges[0]                                              # doctest: +SKIP
 {'up': 12, 'down': 40, 'weight': 0.81, 'ci': {...}, 'virtual': 0.12, ...}
