@@ -88,6 +88,46 @@ def test_gpt2_padded_sentences(tiny_gpt2, gpt2_docs) -> None:
     _same(tiny_gpt2, "h.0.output", "h.1.ln_2.output", docs, 32, 6, seq_len=12)
 
 
+def test_eager_bert_attention(sentences) -> None:
+    from transformers import BertConfig, BertModel
+
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2,
+                        num_attention_heads=4, intermediate_size=64,
+                        max_position_embeddings=64, attn_implementation="eager")  # fmt: skip
+    model = BertModel(config).eval().requires_grad_(False)
+    assert model.config._attn_implementation == "eager"  # the pattern comes from its softmax
+    ids = torch.randint(5, 900, (4, 9), generator=torch.Generator().manual_seed(2))
+    _same(model, "encoder.layer.0.output", "encoder.layer.1.attention.output", ids, 32, 4)
+
+
+def test_unreadable_pattern_falls_back(sentences) -> None:
+    """An attention function with a hand-written softmax: no pattern for the factored path to
+    read, so `auto` runs backward passes and `factored` says why it cannot."""
+    from transformers import AttentionInterface, BertConfig, BertModel
+
+    def by_hand(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kw):
+        scores = query @ key.transpose(2, 3) * (scaling or query.shape[-1] ** -0.5)
+        if attention_mask is not None:
+            scores = scores + attention_mask
+        e = (scores - scores.amax(-1, keepdim=True)).exp()
+        return ((e / e.sum(-1, keepdim=True)) @ value).transpose(1, 2).contiguous(), None
+
+    AttentionInterface.register("polysemy_test_by_hand", by_hand)
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2,
+                        num_attention_heads=4, intermediate_size=64, max_position_embeddings=64,
+                        attn_implementation="polysemy_test_by_hand")  # fmt: skip
+    model = BertModel(config).eval().requires_grad_(False)
+    up, down = "encoder.layer.0.output", "encoder.layer.1.attention.output"
+    su, sd = _sae(32, 40, up, 0), _sae(32, 48, down, 1)
+    ids = torch.randint(5, 900, (3, 8), generator=torch.Generator().manual_seed(2))
+    kw = {**_KW, "examples": 3}
+    assert analyze_circuits(model, su, sd, ids, **kw).method == "autograd"
+    with pytest.raises(RuntimeError, match="expected one attention pattern"):
+        analyze_circuits(model, su, sd, ids, method="factored", **kw)
+
+
 def test_some_downstream_features(tiny_bert, sentences) -> None:
     up, down = "encoder.layer.0.output", "encoder.layer.1.attention.output"
     _same(tiny_bert, up, down, sentences, 32, 5, seq_len=10, features_down=(3, 7, 11, 20))

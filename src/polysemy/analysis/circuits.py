@@ -57,6 +57,7 @@ from torch.overrides import TorchFunctionMode
 
 from polysemy.analysis.braids import braid_scores
 from polysemy.analysis.circuits_factored import (
+    PatternNotFound,
     factored_series,
     factored_sums,
     frozen_sdpa_pattern,
@@ -540,9 +541,16 @@ def analyze_circuits(
     contexts = sum(int(b.input_ids.shape[0]) for b in batches)
     passes: list[Any] = []  # the factored path's clean passes, kept for pass 2
     if block is not None:
-        sums = factored_sums(model, block, sae_up, sae_down, up, down, feats, batches, progress,
-                             cache=passes)  # fmt: skip
-    else:
+        try:
+            sums = factored_sums(model, block, sae_up, sae_down, up, down, feats, batches,
+                                 progress, cache=passes)  # fmt: skip
+        except PatternNotFound:
+            if config.method == "factored":
+                raise
+            logger.info("circuits: no attention pattern to read; using backward passes")
+            block, passes = None, []
+            edges = _Edges(model, sae_up, sae_down, up, down, config.frozen)
+    if block is None:
         assert edges is not None
         sums = _autograd_sums(edges, feats, batches, config.chunk, progress)
     mean = sums / contexts  # (n_down, d_up)

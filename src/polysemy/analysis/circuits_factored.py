@@ -286,6 +286,10 @@ class _PatternReader(TorchFunctionMode):
         return func(*args, **kwargs)
 
 
+class PatternNotFound(RuntimeError):
+    """The block's attention module computed no softmax or SDPA pattern this path can read."""
+
+
 @dataclass
 class _Pass:
     z_up: Tensor  # (B, T, n_up), zero off text tokens
@@ -361,7 +365,7 @@ def _clean_pass(
     B, T = batch.input_ids.shape
     if pattern is None or pattern.shape != (B, block.heads, T, T):
         got = None if pattern is None else tuple(pattern.shape)
-        raise RuntimeError(
+        raise PatternNotFound(
             f"circuits: expected one attention pattern [{B}, {block.heads}, {T}, {T}] from "
             f"{block.attention!r}, got {got}; use method='autograd'"
         )
