@@ -41,7 +41,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     for d in args.widths:
         t0 = time.perf_counter()
-        tp = n_true = fp = n_false = inconclusive = fp_raised = 0
+        tp = n_true = fp = n_false = inconclusive = fp_raised = tp_edges = fp_edges = 0
         rhos, gaps = [], []
         for seed in range(args.seeds):
             cal = calibrate_edge_ablation(
@@ -52,6 +52,8 @@ def main() -> None:
             fp += _count(cal.false_positive)
             n_false += cal.false_positive.n
             inconclusive += cal.inconclusive
+            tp_edges += _count(cal.true_positive_edges)
+            fp_edges += _count(cal.false_positive_edges)
             truth = cal.result.ablation["edges"] if cal.result.ablation else []
             fp_raised += sum(
                 e["verdict"] == "causal" and e["effect"] < 0 and abs(e["weight"]) < 1e-4
@@ -67,6 +69,8 @@ def main() -> None:
         print(_rate("planted edges inconclusive", inconclusive, n_true))
         print(_rate("non-edges called causal", fp, n_false))
         print(f"    of which removing a raised b (effect < 0): {fp_raised}/{fp}")
+        print(_rate("planted causal, random-edge null", tp_edges, n_true))
+        print(_rate("non-edges causal, random-edge null", fp_edges, n_false))
         print(f"  Spearman(linear weight, ablation effect) over planted edges, per seed: "
               f"{', '.join(f'{r:.3f}' for r in rhos)}")  # fmt: skip
         print(f"  relative gap sum|effect - weight| / sum|weight| over planted edges: "

@@ -10,7 +10,8 @@ on what the directions mean. Two pairs of sites, the same `pydocs` sentences:
   four LayerNorms between;
 - `encoder.layer.3.intermediate.intermediate_act_fn.output` (the MLP's neurons, 1536 wide)
   -> `encoder.layer.3.output`: the MLP's output projection and one LayerNorm, no MLP.
-Printed per pair: the ablated edges' causal fraction against random directions, Spearman of
+Printed per pair: the ablated edges' causal fraction against random directions and against
+random edges, Spearman of
 linear weight and ablation effect (over edges, and over (edge, sentence) pairs), the relative
 gap sum |effect - weight| / sum |weight|, and seconds.
 """
@@ -27,7 +28,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from circuits_speed import random_sae  # noqa: E402
+from circuits_speed import random_sae
 
 
 def _ci(d: dict | None) -> str:  # type: ignore[type-arg]
@@ -73,16 +74,21 @@ def main() -> None:
         agree = ab["agreement"]
         print(f"{name}: {site} -> encoder.layer.3.output, d_sae {args.d_sae}, "
               f"{args.contexts} sentences of <= {args.seq_len} tokens, top {args.ablate} of "
-              f"{args.features} downstream features' edges, {args.random} random directions")  # fmt: skip
+              f"{args.features} downstream features' edges, {args.random} random directions "
+              "and edges")  # fmt: skip
         print(f"  causal: {ab['causal_fraction']:.0%} [{ab['ci']['low']:.0%}, "
               f"{ab['ci']['high']:.0%}] of {ab['n_edges']}")  # fmt: skip
+        re = ab["random_edges"]
+        print(f"  causal against random edges: {re['causal_fraction']:.0%} "
+              f"[{re['ci']['low']:.0%}, {re['ci']['high']:.0%}]")  # fmt: skip
         print(f"  Spearman(weight, effect) over edges: {_ci(agree['spearman_edges'])}")
         print(f"  Spearman over (edge, sentence) pairs: {_ci(agree['spearman_contexts'])}")
         print(f"  relative gap: {agree['relative_gap']:.3f}")
         for e in ab["edges"][:5]:
             print(f"    {e['up']:>5} -> {e['down']:<4} weight {e['weight']:+.3g}  effect "
                   f"{e['effect']:+.3g} [{e['ci']['low']:+.3g}, {e['ci']['high']:+.3g}]  band "
-                  f"+-{e['null']['band']:.3g}  {e['verdict']}")  # fmt: skip
+                  f"+-{e['null']['band']:.3g}  {e['verdict']}; random-edge band "
+                  f"+-{e['null_edges']['band']:.3g}  {e['verdict_edges']}")  # fmt: skip
         print(f"  {seconds:.1f} s (circuits, braids and ablation)")
 
 

@@ -57,6 +57,12 @@ def test_planted_edges_causal_and_non_edges_not() -> None:
     assert cal.false_positive.estimate == 0.0
     assert cal.true_positive.estimate >= 0.5  # the rest inconclusive, none "not causal"
     assert cal.inconclusive == 24 - round(24 * cal.true_positive.estimate)
+    # Random edges into b from equally active features: b's other planted parent is often
+    # among them, so that null is strict here; non-edges still do not clear it.
+    assert cal.false_positive_edges.estimate <= 0.01
+    assert cal.true_positive_edges.estimate >= 0.3
+    for e in cal.result.ablation["edges"]:
+        assert e["up"] not in e["null_edges"]["up"] and len(e["null_edges"]["up"]) == 20
     # Attention pattern and LayerNorm scale move under the ablation, but no MLP: nearly equal.
     assert cal.spearman_planted > 0.9 and cal.relative_gap_planted < 0.2
 
@@ -85,10 +91,14 @@ def test_mlp_between_sites_parts_effect_from_edge(tmp_path, sentences) -> None:
     for e in ab["edges"]:
         assert e["ci"]["low"] <= e["effect"] <= e["ci"]["high"] and e["ci"]["n"] == 12
         assert e["verdict"] in ("causal", "not causal", "inconclusive")
+        assert e["verdict_edges"] in ("causal", "not causal", "inconclusive")
     folder = read_analysis(out, "circuits")
     tensors = folder.tensors("edges.safetensors")
     assert tensors["ablation_effects"].shape == (4, 12)
     assert tensors["ablation_null"].shape == (4, 10, 12)
+    assert tensors["ablation_null_edges"].shape == (4, 10, 12)
+    assert tensors["ablation_null_up"].shape == (4, 10)
+    assert set(ab["random_edges"]) >= {"causal_fraction", "ci", "quantiles"}
     assert folder.summary["ablation"]["causal_fraction"] == ab["causal_fraction"]
     # The standalone call ablates the same edges to the same effects.
     alone = ablate_edges(loaded, up, down, sentences, [(e["up"], e["down"]) for e in ab["edges"]],

@@ -582,6 +582,8 @@ def analyze_circuits(
         if ablation is not None:
             tensors["ablation_effects"] = ablation.effects
             tensors["ablation_null"] = ablation.null
+            tensors["ablation_null_edges"] = ablation.null_edges
+            tensors["ablation_null_up"] = ablation.null_up
             tensors["ablation_coactive"] = ablation.coactive
         write_analysis(
             out,

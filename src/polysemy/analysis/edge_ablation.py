@@ -24,6 +24,13 @@ direction chosen blind, read off b the same way. Per edge, the band is the 95th 
 effect lies wholly outside [-band, band], `not causal` when wholly inside, else
 `inconclusive`.
 
+Second null, random edges: for edge (a, b), `random` upstream features a' != a drawn from the
+5 x `random` whose summed activation over the contexts is nearest a's (in log; active ones
+only), each ablated the same way (z_a'(s) W_dec_up[a'] removed) and read off the same b:
+"is a -> b stronger than an edge into b from an equally active feature?". Its band and
+`verdict_edges` are formed as above. In a small dictionary the random a' are often b's other
+real parents, so this null is stricter there; in a large one they are mostly not edges.
+
 Agreement with the linear edge (when the per-context edges are given): the Spearman rank
 correlation of the edges' mean weight and mean ablation effect (bootstrap over edges), the same
 over (edge, context) pairs where a and b are both on (bootstrap over pairs), and the median
@@ -68,16 +75,23 @@ class EdgeAblationResult:
     edges: list[dict[str, Any]]
     """Per edge: up, down, effect (mean over contexts), ci, quantiles (over the contexts
     where a and b are both on), contexts (how many), null (band and quantiles of the random
-    directions' mean effects), verdict (causal, not causal, inconclusive), weight (the
-    linear edge's mean, when given)."""
+    directions' mean effects), verdict (causal, not causal, inconclusive), null_edges and
+    verdict_edges (the same against random edges, with their a'), weight (the linear edge's
+    mean, when given)."""
     effects: Tensor
     """`[n_edges, contexts]` float64: effect_c of each edge."""
     null: Tensor
     """`[n_edges, random, contexts]` float64: the same for each random direction."""
+    null_edges: Tensor
+    """`[n_edges, random, contexts]` float64: the same for each random edge (a', b)."""
+    null_up: Tensor
+    """`[n_edges, random]` int64: the a' of those random edges."""
     coactive: Tensor
     """`[n_edges, contexts]` bool: a active at a text token and b firing at one."""
     causal_fraction: Interval
-    """Edges called causal (Clopper-Pearson)."""
+    """Edges called causal against random directions (Clopper-Pearson)."""
+    causal_fraction_edges: Interval
+    """Edges called causal against random edges."""
     agreement: dict[str, Any] | None
     """Spearman of weight and effect over edges and over (edge, context) pairs, with
     bootstrap intervals, and the relative gap (None without linear edges)."""
@@ -85,6 +99,7 @@ class EdgeAblationResult:
     def summary(self) -> dict[str, Any]:
         """The `ablation` object of `analyze circuits --json`."""
         pooled = self.null.mean(-1).abs().flatten()
+        pooled_edges = self.null_edges.mean(-1).abs().flatten()
         return {
             "n_edges": len(self.edges),
             "contexts": int(self.effects.shape[1]),
@@ -94,6 +109,12 @@ class EdgeAblationResult:
             "null": {
                 "kind": "random directions of |W_dec[a]| at a's tokens, |mean effect|",
                 "quantiles": quantiles(pooled.float()) if pooled.numel() else None,
+            },
+            "random_edges": {
+                "kind": "random (a', b), a' matched to a in summed activation, |mean effect|",
+                "causal_fraction": self.causal_fraction_edges.estimate,
+                "ci": self.causal_fraction_edges.to_dict(),
+                "quantiles": quantiles(pooled_edges.float()) if pooled_edges.numel() else None,
             },
             "agreement": self.agreement,
             "edges": self.edges,
@@ -123,7 +144,10 @@ def _directions(d: int, random: int, seed: int) -> Tensor:
 
 
 class _Ablator:
-    """Runs every (edge, ablation-or-null) copy of one batch from U to D in chunks."""
+    """Runs every (edge, copy) of one batch from U to D, `chunk` copies per replay. Copy c of
+    edge e removes z_f(s) dir at U, f = `src[e, c]`: copy 0 the edge itself (f = a, dir =
+    W_dec[a]), then the random directions (f = a, dir = ||W_dec[a]|| u_r), then the random
+    edges (f = a', dir = W_dec[a'])."""
 
     def __init__(self, model: Any, sae_up: Any, sae_down: Any, up: Site, down: Site) -> None:
         self.model, self.sae_up, self.sae_down, self.down = model, sae_up, sae_down, down
@@ -137,45 +161,70 @@ class _Ablator:
             self.replay.replay(cache, values)
         return reader.values[self.down.name]
 
+    def _z(self, batch: PaddedBatch, h_up: Tensor) -> Tensor:
+        B, T = h_up.shape[:2]
+        text = batch.text[..., None].to(h_up.dtype)
+        return self.sae_up.encode(h_up.flatten(0, 1)).view(B, T, -1) * text  # (B, T, d_sae)
+
+    @torch.no_grad()
+    def mass(self, batch: PaddedBatch) -> Tensor:
+        """`[d_sae_up]` float64: each upstream feature's summed activation over the batch."""
+        cache = self.replay.record(input_ids=batch.input_ids, attention_mask=batch.attention_mask)
+        return self._z(batch, cache.site).sum((0, 1)).double().cpu()
+
     @torch.no_grad()
     def batch(
-        self, batch: PaddedBatch, up: Tensor, down: Tensor, units: Tensor, chunk: int
+        self, batch: PaddedBatch, src: Tensor, dirs: Tensor, down: Tensor, chunk: int
     ) -> tuple[Tensor, Tensor]:
-        """(effects `[E, 1 + R, B]`, coactive `[E, B]`) for the edges (up[e], down[e]); copy 0
-        removes W_dec[a], copy r removes ||W_dec[a]|| u_r."""
+        """(effects `[E, C, B]`, coactive `[E, B]`) for `src [E, C]`, `dirs [E, C, d_U]` and
+        the downstream features `down [E]`."""
         cache = self.replay.record(input_ids=batch.input_ids, attention_mask=batch.attention_mask)
         h_up = cache.site  # (B, T, d_U)
         B, T = h_up.shape[:2]
-        text = batch.text[..., None].to(h_up.dtype)
-        z = self.sae_up.encode(h_up.flatten(0, 1)).view(B, T, -1)[..., up] * text  # (B, T, E)
-        E, R = int(up.numel()), int(units.shape[0])
-        out = torch.zeros(E, 1 + R, B, dtype=torch.float64)
-        # Copy 0 of every replay is the clean value, so rounding of the replay cancels.
+        E, C = src.shape
+        z = self._z(batch, h_up)[..., src.flatten()].view(B, T, E, C)
+        out = torch.zeros(E, C, B, dtype=torch.float64)
+        # The clean reference is a replay too, so rounding of the replay cancels.
         clean = self._h_down(cache, h_up.clone())
         fires = (self.sae_down.encode(clean.flatten(0, 1)).view(B, T, -1)[..., down] > 0) & (
             batch.text[..., None]
         )  # (B, T, E)
-        coactive = ((z > 0).any(1) & fires.any(1)).t().cpu()  # (E, B)
-        w_dec = self.sae_up.W_dec.detach()[up]  # (E, d_U)
-        dirs = torch.cat(
-            [w_dec[:, None], w_dec.norm(dim=1)[:, None, None] * units.to(w_dec)[None]], 1
-        )  # (E, 1 + R, d_U)
+        on = (z > 0).any(1) & fires.any(1)[..., None]  # (B, E, C): source and b both on
+        coactive = on[..., 0].t().cpu()  # (E, B)
         w_enc = self.sae_down.W_enc.detach()[:, down].t()  # (E, d_D)
-        live = coactive.any(1).nonzero().flatten().tolist()  # others: exactly zero
-        jobs = [(e, r) for e in live for r in range(1 + R)]
-        for s in range(0, len(jobs), chunk):
-            part = jobs[s : s + chunk]
+        live = on.any(0).nonzero().tolist()  # (e, c) pairs; the others are exactly zero
+        for s in range(0, len(live), chunk):
+            part = live[s : s + chunk]
             es = torch.tensor([e for e, _ in part], device=h_up.device)
-            rs = torch.tensor([r for _, r in part], device=h_up.device)
-            delta = (
-                z[..., es].permute(2, 0, 1)[..., None] * dirs[es, rs][:, None, None]
-            )  # (n,B,T,d)
-            values = (h_up[None] - delta).flatten(0, 1)
+            cs = torch.tensor([c for _, c in part], device=h_up.device)
+            delta = z[:, :, es, cs].permute(2, 0, 1)[..., None] * dirs[es, cs][:, None, None]
+            values = (h_up[None] - delta).flatten(0, 1)  # (n * B, T, d_U)
             h_d = self._h_down(cache, values).view(len(part), B, T, -1)
             change = ((clean[None] - h_d) * w_enc[es][:, None, None]).sum(-1)  # (n, B, T)
             got = (change * fires[..., es].permute(2, 0, 1)).sum(-1).double().cpu()  # (n, B)
-            out[es.cpu(), rs.cpu()] = got
+            out[es.cpu(), cs.cpu()] = got
         return out, coactive
+
+
+def _matched_sources(mass: Tensor, up: list[int], random: int, seed: int) -> Tensor:
+    """`[E, random]`: for each edge's upstream feature a, `random` other features drawn from
+    the 5 x `random` nearest to a in log summed activation (active ones only; with
+    replacement where fewer)."""
+    g = torch.Generator().manual_seed(seed + 1)
+    log = mass.clamp_min(1e-30).log()
+    rows = []
+    for a in up:
+        others = [f for f in (mass > 0).nonzero().flatten().tolist() if f != a]
+        if not others:  # nothing else active: silent features, whose effect is zero
+            others = [f for f in range(mass.numel()) if f != a] or [a]
+        pool = torch.tensor(others)
+        pool = pool[(log[pool] - log[a]).abs().argsort()[: 5 * random]]
+        if pool.numel() >= random:
+            pick = torch.randperm(pool.numel(), generator=g)[:random]
+        else:
+            pick = torch.randint(0, pool.numel(), (random,), generator=g)
+        rows.append(pool[pick])
+    return torch.stack(rows)
 
 
 def ablate_pairs(
@@ -206,14 +255,22 @@ def ablate_pairs(
                 "edges", f"(up < {d_up}, down < {d_down}) feature pairs", (a, b)
             )  # fmt: skip
     device = next(iter(model.parameters())).device
-    up_idx = torch.tensor([a for a, _ in edges], dtype=torch.long, device=device)
     down_idx = torch.tensor([b for _, b in edges], dtype=torch.long, device=device)
-    units = _directions(int(sae_up.W_dec.shape[1]), random, seed).to(device)
     ablator = _Ablator(model, sae_up, sae_down, up, down)
-    parts = [ablator.batch(bt, up_idx, down_idx, units, chunk) for bt in batches]
-    all_effects = torch.cat([p[0] for p in parts], dim=2)  # (E, 1 + R, contexts)
+    mass = torch.stack([ablator.mass(bt) for bt in batches]).sum(0)
+    ups = [a for a, _ in edges]
+    matched = _matched_sources(mass, ups, random, seed)  # (E, R)
+    w_dec = sae_up.W_dec.detach()
+    units = _directions(int(w_dec.shape[1]), random, seed).to(w_dec)
+    a_idx = torch.tensor(ups, dtype=torch.long, device=device)
+    src = torch.cat([a_idx[:, None].expand(-1, 1 + random), matched.to(device)], 1)  # (E, C)
+    dirs = torch.cat([w_dec[a_idx][:, None], w_dec[a_idx].norm(dim=1)[:, None, None] *
+                      units[None], w_dec[matched.to(device)]], 1)  # fmt: skip
+    parts = [ablator.batch(bt, src, dirs, down_idx, chunk) for bt in batches]
+    all_effects = torch.cat([p[0] for p in parts], dim=2)  # (E, C, contexts)
     coactive = torch.cat([p[1] for p in parts], dim=1)
-    effects, null = all_effects[:, 0], all_effects[:, 1:]
+    effects = all_effects[:, 0]
+    null, null_edges = all_effects[:, 1 : 1 + random], all_effects[:, 1 + random :]
     n_ctx = int(effects.shape[1])
     if linear is not None and tuple(linear.shape) != (len(edges), n_ctx):
         raise ParameterError("linear", f"a [{len(edges)}, {n_ctx}] tensor", tuple(linear.shape))
@@ -223,6 +280,9 @@ def ablate_pairs(
         null_means = null[e].mean(-1)
         band = float(torch.quantile(null_means.abs(), 0.95))
         call = verdict(ci, Interval(0.0, -band, band, 0.95, random, "random directions"))
+        edge_means = null_edges[e].mean(-1)
+        edge_band = float(torch.quantile(edge_means.abs(), 0.95))
+        call_edges = verdict(ci, Interval(0.0, -edge_band, edge_band, 0.95, random, "edges"))
         on = effects[e][coactive[e]]
         entry: dict[str, Any] = {
             "up": int(a),
@@ -233,11 +293,18 @@ def ablate_pairs(
             "contexts": int(coactive[e].sum()),
             "null": {"band": band, "quantiles": quantiles(null_means)},
             "verdict": VERDICTS[call],
+            "null_edges": {
+                "band": edge_band,
+                "quantiles": quantiles(edge_means),
+                "up": matched[e].tolist(),
+            },
+            "verdict_edges": VERDICTS[call_edges],
         }
         if linear is not None:
             entry["weight"] = float(linear[e].double().mean())
         report.append(entry)
     causal = sum(e["verdict"] == "causal" for e in report)
+    causal_edges = sum(e["verdict_edges"] == "causal" for e in report)
     agreement = None
     if linear is not None:
         lin = linear.double().cpu()
@@ -253,8 +320,9 @@ def ablate_pairs(
             ),
         }
     return EdgeAblationResult(
-        report, effects, null, coactive, binomial_ci(causal, len(report)), agreement
-    )
+        report, effects, null, null_edges, matched, coactive, binomial_ci(causal, len(report)),
+        binomial_ci(causal_edges, len(report)), agreement,
+    )  # fmt: skip
 
 
 def ablate_edges(

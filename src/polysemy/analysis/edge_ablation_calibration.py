@@ -31,6 +31,10 @@ class EdgeAblationCalibration:
     """Planted edges called causal (Clopper-Pearson over planted edges)."""
     false_positive: Interval
     """Non-edges (a and b both on in some context) called causal."""
+    true_positive_edges: Interval
+    """Planted edges called causal against the random-edge null (`verdict_edges`)."""
+    false_positive_edges: Interval
+    """Non-edges called causal against it."""
     inconclusive: int
     """Planted edges whose interval overlapped the null band."""
     spearman_planted: float
@@ -43,6 +47,8 @@ class EdgeAblationCalibration:
         return {
             "true_positive": self.true_positive.to_dict(),
             "false_positive": self.false_positive.to_dict(),
+            "true_positive_edges": self.true_positive_edges.to_dict(),
+            "false_positive_edges": self.false_positive_edges.to_dict(),
             "inconclusive": self.inconclusive,
             "spearman_planted": self.spearman_planted,
             "relative_gap_planted": self.relative_gap_planted,
@@ -65,23 +71,28 @@ def calibrate_edge_ablation(
     )  # fmt: skip
     assert result.ablation is not None
     support = model.truth != 0
-    tp = fp = n_true = n_false = inconclusive = 0
+    tp = fp = tp_edges = fp_edges = n_true = n_false = inconclusive = 0
     weights, effects = [], []
     for e in result.ablation["edges"]:
         causal = e["verdict"] == "causal"
+        causal_edges = e["verdict_edges"] == "causal"
         if support[e["up"], e["down"]]:
             n_true += 1
             tp += causal
+            tp_edges += causal_edges
             inconclusive += e["verdict"] == "inconclusive"
             weights.append(e["weight"])
             effects.append(e["effect"])
         elif e["contexts"] > 0:  # a pair never on together is trivially silent
             n_false += 1
             fp += causal
+            fp_edges += causal_edges
     w, f = torch.tensor(weights), torch.tensor(effects)
     return EdgeAblationCalibration(
         binomial_ci(tp, n_true),
         binomial_ci(fp, n_false),
+        binomial_ci(tp_edges, n_true),
+        binomial_ci(fp_edges, n_false),
         inconclusive,
         spearman(w, f),
         float((f - w).abs().sum() / w.abs().sum()),
