@@ -206,7 +206,8 @@ class CircuitsConfig:
     """Strongest of the `top` edges also ablated in the real model across contexts, the
     causal check of an edge (`analysis.edge_ablation`); 0: none."""
     ablate_random: int = 20
-    """Random directions per ablated edge: the null the ablation effect must clear."""
+    """Random directions, and random edges into the same b from equally active features, per
+    ablated edge: the two nulls the ablation effect is judged against."""
 
     def __post_init__(self) -> None:
         check_int("examples", self.examples, least=2)

@@ -27,7 +27,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "weight beside them, and the braided fraction of those edges against shuffled "
         "contexts. With --ablate N, the N strongest edges are also ablated in the real model "
         "(a's contribution removed at the upstream site, b's pre-activation read) against "
-        "random directions of the same size: the causal check. Writes edges.json and "
+        "random directions of the same size and random edges from equally active features: "
+        "the causal check. Writes edges.json and "
         "edges.safetensors. Linearisation, braids, ablation and calibration: docs/circuits.md.",
         handler=run,
         runtime=("device", "threads", "seed"),
