@@ -75,6 +75,7 @@ def test_circuits_ablate(capsys, paths, tmp_path: Path) -> None:
     assert set(ab["agreement"]) == {"spearman_edges", "spearman_contexts", "relative_gap"}
     code, stdout, _ = _run(capsys, [*argv, "--out", tmp_path / "b"])
     assert code == 0 and "top edges causal" in stdout and "null band" in stdout
+    assert "against random edges" in stdout
     code, _, err = _run(capsys, [*argv[:-2], "--ablate-random", 1, "--out", tmp_path / "c"])
     assert code == 2 and "--ablate-random must be" in err and not (tmp_path / "c").exists()
 

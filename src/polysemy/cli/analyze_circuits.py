@@ -77,14 +77,15 @@ def run(args: argparse.Namespace) -> int:
         lines.append(
             f"ablated: {ab['causal_fraction']:.1%} of {ab['n_edges']} top edges causal "
             f"[{ab['ci']['low']:.1%}, {ab['ci']['high']:.1%}] against {ab['random']} random "
-            f"directions; Spearman(weight, effect) {rho}"
+            f"directions ({ab['random_edges']['causal_fraction']:.1%} against random edges); "
+            f"Spearman(weight, effect) {rho}"
         )
         for e in ab["edges"][:10]:
             ci = e["ci"]
             lines.append(
                 f"  ablate {e['up']:>6} -> {e['down']:<6} effect {e['effect']:.4g} "
                 f"[{ci['low']:.4g}, {ci['high']:.4g}]  null band +-{e['null']['band']:.3g}  "
-                f"{e['verdict']}"
+                f"{e['verdict']} (random edges: {e['verdict_edges']})"
             )
     for e in s["edges"][:10]:
         ci = e["ci"]
