@@ -1,4 +1,4 @@
-"""Edge ablation: the causal check of an edge a -> b, against random directions.
+"""Edge ablation: the causal check of an edge a -> b, against random directions and edges.
 
 `analysis.circuits` measures an edge by a gradient through a linearised model. Here the edge is
 *ablated* in the real model (no linearisation): in context c, a's decoder contribution is
@@ -33,7 +33,7 @@ real parents, so this null is stricter there; in a large one they are mostly not
 
 Agreement with the linear edge (when the per-context edges are given): the Spearman rank
 correlation of the edges' mean weight and mean ablation effect (bootstrap over edges), the same
-over (edge, context) pairs where a and b are both on (bootstrap over pairs), and the median
+over (edge, context) pairs where a and b are both on (bootstrap over pairs), and the
 relative gap sum |effect - weight| / sum |weight| over edges (0: the linear edge is the
 ablation).
 
@@ -336,7 +336,8 @@ def ablate_edges(
 ) -> EdgeAblationResult:
     """Ablate the edges `edges` ((up, down) feature pairs) over the contexts `analyze_circuits`
     would read from `texts` (`config`: a `CircuitsConfig` or its fields as keywords; its
-    `ablate_random` directions are the null, `chunk` copies run per replay). Raises
+    `ablate_random` random directions and random edges are the nulls, `chunk` copies run per
+    replay). Raises
     ParameterError naming `site_up`, `site_down`, `sae_up`, `sae_down` or `edges`."""
     from polysemy.analysis.circuits import CircuitsConfig, _check_sae, _contexts
     from polysemy.analysis.replay import resolve_site, sae_site
