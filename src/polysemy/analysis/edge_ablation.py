@@ -337,8 +337,8 @@ def ablate_edges(
     """Ablate the edges `edges` ((up, down) feature pairs) over the contexts `analyze_circuits`
     would read from `texts` (`config`: a `CircuitsConfig` or its fields as keywords; its
     `ablate_random` random directions and random edges are the nulls, `chunk` copies run per
-    replay). Raises
-    ParameterError naming `site_up`, `site_down`, `sae_up`, `sae_down` or `edges`."""
+    replay). Raises ParameterError naming `site_up`, `site_down`, `sae_up`, `sae_down` or
+    `edges`."""
     from polysemy.analysis.circuits import CircuitsConfig, _check_sae, _contexts
     from polysemy.analysis.replay import resolve_site, sae_site
     from polysemy.models.sites import _module
