@@ -31,6 +31,11 @@ from polysemy.analysis.circuits_calibration import (
 from polysemy.analysis.claims import ClaimsConfig, ClaimsResult, check_claims
 from polysemy.analysis.claims_calibration import ClaimsCalibration, calibrate_claims
 from polysemy.analysis.drift import ToyDriftConfig, ToyDriftResult, toy_drift
+from polysemy.analysis.edge_ablation import EdgeAblationResult, ablate_edges
+from polysemy.analysis.edge_ablation_calibration import (
+    EdgeAblationCalibration,
+    calibrate_edge_ablation,
+)
 from polysemy.analysis.edit_calibration import EditsCalibration, calibrate_edits
 from polysemy.analysis.edits import EditsConfig, EditsResult, analyze_edits
 from polysemy.analysis.features import FeaturesConfig, FeaturesResult, analyze_features
@@ -66,6 +71,8 @@ __all__ = [
     "ClaimsCalibration",
     "ClaimsConfig",
     "ClaimsResult",
+    "EdgeAblationCalibration",
+    "EdgeAblationResult",
     "EditsCalibration",
     "EditsConfig",
     "EditsResult",
@@ -91,6 +98,7 @@ __all__ = [
     "ToyDriftConfig",
     "ToyDriftResult",
     "ablate",
+    "ablate_edges",
     "analyze_attributions",
     "analyze_circuits",
     "analyze_edits",
@@ -106,6 +114,7 @@ __all__ = [
     "calibrate_braids",
     "calibrate_circuits",
     "calibrate_claims",
+    "calibrate_edge_ablation",
     "calibrate_edits",
     "calibrate_features",
     "calibrate_geometry",
