@@ -50,6 +50,7 @@ The same counts between the two seeds' SAEs at t are the null (SAE noise alone).
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import logging
 import os
@@ -327,7 +328,7 @@ def _lineage(codes: list[Tensor], threshold: float) -> Tensor:
     d_sae = codes[0].shape[1]
     ids = [torch.arange(d_sae, dtype=torch.int64)]
     fresh = d_sae
-    for a, b in zip(codes[:-1], codes[1:], strict=True):
+    for a, b in itertools.pairwise(codes):
         best, parent = feature_correlation(a, b).max(0)  # (d_sae,) best s feature per t feature
         cont = best >= threshold
         new = torch.arange(fresh, fresh + int((~cont).sum()), dtype=torch.int64)

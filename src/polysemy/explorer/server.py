@@ -3,7 +3,7 @@
 Routes (nothing else answers):
 
     /                        the single page (static/index.html; pages are `#/...` routes)
-    /static/<name>           app.js, drift.js, style.css, and plotly.min.js from the installed plotly
+    /static/<name>           app.js, drift.js, style.css; plotly.min.js from the plotly package
     /data/<path>             files under RUN/explorer/ (what `build_index` wrote)
 
 `/data/` serves only regular files inside RUN/explorer: a path with `..`, a percent-encoded
