@@ -42,22 +42,47 @@ def _voices_chart(src: Source, view: DriftView, j: int, why: str) -> Chart:
     v = neuron_voices(view, j)
     x = [f"step {s}" for s in v["steps"]]
     traces = [
-        {"type": "scatter", "mode": "lines", "stackgroup": "v", "x": x, "y": layer["shares"],
-         "name": layer["name"], "marker": {"color": _STACK[k % len(_STACK)]}}
+        {
+            "type": "scatter",
+            "mode": "lines",
+            "stackgroup": "v",
+            "x": x,
+            "y": layer["shares"],
+            "name": layer["name"],
+            "marker": {"color": _STACK[k % len(_STACK)]},
+        }
         for k, layer in enumerate(v["layers"])
-    ]  # fmt: skip
+    ]
     if any(o > 0 for o in v["others"]):
-        traces.append({"type": "scatter", "mode": "lines", "stackgroup": "v", "x": x,
-                       "y": v["others"], "name": "other shown voices",
-                       "marker": {"color": "#b0bec5"}})  # fmt: skip
+        traces.append(
+            {
+                "type": "scatter",
+                "mode": "lines",
+                "stackgroup": "v",
+                "x": x,
+                "y": v["others"],
+                "name": "other shown voices",
+                "marker": {"color": "#b0bec5"},
+            }
+        )
     if any(r > 0 for r in v["rest"]):
-        traces.append({"type": "scatter", "mode": "lines", "stackgroup": "v", "x": x,
-                       "y": v["rest"], "name": v["rest_name"], "marker": {"color": "#607d8b"}})  # fmt: skip
+        traces.append(
+            {
+                "type": "scatter",
+                "mode": "lines",
+                "stackgroup": "v",
+                "x": x,
+                "y": v["rest"],
+                "name": v["rest_name"],
+                "marker": {"color": "#607d8b"},
+            }
+        )
     scores = ", ".join(
         f"{a}→{b}: {_fmt(s)} (null {_fmt(n)})"
-        for a, b, s, n in zip(v["steps"][:-1], v["steps"][1:], v["score"], v["null_score"],
-                              strict=True)
-    )  # fmt: skip
+        for a, b, s, n in zip(
+            v["steps"][:-1], v["steps"][1:], v["score"], v["null_score"], strict=True
+        )
+    )
     how = (
         "shares over the toy's true features, read off the weights (exact, no interval)"
         if view.source == "toy"
@@ -83,12 +108,23 @@ def _switch_chart(src: Source, view: DriftView) -> Chart:
     null = [p.get("null_switch_fraction") or {} for p in pairs]
     nl = view.summary.get("null", {})
     traces = [
-        bars(labels, [o.get("estimate") or 0.0 for o in own], [o.get("low") for o in own],
-             [o.get("high") for o in own], name="switch fraction", color="#c62828"),
-        bars(labels, [o.get("estimate") or 0.0 for o in null], [o.get("low") for o in null],
-             [o.get("high") for o in null], name=f"null ({nl.get('kind', 'null')})",
-             color="#90a4ae"),
-    ]  # fmt: skip
+        bars(
+            labels,
+            [o.get("estimate") or 0.0 for o in own],
+            [o.get("low") for o in own],
+            [o.get("high") for o in own],
+            name="switch fraction",
+            color="#c62828",
+        ),
+        bars(
+            labels,
+            [o.get("estimate") or 0.0 for o in null],
+            [o.get("low") for o in null],
+            [o.get("high") for o in null],
+            name=f"null ({nl.get('kind', 'null')})",
+            color="#90a4ae",
+        ),
+    ]
     n = ", ".join(str(o.get("n")) for o in own)
     overall = view.summary.get("neurons", {}).get("switch_fraction")
     return Chart(
@@ -96,7 +132,8 @@ def _switch_chart(src: Source, view: DriftView) -> Chart:
         title="Dominant-feature switch fraction per snapshot pair, against the null",
         caption=(
             f"95% binomial intervals; n = {n} neurons alive at both snapshots per pair. Over "
-            f"all pairs {interval_text(overall)} vs null {interval_text(nl.get('switch_fraction'))}."
+            f"all pairs {interval_text(overall)} vs null "
+            f"{interval_text(nl.get('switch_fraction'))}."
         ),
         traces=traces,
         xlabel="snapshot pair (steps)",
@@ -110,11 +147,23 @@ def _score_chart(src: Source, view: DriftView) -> Chart:
     own = [_pair_figure(p, "score") for p in pairs]
     null = [_pair_figure(p, "null_score") for p in pairs]
     traces = [
-        bars(labels, [o.get("estimate") or 0.0 for o in own], [o.get("low") for o in own],
-             [o.get("high") for o in own], name="mean score", color="#c62828"),
-        bars(labels, [o.get("estimate") or 0.0 for o in null], [o.get("low") for o in null],
-             [o.get("high") for o in null], name="null", color="#90a4ae"),
-    ]  # fmt: skip
+        bars(
+            labels,
+            [o.get("estimate") or 0.0 for o in own],
+            [o.get("low") for o in own],
+            [o.get("high") for o in own],
+            name="mean score",
+            color="#c62828",
+        ),
+        bars(
+            labels,
+            [o.get("estimate") or 0.0 for o in null],
+            [o.get("low") for o in null],
+            [o.get("high") for o in null],
+            name="null",
+            color="#90a4ae",
+        ),
+    ]
     verdicts = ", ".join(f"{lab}: {p.get('verdict')}" for lab, p in zip(labels, pairs, strict=True))
     return Chart(
         id=_chart_id(src, "score"),
@@ -135,10 +184,19 @@ def _genealogy_chart(src: Source, view: DriftView) -> Chart | None:
         return None
     traces = []
     for kind, color in _GENEALOGY.items():
-        traces.append({"type": "bar", "x": g["pairs"], "y": g[kind], "name": kind,
-                       "marker": {"color": color}})  # fmt: skip
-        traces.append({"type": "bar", "x": g["pairs"], "y": g["null_" + kind],
-                       "name": f"{kind} (null)", "marker": {"color": color}, "opacity": 0.35})  # fmt: skip
+        traces.append(
+            {"type": "bar", "x": g["pairs"], "y": g[kind], "name": kind, "marker": {"color": color}}
+        )
+        traces.append(
+            {
+                "type": "bar",
+                "x": g["pairs"],
+                "y": g["null_" + kind],
+                "name": f"{kind} (null)",
+                "marker": {"color": color},
+                "opacity": 0.35,
+            }
+        )
     return Chart(
         id=_chart_id(src, "genealogy"),
         title="Feature genealogy: births, deaths, splits, merges",
@@ -164,25 +222,46 @@ def _loss_chart(src: Source, training: dict[str, Any], stem: str) -> Chart | Non
         return None
     traces: list[dict[str, Any]] = []
     if history:
-        traces.append({"type": "scatter", "mode": "lines", "name": "training loss",
-                       "x": [h["step"] for h in history], "y": [h["loss"] for h in history],
-                       "marker": {"color": "#90a4ae"}})  # fmt: skip
+        traces.append(
+            {
+                "type": "scatter",
+                "mode": "lines",
+                "name": "training loss",
+                "x": [h["step"] for h in history],
+                "y": [h["loss"] for h in history],
+                "marker": {"color": "#90a4ae"},
+            }
+        )
     if snaps:
         ci = [s.get("ci95") or [s["heldout_loss"]] * 2 for s in snaps]
-        traces.append({
-            "type": "scatter", "mode": "markers", "name": "held-out loss at the snapshots",
-            "x": [s["step"] for s in snaps], "y": [s["heldout_loss"] for s in snaps],
-            "error_y": {"type": "data", "visible": True,
-                        "array": [max(c[1] - s["heldout_loss"], 0.0) for c, s in zip(ci, snaps, strict=True)],
-                        "arrayminus": [max(s["heldout_loss"] - c[0], 0.0) for c, s in zip(ci, snaps, strict=True)]},
-            "marker": {"color": "#c62828", "size": 9},
-        })  # fmt: skip
+        y = [s["heldout_loss"] for s in snaps]
+        plus = [max(c[1] - v, 0.0) for c, v in zip(ci, y, strict=True)]
+        minus = [max(v - c[0], 0.0) for c, v in zip(ci, y, strict=True)]
+        traces.append(
+            {
+                "type": "scatter",
+                "mode": "markers",
+                "name": "held-out loss at the snapshots",
+                "x": [s["step"] for s in snaps],
+                "y": y,
+                "error_y": {"type": "data", "visible": True, "array": plus, "arrayminus": minus},
+                "marker": {"color": "#c62828", "size": 9},
+            }
+        )
     last = max([h["step"] for h in history] + [s["step"] for s in snaps] + [1])
     base_text = []
     for k, (name, b) in enumerate((training.get("baselines") or {}).items()):
-        traces.append({"type": "scatter", "mode": "lines", "name": f"{name} baseline",
-                       "x": [0, last], "y": [b["loss"], b["loss"]],
-                       "line": {"dash": "dash"}, "marker": {"color": _STACK[(k + 2) % 7]}})  # fmt: skip
+        traces.append(
+            {
+                "type": "scatter",
+                "mode": "lines",
+                "name": f"{name} baseline",
+                "x": [0, last],
+                "y": [b["loss"], b["loss"]],
+                "line": {"dash": "dash"},
+                "marker": {"color": _STACK[(k + 2) % 7]},
+            }
+        )
         base_text.append(f"{name} {_fmt(b['loss'])} {interval_text(b.get('ci95'))}")
     windows = snaps[0].get("windows") if snaps else None
     return Chart(
@@ -233,12 +312,17 @@ def section_drift(src: Source, config: Any) -> ReportSection:
         "when its score's interval lies above the null's."
     )
     rows = [
-        [f"{p['from_step']} → {p['to_step']}", interval_text(_pair_figure(p, "score")),
-         interval_text(_pair_figure(p, "null_score")), interval_text(p.get("switch_fraction")),
-         interval_text(p.get("null_switch_fraction")), _fmt(p.get("median_correlation")),
-         str(p.get("verdict"))]
+        [
+            f"{p['from_step']} → {p['to_step']}",
+            interval_text(_pair_figure(p, "score")),
+            interval_text(_pair_figure(p, "null_score")),
+            interval_text(p.get("switch_fraction")),
+            interval_text(p.get("null_switch_fraction")),
+            _fmt(p.get("median_correlation")),
+            str(p.get("verdict")),
+        ]
         for p in s.get("pairs", [])
-    ]  # fmt: skip
+    ]
     tables = [
         Table(
             [
@@ -251,10 +335,26 @@ def section_drift(src: Source, config: Any) -> ReportSection:
                 "verdict",
             ],
             rows,
-        )  # fmt: skip
+        )
     ]
-    known = {"site", "d_mlp", "d_sae", "n_snapshots", "steps", "rows", "dictionary", "neurons",
-             "features", "pairs", "null", "saes", "n_instances", "n_hidden", "span", "late"}  # fmt: skip
+    known = {
+        "site",
+        "d_mlp",
+        "d_sae",
+        "n_snapshots",
+        "steps",
+        "rows",
+        "dictionary",
+        "neurons",
+        "features",
+        "pairs",
+        "null",
+        "saes",
+        "n_instances",
+        "n_hidden",
+        "span",
+        "late",
+    }
     extra = [[k, interval_text(v)] for k, v in s.items() if k not in known]
     if extra:  # blocks added by later versions of the analysis, as recorded
         tables.append(Table(["other result", "value"], extra))
@@ -273,8 +373,14 @@ def section_organism(src: Source, config: Any) -> ReportSection:
     held = rec.get("heldout") or {}
     rows = []
     for name, v in (rec.get("versus") or {}).items():
-        rows.append([f"model - {name}", _fmt(v.get("difference")),
-                     interval_text(v.get("ci95")), str(v.get("verdict"))])  # fmt: skip
+        rows.append(
+            [
+                f"model - {name}",
+                _fmt(v.get("difference")),
+                interval_text(v.get("ci95")),
+                str(v.get("verdict")),
+            ]
+        )
     model = rec.get("model", {})
     cfg = rec.get("config", {})
     text = (
@@ -287,7 +393,14 @@ def section_organism(src: Source, config: Any) -> ReportSection:
         "model beats it."
     )
     return ReportSection(
-        f"Model organism: {src.name}", src.kind, src.name, text, charts=charts,
-        tables=[Table(["comparison (held-out windows)", "difference", "95% interval",
-                       "verdict"], rows)] if rows else [],
-    )  # fmt: skip
+        f"Model organism: {src.name}",
+        src.kind,
+        src.name,
+        text,
+        charts=charts,
+        tables=[
+            Table(["comparison (held-out windows)", "difference", "95% interval", "verdict"], rows)
+        ]
+        if rows
+        else [],
+    )
