@@ -44,7 +44,9 @@ const DRIFT_LAYOUT = { height: 400, legend: { orientation: "h", y: -0.3 }, margi
 const DRIFT_KNOWN = new Set(["site", "d_mlp", "d_sae", "n_snapshots", "steps", "rows", "dictionary", "neurons", "features", "pairs", "null", "saes", "n_instances", "n_hidden", "span", "late"]);
 
 async function driftPage(id, j) {
-  const o = await getJSON(`drift/${id}.json`);
+  // Known ids only: an unknown one is a "not found" page, not a failed request.
+  const known = (INDEX.drift || []).some((d) => d.id === id && !d.error);
+  const o = known ? await getJSON(`drift/${id}.json`) : null;
   if (!o) return notFound(`no drift analysis ${id}`);
   const n = o.n_neurons;
   if (j === undefined) j = (o.picks.switching || [0])[0] ?? 0;
