@@ -95,7 +95,7 @@ def write_drift(
     """Write every drift folder's pages under `out/drift/`; the index entries (see module)."""
     from polysemy.explorer.index import _clean, _dump
 
-    entries = []
+    entries: list[dict[str, Any]] = []
     for path, record in analyses:
         if record.get("kind") != "drift":
             continue

@@ -138,7 +138,7 @@ def draw_png(chart: Chart, path: str | os.PathLike[str]) -> Path:
                        label=trace.get("name"))  # fmt: skip
         elif trace.get("stackgroup"):  # a stacked area (plotly's `stackgroup`)
             base = stacks.get(trace["stackgroup"], np.zeros(len(y)))
-            pos = np.arange(len(x)) if _is_text(x) else np.asarray(x, dtype=np.float64)
+            pos = np.arange(len(x), dtype=np.float64) if _is_text(x) else np.asarray(x, np.float64)
             ax.fill_between(pos, base, base + y, color=color, alpha=0.85, label=trace.get("name"),
                             linewidth=0)  # fmt: skip
             if _is_text(x):
