@@ -50,7 +50,8 @@ def test_organism_view_voices_add_up_and_picks_are_ordered(run: Path) -> None:
         peaks = [max(layer["shares"]) for layer in v["layers"]]
         assert peaks == sorted(peaks, reverse=True)  # strongest voices first
     band = null_band(view)
-    assert all(lo <= md <= hi for lo, md, hi in zip(band["low"], band["median"], band["high"]))
+    low, median, high = band["low"], band["median"], band["high"]
+    assert all(lo <= md <= hi for lo, md, hi in zip(low, median, high, strict=True))
     g = genealogy_counts(view)
     assert g is not None and g["pairs"] == ["0→1", "1→8", "8→60"]
     assert g["born"] == [p["features"]["born"] for p in view.summary["pairs"]]

@@ -1,6 +1,7 @@
 """The report's drift and organism sections on a real organism drift and a real toy drift:
 every figure written (interactive and PNG) with n and interval in its caption, an unknown
-summary block (as a later version of the analysis might add) shown as recorded, and the page drawn offline in Chromium."""
+summary block (as a later version of the analysis might add) shown as recorded, and the page
+drawn offline in Chromium."""
 
 from __future__ import annotations
 
