@@ -138,6 +138,7 @@ def _switch_chart(src: Source, view: DriftView) -> Chart:
         traces=traces,
         xlabel="snapshot pair (steps)",
         ylabel="fraction of neurons",
+        extra_layout={"barmode": "group"},
     )
 
 
@@ -175,6 +176,7 @@ def _score_chart(src: Source, view: DriftView) -> Chart:
         traces=traces,
         xlabel="snapshot pair (steps)",
         ylabel="1 - cos" if view.source == "toy" else "meaning-switch score",
+        extra_layout={"barmode": "group"},
     )
 
 
