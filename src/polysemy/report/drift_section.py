@@ -266,14 +266,20 @@ def _loss_chart(src: Source, training: dict[str, Any], stem: str) -> Chart | Non
         )
         base_text.append(f"{name} {_fmt(b['loss'])} {interval_text(b.get('ci95'))}")
     windows = snaps[0].get("windows") if snaps else None
+    has_ci = any(s.get("ci95") for s in snaps)
+    how = (
+        "with its 95% bootstrap interval over "
+        f"{'n = ' + str(windows) if windows else 'the'} held-out windows"
+        if has_ci
+        else "(no interval: the run was written before snapshots recorded one)"
+    )
     return Chart(
         id=_chart_id(src, stem),
         title="Loss curve, the snapshots marked",
         caption=(
             "Grey: training loss (mean over each logging window); red: held-out loss at each "
-            "snapshot with its 95% bootstrap interval over "
-            f"{'n = ' + str(windows) if windows else 'the'} held-out windows; dashed: baselines "
-            f"on the same windows ({'; '.join(base_text) or 'none recorded'})."
+            f"snapshot {how}; dashed: baselines on the same windows "
+            f"({'; '.join(base_text) or 'none recorded'})."
         ),
         traces=traces,
         xlabel="training step",

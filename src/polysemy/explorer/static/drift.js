@@ -129,7 +129,8 @@ async function driftPage(id, j) {
     const last = Math.max(...L.history.map((r) => r.step), ...sn.map((r) => r.step), 1);
     for (const [name, b] of Object.entries(L.baselines || {})) lt.push({ type: "scatter", mode: "lines", x: [0, last], y: [b.loss, b.loss], name: `${name} baseline ${fmt(b.loss)}${ci(b.ci95)}`, line: { dash: "dash" } });
     const windows = sn.length && sn[0].windows ? `, ${fmt(sn[0].windows)} held-out windows each` : "";
-    overall.push(plot("Loss curve, snapshots marked", lt, { xaxis: { title: "training step" }, yaxis: { title: "cross-entropy (nats/token)" }, ...DRIFT_LAYOUT }, `red: the snapshots analysed, held-out loss with its 95% bootstrap interval over windows${windows}; dashed: baselines of the same corpus on the same windows`));
+    const how = sn.some((r) => r.ci95) ? `held-out loss with its 95% bootstrap interval over windows${windows}` : "held-out loss (no interval: the run was written before snapshots recorded one)";
+    overall.push(plot("Loss curve, snapshots marked", lt, { xaxis: { title: "training step" }, yaxis: { title: "cross-entropy (nats/token)" }, ...DRIFT_LAYOUT }, `red: the snapshots analysed, ${how}; dashed: baselines of the same corpus on the same windows`));
   }
   nodes.push(el("div", { class: "grid" }, overall));
   nodes.push(
