@@ -29,7 +29,8 @@ TOY = "analyses-drift-toy"
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A copy of the shared drift run, plus a drift folder this version cannot read."""
+    """A copy of the shared drift run, plus a drift folder without the per-neuron files this
+    version draws (as another kind of drift might write)."""
     root = tmp_path_factory.mktemp("explorer-drift") / "run"
     shutil.copytree(drift_run(tmp_path_factory), root)
     broken = root / "analyses" / "drift-broken"
@@ -44,7 +45,9 @@ def test_build_index_writes_a_page_per_drift_folder(run: Path) -> None:
     index = json.loads((out / "index.json").read_text())
     by_id = {d["id"]: d for d in index["drift"]}
     assert set(by_id) == {ORG, TOY, "analyses-drift-broken"}
-    assert "error" in by_id["analyses-drift-broken"]  # listed, not fatal
+    assert by_id["analyses-drift-broken"]["generic"] is True  # summary only, not fatal
+    generic = json.loads((out / "drift" / "analyses-drift-broken.json").read_text())
+    assert "drift.safetensors" in generic["reason"] and len(generic["pairs"]) == 4
     org = by_id[ORG]
     assert org["source"] == "organism" and org["n_neurons"] == TINY["d_mlp"]
     lo, hi = org["switch_fraction"]["low"], org["switch_fraction"]["high"]
@@ -124,7 +127,7 @@ def _text_ok(page: Any) -> str:
 
 def test_drift_pages_in_chromium(guarded: Guarded, run: Path) -> None:
     page = guarded.open("#/", "home")
-    assert "Meaning drift" in _text_ok(page) and "unreadable" in _text_ok(page)
+    assert "Meaning drift" in _text_ok(page) and "summary only" in _text_ok(page)
     page.click(f"#nav >> text=drift {ORG}")
     guarded.ready("drift")
     assert plots(page) >= 5  # voices, score vs null, histogram, genealogy, loss curve
@@ -144,5 +147,8 @@ def test_drift_pages_in_chromium(guarded: Guarded, run: Path) -> None:
     assert plots(page) >= 3 and "instance 1, neuron 1" in _text_ok(page)
     page = guarded.open(f"#/drift/{ORG}/640", "notfound")
     assert "no neuron 640" in page.locator("main").inner_text()
+    page = guarded.open("#/drift/analyses-drift-broken", "drift")
+    text = _text_ok(page)
+    assert "summary only" in text and "within null" in text and "Other results" in text
     guarded.open("#/drift/nothing", "notfound")
     guarded.check()

@@ -25,6 +25,13 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
     record = json.loads((extra / "analysis.json").read_text())
     record["summary"]["calibration"] = {"estimate": 0.02, "low": 0.01, "high": 0.03, "n": 40}
     (extra / "analysis.json").write_text(json.dumps(record))
+    other = root / "analyses" / "drift-other"  # another kind of drift: a summary, no tensors
+    other.mkdir()
+    summary = {"corpora": ["pydocs", "concepts"], "shift": {"estimate": 0.3, "low": 0.2,
+               "high": 0.4, "n": 64}}  # fmt: skip
+    (other / "analysis.json").write_text(json.dumps({"format": "polysemy.analysis/1",
+                                                     "kind": "drift", "inputs": {},
+                                                     "summary": summary}))  # fmt: skip
     return write_report(root, out=root.parent / "report")
 
 
@@ -57,6 +64,8 @@ def test_sections_figures_and_captions(report: Path) -> None:
     assert "## Meaning drift: analyses/drift-organism" in md
     toy_extra = html.split("Meaning drift: analyses/drift-toy")[2].split("</section>")[0]
     assert "other result" in toy_extra and "calibration" in toy_extra
+    other = html.split("Meaning drift: analyses/drift-other")[2].split("</section>")[0]
+    assert "summary as recorded" in other and "0.3 [0.2, 0.4]" in other
 
 
 def test_drift_report_draws_offline_in_chromium(browser_ready: None, report: Path) -> None:  # noqa: F811

@@ -10,7 +10,8 @@
 
 and returns the entries of `index.json`'s `drift` list. The numbers come from
 `polysemy.analysis.drift_views` (what the analysis saved); this only bins and slices them.
-Folders whose files this version cannot read are listed with the reason instead of a page.
+A drift folder without the per-neuron files this version reads (another kind of drift, or a
+later version's) gets a summary-only page (`"generic": true`): its summary as recorded.
 """
 
 from __future__ import annotations
@@ -100,11 +101,25 @@ def write_drift(
         if record.get("kind") != "drift":
             continue
         ident = _ID.sub("-", str(path.relative_to(root))).strip("-") or "drift"
+        (out / "drift").mkdir(exist_ok=True)
         try:
             view = read_drift(path)
         except (OSError, ValueError, KeyError) as exc:
-            logger.warning("explorer: drift folder %s unreadable: %s", path, exc)
-            entries.append({"id": ident, "error": f"{type(exc).__name__}: {exc}"})
+            # Another kind of drift (a later version's, or one with other files): its
+            # summary as recorded, drawn generically.
+            logger.info("explorer: drift folder %s shown as summary only: %s", path, exc)
+            found = record.get("summary")
+            s: dict[str, Any] = found if isinstance(found, dict) else {}
+            page = {"id": ident, "folder": path.name, "source": "summary only", "generic": True,
+                    "reason": f"{type(exc).__name__}: {exc}", "summary": s,
+                    "inputs": record.get("inputs", {}), "steps": s.get("steps") or [],
+                    "pairs": s.get("pairs") or []}  # fmt: skip
+            _dump(out / "drift" / f"{ident}.json", _clean(page))
+            entries.append(
+                {"id": ident, "source": "summary only", "steps": page["steps"], "generic": True,
+                 "switch_fraction": (s.get("neurons") or {}).get("switch_fraction"),
+                 "null_switch_fraction": (s.get("null") or {}).get("switch_fraction")}
+            )  # fmt: skip
             continue
         folder = out / "drift" / ident
         folder.mkdir(parents=True)

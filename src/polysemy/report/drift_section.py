@@ -287,9 +287,44 @@ def _loss_chart(src: Source, training: dict[str, Any], stem: str) -> Chart | Non
     )
 
 
+def _summary_only(src: Source, reason: str) -> ReportSection:
+    """A drift folder without the per-neuron files this version draws (another kind of drift,
+    or a later version's): its pairs and its summary as recorded."""
+    found = src.record.get("summary")
+    s: dict[str, Any] = found if isinstance(found, dict) else {}
+    tables = []
+    pairs = [p for p in s.get("pairs") or [] if isinstance(p, dict) and "from_step" in p]
+    if pairs:
+        tables.append(_pairs_table(pairs))
+    tables.append(
+        Table(["quantity", "value"], [[k, interval_text(v)] for k, v in s.items() if k != "pairs"])
+    )
+    return ReportSection(
+        f"Meaning drift: {src.name}", src.kind, src.name,
+        f"This drift folder holds no per-neuron file this version draws ({reason}); its "
+        "summary as recorded (intervals beside each estimate).",
+        tables=tables,
+    )  # fmt: skip
+
+
+def _pairs_table(pairs: list[dict[str, Any]]) -> Table:
+    rows = [
+        [f"{p['from_step']} → {p['to_step']}", interval_text(_pair_figure(p, "score")),
+         interval_text(_pair_figure(p, "null_score")), interval_text(p.get("switch_fraction")),
+         interval_text(p.get("null_switch_fraction")), _fmt(p.get("median_correlation")),
+         str(p.get("verdict"))]
+        for p in pairs
+    ]  # fmt: skip
+    return Table(["pair", "score", "null", "switch fraction", "null switch fraction",
+                  "median correlation", "verdict"], rows)  # fmt: skip
+
+
 def section_drift(src: Source, config: Any) -> ReportSection:
-    """A drift analysis folder (toy or organism)."""
-    view = read_drift(src.path, picks=NEURONS)
+    """A drift analysis folder (toy or organism; another kind: its summary as recorded)."""
+    try:
+        view = read_drift(src.path, picks=NEURONS)
+    except (OSError, KeyError, ValueError) as exc:
+        return _summary_only(src, f"{type(exc).__name__}: {exc}")
     s = view.summary
     charts: list[Chart] = []
     for j in view.picks["switching"]:
@@ -319,32 +354,7 @@ def section_drift(src: Source, config: Any) -> ReportSection:
         f"consecutive snapshots {_fmt(nr.get('median_correlation'))}. A pair 'drifted' only "
         "when its score's interval lies above the null's."
     )
-    rows = [
-        [
-            f"{p['from_step']} → {p['to_step']}",
-            interval_text(_pair_figure(p, "score")),
-            interval_text(_pair_figure(p, "null_score")),
-            interval_text(p.get("switch_fraction")),
-            interval_text(p.get("null_switch_fraction")),
-            _fmt(p.get("median_correlation")),
-            str(p.get("verdict")),
-        ]
-        for p in s.get("pairs", [])
-    ]
-    tables = [
-        Table(
-            [
-                "pair",
-                "score",
-                "null",
-                "switch fraction",
-                "null switch fraction",
-                "median correlation",
-                "verdict",
-            ],
-            rows,
-        )
-    ]
+    tables = [_pairs_table(s.get("pairs", []))]
     known = {
         "site",
         "d_mlp",

@@ -25,8 +25,8 @@ function driftHome() {
           "li",
           {},
           link(`#/drift/${d.id}`, d.id),
-          d.error
-            ? el("span", { class: "warning", text: ` unreadable: ${d.error}` })
+          d.generic
+            ? ` summary only${d.steps.length ? ", snapshots " + d.steps.join(", ") : ""}`
             : ` ${d.source}: ${fmt(d.n_neurons)} neurons over snapshots ${d.steps.join(", ")}; switch fraction ${driftInterval(d.switch_fraction)} vs SAE/seed null ${driftInterval(d.null_switch_fraction)}`,
         ),
       ),
@@ -35,7 +35,7 @@ function driftHome() {
 }
 
 function driftNav(nav) {
-  for (const d of INDEX.drift || []) if (!d.error) nav.append(link(`#/drift/${d.id}`, `drift ${d.id}`));
+  for (const d of INDEX.drift || []) nav.append(link(`#/drift/${d.id}`, `drift ${d.id}`));
 }
 
 // Legends under the plot: stacked voices and loss curves have more entries than fit above.
@@ -45,9 +45,10 @@ const DRIFT_KNOWN = new Set(["site", "d_mlp", "d_sae", "n_snapshots", "steps", "
 
 async function driftPage(id, j) {
   // Known ids only: an unknown one is a "not found" page, not a failed request.
-  const known = (INDEX.drift || []).some((d) => d.id === id && !d.error);
+  const known = (INDEX.drift || []).some((d) => d.id === id);
   const o = known ? await getJSON(`drift/${id}.json`) : null;
   if (!o) return notFound(`no drift analysis ${id}`);
+  if (o.generic) return driftSummaryPage(o);
   const n = o.n_neurons;
   if (j === undefined) j = (o.picks.switching || [0])[0] ?? 0;
   if (!Number.isInteger(j) || j < 0 || j >= n) return notFound(`drift ${id} has no neuron ${j} (it has ${n})`);
@@ -133,17 +134,30 @@ async function driftPage(id, j) {
     overall.push(plot("Loss curve, snapshots marked", lt, { xaxis: { title: "training step" }, yaxis: { title: "cross-entropy (nats/token)" }, ...DRIFT_LAYOUT }, `red: the snapshots analysed, ${how}; dashed: baselines of the same corpus on the same windows`));
   }
   nodes.push(el("div", { class: "grid" }, overall));
-  nodes.push(
-    ...section(
-      "Snapshot pairs",
-      table(
-        ["pair", "score", "null", "switch fraction", "null switch fraction", "median correlation", "verdict"],
-        o.pairs.map((p) => [`${p.from_step} → ${p.to_step}`, driftInterval(driftPair(p, "score")), driftInterval(driftPair(p, "null_score")), driftInterval(p.switch_fraction), driftInterval(p.null_switch_fraction), p.median_correlation, badge(p.verdict)]),
-      ),
-    ),
-  );
-  // Blocks this page does not know (added by later versions of the analysis), as recorded.
-  const extra = Object.entries(s).filter(([k]) => !DRIFT_KNOWN.has(k));
-  if (extra.length) nodes.push(...section("Other results in this analysis", extra.map(([k, val]) => el("details", { class: "card" }, el("summary", { text: k }), el("pre", { text: JSON.stringify(val, null, 1) })))));
+  nodes.push(...section("Snapshot pairs", driftPairsTable(o.pairs)));
+  nodes.push(...driftExtra(s, DRIFT_KNOWN));
   return render(`drift ${id}`, "drift", nodes);
+}
+
+// Blocks this page does not draw (added by later versions of the analysis), as recorded.
+function driftExtra(s, known) {
+  const extra = Object.entries(s).filter(([k]) => !known.has(k));
+  if (!extra.length) return [];
+  return section("Other results in this analysis", extra.map(([k, val]) => el("details", { class: "card" }, el("summary", { text: k }), el("pre", { text: JSON.stringify(val, null, 1) }))));
+}
+
+function driftPairsTable(pairs) {
+  return table(
+    ["pair", "score", "null", "switch fraction", "null switch fraction", "median correlation", "verdict"],
+    pairs.map((p) => [`${p.from_step} → ${p.to_step}`, driftInterval(driftPair(p, "score")), driftInterval(driftPair(p, "null_score")), driftInterval(p.switch_fraction), driftInterval(p.null_switch_fraction), p.median_correlation ?? null, badge(p.verdict)]),
+  );
+}
+
+// A drift folder without the per-neuron files this version draws: its summary as recorded.
+function driftSummaryPage(o) {
+  const nodes = [el("h1", { text: `Meaning drift ${o.id}` }), el("p", { class: "muted", text: `folder ${o.folder} · summary only (${o.reason})` })];
+  const s = o.summary || {};
+  if (o.pairs.length && o.pairs[0].from_step !== undefined) nodes.push(...section("Snapshot pairs", driftPairsTable(o.pairs)));
+  nodes.push(...driftExtra(s, new Set(["pairs"])));
+  return render(`drift ${o.id}`, "drift", nodes);
 }
