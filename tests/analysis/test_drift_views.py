@@ -92,7 +92,14 @@ def test_toy_view(run: Path) -> None:
     view = read_drift(run / "analyses" / "drift-toy")
     assert view.source == "toy" and len(view.steps) == 5
     assert view.score.shape == (4, 2 * 3) and view.labels[4] == "instance 1, neuron 1"
-    assert genealogy_counts(view) is None and loss_curve(view) is None
+    assert genealogy_counts(view) is None
+    curve = loss_curve(view)  # the loss at each snapshot on the drift's inputs
+    assert curve is not None and [s["step"] for s in curve["snapshots"]] == view.steps
+    for s in curve["snapshots"]:
+        assert s["ci95"][0] <= s["heldout_loss"] <= s["ci95"][1] and s["windows"] == 512
+    zero = curve["baselines"]["zero output"]["loss"]
+    assert curve["snapshots"][-1]["heldout_loss"] < 0.5 * zero  # training learned something
+    assert curve["snapshots"][0]["heldout_loss"] <= zero + 0.05
     j = view.picks["switching"][0]
     v = neuron_voices(view, j)
     assert [layer["name"].startswith("feature ") for layer in v["layers"]] == [True] * len(

@@ -63,7 +63,8 @@ def test_build_index_writes_a_page_per_drift_folder(run: Path) -> None:
     j = page["picks"]["switching"][0]
     assert shard[str(j)]["label"] == f"neuron {j}" and len(shard[str(j)]["score"]) == 3
     toy = json.loads((out / "drift" / f"{TOY}.json").read_text())
-    assert toy["genealogy"] is None and toy["loss"] is None and toy["n_neurons"] == 6
+    assert toy["genealogy"] is None and toy["n_neurons"] == 6
+    assert len(toy["loss"]["snapshots"]) == 5 and "instances" in toy["loss"]["unit"]
 
 
 def test_links_to_neuron_pages_only_for_the_same_site(run: Path) -> None:
@@ -144,7 +145,8 @@ def test_drift_pages_in_chromium(guarded: Guarded, run: Path) -> None:
     guarded.ready("drift")
     assert page.locator("main h2").first.inner_text() == "neuron 3"
     page = guarded.open(f"#/drift/{TOY}/4", "drift")
-    assert plots(page) >= 3 and "instance 1, neuron 1" in _text_ok(page)
+    assert plots(page) >= 4 and "instance 1, neuron 1" in _text_ok(page)
+    assert "all-zero output" in _text_ok(page)  # the toy's loss at its snapshots
     page = guarded.open(f"#/drift/{ORG}/640", "notfound")
     assert "no neuron 640" in page.locator("main").inner_text()
     page = guarded.open("#/drift/analyses-drift-broken", "drift")

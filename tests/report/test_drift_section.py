@@ -52,7 +52,8 @@ def test_sections_figures_and_captions(report: Path) -> None:
     voices = sorted((report / "figures").glob("analyses-drift-organism-voices-*.png"))
     assert len(voices) == 4  # 3 switching neurons and a stable one
     assert '"stackgroup"' in data and "(stable): voices over snapshots" in html
-    assert "genealogy" not in " ".join(p.name for p in (report / "figures").glob("*toy*"))
+    toy_figures = " ".join(p.name for p in (report / "figures").glob("*drift-toy*"))
+    assert "genealogy" not in toy_figures and "drift-toy-loss" in toy_figures
     # Every drift caption states a sample size, and intervals where there are any.
     section = html.split('id="s2"')[1].split("</section>")[0]
     captions = re.findall(r"<figcaption>(.*?)</figcaption>", section, re.S)

@@ -273,6 +273,19 @@ def _loss_chart(src: Source, training: dict[str, Any], stem: str) -> Chart | Non
         if has_ci
         else "(no interval: the run was written before snapshots recorded one)"
     )
+    if training.get("unit"):  # a toy's curve: losses at the snapshots on fresh inputs
+        return Chart(
+            id=_chart_id(src, stem),
+            title="Loss at the snapshots",
+            caption=(
+                f"Red: the loss at each snapshot, {training['unit']}, with its 95% normal "
+                f"interval over the n = {windows} inputs; dashed: an all-zero output on the same "
+                f"inputs ({'; '.join(base_text) or 'none recorded'})."
+            ),
+            traces=traces,
+            xlabel="training step",
+            ylabel="importance-weighted MSE",
+        )
     return Chart(
         id=_chart_id(src, stem),
         title="Loss curve, the snapshots marked",
