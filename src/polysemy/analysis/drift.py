@@ -438,6 +438,6 @@ def _loss_curve(toy: Any, x: Tensor, cfg: ToyDriftConfig) -> dict[str, Any] | No
         "history": [],
         "snapshots": snaps,
         "baselines": {"zero output": figure(torch.zeros_like(target))},
-        "unit": f"loss averaged over {x.shape[0]} instances, on {x.shape[1]} fresh inputs "
-        "(`windows`: inputs)",
+        # `windows` of the organism's curve are inputs here.
+        "unit": f"loss averaged over {x.shape[0]} instances, on {x.shape[1]} fresh inputs",
     }

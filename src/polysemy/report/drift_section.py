@@ -243,7 +243,9 @@ def _loss_chart(src: Source, training: dict[str, Any], stem: str) -> Chart | Non
             {
                 "type": "scatter",
                 "mode": "markers",
-                "name": "held-out loss at the snapshots",
+                "name": "loss at the snapshots"
+                if training.get("unit")
+                else "held-out loss at the snapshots",
                 "x": [s["step"] for s in snaps],
                 "y": y,
                 "error_y": {"type": "data", "visible": True, "array": plus, "arrayminus": minus},

@@ -126,7 +126,7 @@ async function driftPage(id, j) {
   if (L) {
     const lt = [{ type: "scatter", mode: "lines", x: L.history.map((r) => r.step), y: L.history.map((r) => r.loss), name: "training loss", line: { color: "#90a4ae" } }];
     const sn = L.snapshots.filter((r) => r.heldout_loss !== null && r.heldout_loss !== undefined);
-    lt.push({ type: "scatter", mode: "markers", x: sn.map((r) => r.step), y: sn.map((r) => r.heldout_loss), name: "held-out loss at snapshots", marker: { size: 9, color: "#c62828" }, error_y: { type: "data", symmetric: false, array: sn.map((r) => (r.ci95 ? r.ci95[1] - r.heldout_loss : 0)), arrayminus: sn.map((r) => (r.ci95 ? r.heldout_loss - r.ci95[0] : 0)) } });
+    lt.push({ type: "scatter", mode: "markers", x: sn.map((r) => r.step), y: sn.map((r) => r.heldout_loss), name: L.unit ? "loss at snapshots" : "held-out loss at snapshots", marker: { size: 9, color: "#c62828" }, error_y: { type: "data", symmetric: false, array: sn.map((r) => (r.ci95 ? r.ci95[1] - r.heldout_loss : 0)), arrayminus: sn.map((r) => (r.ci95 ? r.heldout_loss - r.ci95[0] : 0)) } });
     const last = Math.max(...L.history.map((r) => r.step), ...sn.map((r) => r.step), 1);
     for (const [name, b] of Object.entries(L.baselines || {})) lt.push({ type: "scatter", mode: "lines", x: [0, last], y: [b.loss, b.loss], name: `${name} baseline ${fmt(b.loss)}${ci(b.ci95)}`, line: { dash: "dash" } });
     const windows = sn.length && sn[0].windows ? `, ${fmt(sn[0].windows)} held-out windows each` : "";
