@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -426,6 +427,8 @@ def _loss_curve(toy: Any, x: Tensor, cfg: ToyDriftConfig) -> dict[str, Any] | No
     def figure(out: Tensor) -> dict[str, Any]:
         per_input = ((out - target) ** 2 * importance[:, None, :]).mean(2).mean(0)  # (samples,)
         mean, half = float(per_input.mean()), z * float(per_input.std()) / per_input.numel() ** 0.5
+        if not math.isfinite(mean + half):  # diverged weights: JSON has no NaN
+            return {"loss": None, "ci95": None, "windows": per_input.numel()}
         return {"loss": mean, "ci95": [mean - half, mean + half], "windows": per_input.numel()}
 
     snaps = []

@@ -53,6 +53,7 @@ import dataclasses
 import itertools
 import json
 import logging
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -342,12 +343,20 @@ def _lineage(codes: list[Tensor], threshold: float) -> Tensor:
 def _training(meta: dict[str, Any]) -> dict[str, Any]:
     """training.json: the organism's loss curve with its snapshots, copied from organism.json
     so a drift folder draws it without the run beside it."""
+
+    def finite(v: Any) -> Any:  # a diverged run's NaN must not stop the analysis's JSON
+        if isinstance(v, list):
+            return v if all(finite(x) is not None for x in v) else None
+        return v if not isinstance(v, float) or math.isfinite(v) else None
+
     return {
         "history": [
-            {"step": h["step"], "loss": h["loss"]} for h in meta.get("history", []) if "loss" in h
+            {"step": h["step"], "loss": finite(h["loss"])}
+            for h in meta.get("history", [])
+            if "loss" in h
         ],
         "snapshots": [
-            {k: s.get(k) for k in ("step", "tokens", "heldout_loss", "ci95", "windows")}
+            {k: finite(s.get(k)) for k in ("step", "tokens", "heldout_loss", "ci95", "windows")}
             for s in meta.get("snapshots", [])
         ],
         "baselines": meta.get("baselines", {}),
