@@ -31,6 +31,11 @@ from polysemy.analysis.circuits_calibration import (
 from polysemy.analysis.claims import ClaimsConfig, ClaimsResult, check_claims
 from polysemy.analysis.claims_calibration import ClaimsCalibration, calibrate_claims
 from polysemy.analysis.drift import ToyDriftConfig, ToyDriftResult, toy_drift
+from polysemy.analysis.drift_calibration import (
+    DriftCalibration,
+    DriftCalibrationConfig,
+    calibrate_drift,
+)
 from polysemy.analysis.edit_calibration import EditsCalibration, calibrate_edits
 from polysemy.analysis.edits import EditsConfig, EditsResult, analyze_edits
 from polysemy.analysis.features import FeaturesConfig, FeaturesResult, analyze_features
@@ -66,6 +71,8 @@ __all__ = [
     "ClaimsCalibration",
     "ClaimsConfig",
     "ClaimsResult",
+    "DriftCalibration",
+    "DriftCalibrationConfig",
     "EditsCalibration",
     "EditsConfig",
     "EditsResult",
@@ -106,6 +113,7 @@ __all__ = [
     "calibrate_braids",
     "calibrate_circuits",
     "calibrate_claims",
+    "calibrate_drift",
     "calibrate_edits",
     "calibrate_features",
     "calibrate_geometry",
