@@ -4,6 +4,8 @@ on one snapshot are not; the truth classes and the row swap on hand-made weights
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import torch
 
@@ -16,7 +18,7 @@ from polysemy.analysis.drift_calibration import (
     calibrate_drift,
 )
 
-TINY = dict(seeds=2, snapshots=2, rows=2048, sae_rows=8192)
+TINY: dict[str, Any] = dict(seeds=2, snapshots=2, rows=2048, sae_rows=8192)
 """Two toy models of 8 neurons, a start and an end snapshot: 10 SAEs, 5-15 s on 2 loaded cores."""
 
 
@@ -73,7 +75,7 @@ def test_truth_classes_and_row_swap_on_hand_made_weights() -> None:
         ({"bogus": 1}, "bogus"),
     ],
 )
-def test_bad_options_are_refused_naming_the_parameter(options: dict, name: str) -> None:
+def test_bad_options_are_refused_naming_the_parameter(options: dict[str, Any], name: str) -> None:
     with pytest.raises(ValueError, match=name):
         calibrate_drift(**options)
 

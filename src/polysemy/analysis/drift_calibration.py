@@ -263,7 +263,8 @@ def _swap_rows(W: Tensor, T: Tensor, swaps: int, gen: torch.Generator) -> Tensor
     swapped (fewer when the model has too few such neurons)."""
     dom = _dominant(T)
     order = [j for j in torch.randperm(W.shape[0], generator=gen).tolist() if dom[j] >= 0]
-    out, used, done = W.clone(), set(), 0
+    out, done = W.clone(), 0
+    used: set[int] = set()
     for a in order:
         for b in order:
             if done == swaps:
@@ -321,7 +322,7 @@ def calibrate_drift(
         mass = (x.double() ** 2).sum(0)  # (n_features,)
         seed_a, seed_b = 2 * toy_seed, 2 * toy_seed + 1
 
-        def fit(W: Tensor, seed: int) -> Any:
+        def fit(W: Tensor, seed: int, x: Tensor = x, x_train: Tensor = x_train) -> Any:
             h, h_train = torch.relu(x @ W.T), torch.relu(x_train @ W.T)  # (rows, n_hidden)
             snap = _snapshot(h_train, h, oc, seed, lr=cfg.sae_lr)
             fvu.append(snap.sae["fvu"])
