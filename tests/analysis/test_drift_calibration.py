@@ -83,9 +83,14 @@ def test_bad_options_are_refused_naming_the_parameter(options: dict[str, Any], n
 @pytest.mark.slow
 def test_default_calibration() -> None:
     """The figures in docs/drift.md (Calibration through SAEs), with room for the seeds."""
-    cal = calibrate_drift(seeds=8)
-    assert cal.null_switch_clear.estimate <= 0.1
-    assert cal.planted.tpr is not None and cal.planted.tpr.estimate >= 0.9
-    assert cal.planted.fpr is not None and cal.planted.fpr.estimate <= 0.2
-    assert cal.natural.kept > 0
-    assert cal.natural.fpr is not None and cal.natural.fpr.estimate <= 0.2
+    cal = calibrate_drift(seeds=8)  # 91 s on the loaded 2-core machine
+    assert cal.null_switch.estimate <= 0.15  # measured 8% (21/256)
+    assert cal.null_switch_clear.estimate <= 0.1  # 5% (8/147)
+    p, n = cal.planted, cal.natural
+    assert p.tpr is not None and p.tpr.estimate >= 0.85  # 91% (29/32)
+    assert p.fpr is not None and p.fpr.estimate <= 0.25  # 16% (5/32)
+    assert p.tpr_score is not None and p.tpr_score.estimate >= 0.9  # 100%
+    assert p.auc is not None and p.auc >= 0.95  # 0.999
+    assert n.changed > 0 and n.kept > 0  # 23 and 92
+    assert n.fpr is not None and n.fpr.estimate <= 0.1  # 3% (3/92)
+    assert n.auc is not None and n.auc > 0.6  # 0.72: natural changes are gradual
