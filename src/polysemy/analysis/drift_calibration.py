@@ -282,7 +282,7 @@ def calibrate_drift(
 ) -> DriftCalibration:
     """Score `organism_drift`'s switch and score against the known roles of toy ReLU-hidden
     neurons (module docstring). Trains `seeds` toy models and (2 x snapshots + 1) SAEs per
-    model; about 5 s per seed with the defaults on one CPU thread."""
+    model; about 11 s per model with the defaults on one thread of a loaded 2-core machine."""
     from polysemy.toy import ToyConfig, sample_features, train_toy
 
     cfg = configured(DriftCalibrationConfig, config, options)
