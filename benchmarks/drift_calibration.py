@@ -76,6 +76,11 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|---|")
     print(_row("consecutive snapshots", cal.natural))
     print(_row(f"planted: {c['swaps']} row swaps", cal.planted))
+    for name, r in (("consecutive snapshots", cal.natural), ("planted", cal.planted)):
+        print(
+            f"{name}: changed neurons whose true chorus moved >= {c['large_drift']}: switch "
+            f"{_rate(r.tpr_large)}, score {_rate(r.tpr_score_large)}"
+        )
     print()
     print(f"{cal.seconds:.0f} s, {args.threads} thread(s), {platform.machine()}")
     if args.json:

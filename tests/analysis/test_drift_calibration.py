@@ -55,14 +55,15 @@ def test_truth_classes_and_row_swap_on_hand_made_weights() -> None:
     moved = (swapped != W).any(-1)
     assert int(moved.sum()) == 2 and not bool(moved[3])  # a dead neuron is never swapped
     cfg = DriftCalibrationConfig()
-    changed, kept, ambiguous = _classes(T, _truth(swapped, mass), cfg)
+    changed, kept, ambiguous, drift = _classes(T, _truth(swapped, mass), cfg)
+    assert bool((drift[moved] >= cfg.large_drift).all()) and float(drift[~moved].max()) == 0.0
     assert torch.equal(changed, moved)
     assert torch.equal(kept, ~moved & torch.tensor([True, True, True, False]))
     assert not bool(ambiguous.any())
     # A near-tie that flips by a small move is neither changed nor kept.
     Ta = _truth(torch.tensor([[1.0, 0.95, 0.0]]), mass)
     Tb = _truth(torch.tensor([[0.95, 1.0, 0.0]]), mass)
-    assert [bool(c) for c in _classes(Ta, Tb, cfg)] == [False, False, True]
+    assert [bool(c) for c in _classes(Ta, Tb, cfg)[:3]] == [False, False, True]
 
 
 @pytest.mark.parametrize(

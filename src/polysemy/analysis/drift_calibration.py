@@ -96,6 +96,9 @@ class DriftCalibrationConfig:
     """Most true chorus drift (1 - cos) of a neuron that kept its role."""
     changed_drift: float = 0.3
     """Least true chorus drift of a neuron that changed roles (its dominant feature too)."""
+    large_drift: float = 0.5
+    """Changed neurons whose true chorus moved at least this get their own true-positive
+    rates (`tpr_large`, `tpr_score_large`): is a large move caught more often?"""
     clear_ratio: float = 1.5
     """A neuron's dominant feature is clear when its true share is at least this times the
     runner-up's (`null_switch_clear` counts only those)."""
@@ -124,6 +127,7 @@ class DriftCalibrationConfig:
         check_float("match_threshold", self.match_threshold, above=0.0, most=1.0)
         check_float("kept_drift", self.kept_drift, least=0.0, most=1.0)
         check_float("changed_drift", self.changed_drift, least=self.kept_drift, most=1.0)
+        check_float("large_drift", self.large_drift, least=self.changed_drift, most=2.0)
         check_float("clear_ratio", self.clear_ratio, least=1.0)
         check_int("swaps", self.swaps, least=1, most=self.n_hidden // 2)
         check_float("level", self.level, above=0.0, most=0.999999)
@@ -147,6 +151,10 @@ class DriftRates(NamedTuple):
     """Changed neurons whose score is above the null threshold."""
     fpr_score: Interval | None
     """Kept neurons whose score is above the null threshold."""
+    tpr_large: Interval | None
+    """Changed neurons with a true chorus move >= `large_drift` flagged by `switch`."""
+    tpr_score_large: Interval | None
+    """The same flagged by the score threshold."""
     auc: float | None
     """P(score of a changed neuron > score of a kept one), ties half (None without both)."""
     score_changed: float | None
@@ -198,14 +206,17 @@ def _truth(W: Tensor, mass: Tensor) -> Tensor:
     return torch.where(total > 0, p / total.clamp_min(1e-300), torch.zeros_like(p))
 
 
-def _classes(Ta: Tensor, Tb: Tensor, cfg: DriftCalibrationConfig) -> tuple[Tensor, Tensor, Tensor]:
-    """changed, kept, ambiguous (bool per neuron) between true choruses Ta and Tb."""
+def _classes(
+    Ta: Tensor, Tb: Tensor, cfg: DriftCalibrationConfig
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """changed, kept, ambiguous (bool per neuron) between true choruses Ta and Tb, and the
+    true drift (1 - cos)."""
     da, db = _dominant(Ta), _dominant(Tb)
     live = (da >= 0) & (db >= 0)
     drift = _cos_drift(Ta, Tb)
     changed = live & (da != db) & (drift >= cfg.changed_drift)
     kept = live & (da == db) & (drift <= cfg.kept_drift)
-    return changed, kept, live & ~changed & ~kept
+    return changed, kept, live & ~changed & ~kept, drift
 
 
 def _auc(pos: Tensor, neg: Tensor) -> float | None:
@@ -233,16 +244,20 @@ class _Pooled:
         self.changed: list[Tensor] = []
         self.kept: list[Tensor] = []
         self.ambiguous: list[Tensor] = []
+        self.drift: list[Tensor] = []
 
-    def add(self, score: Tensor, switch: Tensor, classes: tuple[Tensor, Tensor, Tensor]) -> None:
+    def add(
+        self, score: Tensor, switch: Tensor, classes: tuple[Tensor, Tensor, Tensor, Tensor]
+    ) -> None:
         self.score.append(score.double())
         self.switch.append(switch)
-        for name, c in zip(("changed", "kept", "ambiguous"), classes, strict=True):
+        for name, c in zip(("changed", "kept", "ambiguous", "drift"), classes, strict=True):
             getattr(self, name).append(c)
 
-    def rates(self, threshold: float, level: float) -> DriftRates:
+    def rates(self, threshold: float, level: float, large_drift: float) -> DriftRates:
         score, switch = torch.cat(self.score), torch.cat(self.switch)
         changed, kept = torch.cat(self.changed), torch.cat(self.kept)
+        large = changed & (torch.cat(self.drift) >= large_drift)
         over = score > threshold
         return DriftRates(
             changed=int(changed.sum()),
@@ -252,6 +267,8 @@ class _Pooled:
             fpr=_ci(switch[kept], level),
             tpr_score=_ci(over[changed], level),
             fpr_score=_ci(over[kept], level),
+            tpr_large=_ci(switch[large], level),
+            tpr_score_large=_ci(over[large], level),
             auc=_auc(score[changed], score[kept]),
             score_changed=_mean(score[changed]),
             score_kept=_mean(score[kept]),
@@ -356,8 +373,8 @@ def calibrate_drift(
         ),
         null_score_mean=float(nulls.mean()) if nulls.numel() else float("nan"),
         threshold=threshold,
-        natural=natural.rates(threshold, cfg.level),
-        planted=planted.rates(threshold, cfg.level),
+        natural=natural.rates(threshold, cfg.level, cfg.large_drift),
+        planted=planted.rates(threshold, cfg.level, cfg.large_drift),
         steps=steps,
         sae_fvu=[float(fv.min()), float(fv.median()), float(fv.max())],
         config=dataclasses.asdict(cfg),
