@@ -31,6 +31,11 @@ from polysemy.analysis.circuits_calibration import (
 from polysemy.analysis.claims import ClaimsConfig, ClaimsResult, check_claims
 from polysemy.analysis.claims_calibration import ClaimsCalibration, calibrate_claims
 from polysemy.analysis.drift import ToyDriftConfig, ToyDriftResult, toy_drift
+from polysemy.analysis.drift_calibration import (
+    DriftCalibration,
+    DriftCalibrationConfig,
+    calibrate_drift,
+)
 from polysemy.analysis.edge_ablation import EdgeAblationResult, ablate_edges
 from polysemy.analysis.edge_ablation_calibration import (
     EdgeAblationCalibration,
@@ -71,6 +76,8 @@ __all__ = [
     "ClaimsCalibration",
     "ClaimsConfig",
     "ClaimsResult",
+    "DriftCalibration",
+    "DriftCalibrationConfig",
     "EdgeAblationCalibration",
     "EdgeAblationResult",
     "EditsCalibration",
@@ -114,6 +121,7 @@ __all__ = [
     "calibrate_braids",
     "calibrate_circuits",
     "calibrate_claims",
+    "calibrate_drift",
     "calibrate_edge_ablation",
     "calibrate_edits",
     "calibrate_features",

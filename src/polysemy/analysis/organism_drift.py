@@ -262,7 +262,12 @@ def _harvest(loaded: Any, site: str, tokens: Tensor, n_ctx: int, batch: int) -> 
     return torch.cat(out)
 
 
-def _snapshot(x_train: Tensor, x: Tensor, cfg: OrganismDriftConfig, seed: int) -> _Snapshot:
+def _snapshot(
+    x_train: Tensor, x: Tensor, cfg: OrganismDriftConfig, seed: int, **train_options: Any
+) -> _Snapshot:
+    """One snapshot's TopK SAE trained on `x_train`, read on `x`: codes, chorus, quality.
+    `train_options` go to `train_sae` (the toy calibration, analysis/drift_calibration.py,
+    sets the learning rate its tiny SAEs need)."""
     from polysemy.api import train_sae
 
     d = x.shape[1]
@@ -275,6 +280,7 @@ def _snapshot(x_train: Tensor, x: Tensor, cfg: OrganismDriftConfig, seed: int) -
         batch_size=min(1024, x_train.shape[0]),
         seed=seed,
         progress=False,
+        **train_options,
     )
     sae = trained.sae.eval()
     with torch.no_grad():
