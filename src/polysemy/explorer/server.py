@@ -3,7 +3,7 @@
 Routes (nothing else answers):
 
     /                        the single page (static/index.html; pages are `#/...` routes)
-    /static/<name>           app.js, style.css, and plotly.min.js from the installed plotly
+    /static/<name>           app.js, circuits.js, style.css, and plotly.min.js from plotly
     /data/<path>             files under RUN/explorer/ (what `build_index` wrote)
 
 `/data/` serves only regular files inside RUN/explorer: a path with `..`, a percent-encoded
@@ -36,6 +36,7 @@ logger = logging.getLogger(__name__)
 
 STATIC = Path(__file__).parent / "static"
 _PAGES = {"app.js": "text/javascript", "style.css": "text/css"}
+_PAGES["circuits.js"] = "text/javascript"  # circuits pages (explorer/circuits_index.py)
 _SAFE = re.compile(r"[A-Za-z0-9_\-./]+")
 # Pages load only their own scripts and data; plotly needs inline styles.
 CSP = (
