@@ -628,6 +628,12 @@ def section_toy_report(src: Source, config: Any) -> ReportSection:
     )  # fmt: skip
 
 
+def section_circuits(src: Source, config: Any) -> ReportSection:
+    from polysemy.report.circuits_section import section_circuits  # it imports this module
+
+    return section_circuits(src, config)
+
+
 _ORDER: tuple[tuple[str, Callable[[Source, Any], ReportSection]], ...] = (
     ("sae", section_sae),
     ("analysis:fidelity", section_fidelity),
@@ -637,6 +643,7 @@ _ORDER: tuple[tuple[str, Callable[[Source, Any], ReportSection]], ...] = (
     ("analysis:ablate", section_ablate),
     ("analysis:probes", section_probes),
     ("analysis:edits", section_edits),
+    ("analysis:circuits", section_circuits),
     ("analysis:claims", section_claims),
     ("toy", section_toy),
     ("toy-report", section_toy_report),

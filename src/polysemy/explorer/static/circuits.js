@@ -190,7 +190,7 @@ async function circuitPage(id) {
   ];
   const facts = [
     el("li", { text: `edge weight: a's activation × the gradient of b's pre-activation along a's decoder direction, linearised (${s.linearisation || "–"}), averaged over contexts` }),
-    el("li", { text: `null: ${(s.null || {}).kind || "|weight| over every pair"} — median ${fmt(q.q50)}, q95 ${fmt(q.q95)}, q99 ${fmt(q.q99)}` }),
+    el("li", { text: `null: ${(s.null || {}).kind || "|weight| over every pair"} — ${Object.entries(q).map(([k, v]) => `${k} ${fmt(v)}`).join(", ")}; an edge above q95 stands out from the pairs computed` }),
   ];
   if (s.method !== undefined) facts.push(el("li", { text: `method: ${summarise(s.method)}` }));
   nodes.push(el("ul", {}, facts));
@@ -198,7 +198,7 @@ async function circuitPage(id) {
     ...section(
       "Braids",
       el("div", { class: "card", id: "braids" },
-        el("p", {}, `braided fraction ${interval(b.ci ? { ...b.ci, estimate: b.braided_fraction } : b.braided_fraction)} of n = ${fmt(b.n_edges)} strongest edges, vs shuffled contexts ${ci(b.null_ci)}: `, badge(braidVerdict(b))),
+        el("p", {}, `braided fraction ${fmt(b.braided_fraction)}${ci(b.ci ? { low: b.ci.low, high: b.ci.high } : null)} (${b.ci?.method || "95%"}) of n = ${fmt(b.n_edges)} strongest edges, vs shuffled contexts${ci(b.null_ci ? { low: b.null_ci.low, high: b.null_ci.high } : null)} (n = ${fmt(b.null_ci?.n)} shuffles): `, badge(braidVerdict(b))),
         el("div", { class: "caption", text: "an edge is braided when the contexts carrying it fall into two or more clusters (by which other upstream features are active) that rarely co-occur; the null shuffles contexts" }),
       ),
     ),
