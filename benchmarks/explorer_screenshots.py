@@ -6,10 +6,13 @@ a toy sweep), builds its explorer index, serves it on 127.0.0.1 and screenshots 
 kind in headless Chromium (900 px wide, 128-colour PNGs). About 5 minutes on 2 shared cores.
 `--run` screenshots a finished run folder instead; the claims page in docs/images comes from
 `polysemy demo`'s run, whose verdicts the claims battery wrote (without `--run` it is taken
-from the explorer tests' tiny run, whose claims are hand-written).
+from the explorer tests' tiny run, whose claims are hand-written). The circuit page comes from
+its own small run (`circuits_run`: two TopK SAEs on MiniLM's residual stream after layers 2
+and 3, their features analyses, and `analyze_circuits` between them; a few minutes).
 
     python benchmarks/explorer_screenshots.py --work /tmp/explorer-shots --out docs/images
     python benchmarks/explorer_screenshots.py --run runs/demo --pages claims
+    python benchmarks/explorer_screenshots.py --pages circuit
 """
 
 from __future__ import annotations
@@ -60,6 +63,30 @@ def minilm_run(run: Path) -> None:
                  progress=False)  # fmt: skip
 
 
+CIRCUIT_SITES = ("encoder.layer.2.output", "encoder.layer.3.output")
+
+
+def circuits_run(run: Path) -> None:
+    """Two SAEs on MiniLM's residual stream (layers 2 and 3) and the circuits between them."""
+    from polysemy.analysis.circuits import analyze_circuits
+
+    if (run / "analyses" / "circuits-l2-l3").is_dir():
+        return
+    model = ps.load_model("minilm")
+    stores = ps.harvest(model, ps.open_corpus("pydocs"), sites=CIRCUIT_SITES, tokens=30_000,
+                        out=run / "stores", progress=False)  # fmt: skip
+    saes = []
+    for site, name in zip(CIRCUIT_SITES, ("l2", "l3"), strict=True):
+        ps.train_sae(stores[site], out=run / "saes" / name, arch="topk", d_sae=768, k=16,
+                     tokens=120_000, progress=False)  # fmt: skip
+        sae = ps.load_sae(run / "saes" / name)
+        sae.metadata["path"] = str(run / "saes" / name)
+        analyze_features(sae, stores[site], out=run / "analyses" / f"features-{name}")
+        saes.append(sae)
+    analyze_circuits(model, saes[0], saes[1], ps.open_corpus("pydocs"), examples=64,
+                     seq_len=48, top=30, out=run / "analyses" / "circuits-l2-l3")  # fmt: skip
+
+
 def shoot(run: Path, out: Path, pages: dict[str, tuple[str, str]]) -> None:
     import uvicorn
     from PIL import Image
@@ -103,6 +130,7 @@ PAGES = {
     "toy": ("#/toy/toy-relu-output", "toy"),
     "search": ("#/search/read", "search"),
     "claims": ("#/claims", "claims"),
+    "circuit": ("#/circuit/analyses-circuits-l2-l3", "circuit"),
 }
 
 
@@ -124,6 +152,12 @@ def main() -> None:
     if args.run is not None:
         build_index(Path(args.run))
         shoot(Path(args.run), out, pages)
+        return
+    if "circuit" in pages:
+        circuits_run(work / "circuits")
+        build_index(work / "circuits")
+        shoot(work / "circuits", out, {"circuit": pages.pop("circuit")})
+    if not pages:
         return
     minilm_run(work / "run")
     build_index(work / "run")
