@@ -75,11 +75,13 @@ def circuits_run(run: Path) -> None:
     model = ps.load_model("minilm")
     stores = ps.harvest(model, ps.open_corpus("pydocs"), sites=CIRCUIT_SITES, tokens=30_000,
                         out=run / "stores", progress=False)  # fmt: skip
+    assert isinstance(stores, dict)  # sites=: one store per site
     saes = []
     for site, name in zip(CIRCUIT_SITES, ("l2", "l3"), strict=True):
         ps.train_sae(stores[site], out=run / "saes" / name, arch="topk", d_sae=768, k=16,
                      tokens=120_000, progress=False)  # fmt: skip
         sae = ps.load_sae(run / "saes" / name)
+        assert sae.metadata is not None  # load_sae keeps config.json there
         sae.metadata["path"] = str(run / "saes" / name)
         analyze_features(sae, stores[site], out=run / "analyses" / f"features-{name}")
         saes.append(sae)

@@ -18,10 +18,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 from starlette.testclient import TestClient
+from tests.explorer.test_browser import Guarded, _require_browser
 
 from polysemy.explorer import build_index
 from polysemy.explorer.server import create_app, url_of
-from tests.explorer.test_browser import Guarded, _require_browser
 
 SITES = ("encoder.layer.0.output", "encoder.layer.1.output")
 NAMES = ("l0", "l1")
@@ -43,25 +43,50 @@ def make_circuits_run(root: Path) -> Path:
     run = root / "run"
     loaded = tiny_encoder(seed=0)
     docs = open_corpus("concepts:train:60").take(60)
-    harvest(loaded, docs, HarvestConfig(sites=SITES, tokens=2000, seq_len=32, dtype="float32"),
-            out={s: run / "stores" / n for s, n in zip(SITES, NAMES, strict=True)})  # fmt: skip
+    harvest(
+        loaded,
+        docs,
+        HarvestConfig(sites=SITES, tokens=2000, seq_len=32, dtype="float32"),
+        out={s: run / "stores" / n for s, n in zip(SITES, NAMES, strict=True)},
+    )
     g = torch.Generator().manual_seed(0)
     saes = []
     for site, name in zip(SITES, NAMES, strict=True):
         W = F.normalize(torch.randn(24, 32, generator=g), dim=-1)
-        sae = sae_from_weights("relu", W_enc=W.T.clone(), b_enc=torch.zeros(24) + 0.1, W_dec=W,
-                               b_dec=torch.zeros(32))  # fmt: skip
+        sae = sae_from_weights(
+            "relu", W_enc=W.T.clone(), b_enc=torch.zeros(24) + 0.1, W_dec=W, b_dec=torch.zeros(32)
+        )
         folder = run / "saes" / name
-        save_sae(sae, folder, source={"site": site, "acts": str(run / "stores" / name)},
-                 training={})  # fmt: skip
+        save_sae(
+            sae, folder, source={"site": site, "acts": str(run / "stores" / name)}, training={}
+        )
         sae = load_sae(folder)
+        assert sae.metadata is not None  # load_sae keeps config.json there
         sae.metadata["path"] = str(folder)  # as the CLI's --sae-up/--sae-down load it
-        analyze_features(sae, ActivationStore(run / "stores" / name),
-                         out=run / "analyses" / f"features-{name}", examples=4,
-                         quantile_examples=3, sample_size=8, bins=12, null_directions=100)  # fmt: skip
+        analyze_features(
+            sae,
+            ActivationStore(run / "stores" / name),
+            out=run / "analyses" / f"features-{name}",
+            examples=4,
+            quantile_examples=3,
+            sample_size=8,
+            bins=12,
+            null_directions=100,
+        )
         saes.append(sae)
-    analyze_circuits(loaded, saes[0], saes[1], docs, examples=16, seq_len=32, top_k=4, top=12,
-                     resamples=200, shuffles=20, out=run / "analyses" / "circuits-l0-l1")  # fmt: skip
+    analyze_circuits(
+        loaded,
+        saes[0],
+        saes[1],
+        docs,
+        examples=16,
+        seq_len=32,
+        top_k=4,
+        top=12,
+        resamples=200,
+        shuffles=20,
+        out=run / "analyses" / "circuits-l0-l1",
+    )
     return run
 
 
@@ -142,7 +167,7 @@ def test_a_circuits_folder_alone_has_no_links(circuits_run: Path, tmp_path: Path
 def test_server_returns_the_page_data_and_404_for_unknown_ids(circuits_run: Path) -> None:
     client = TestClient(create_app(circuits_run), base_url="http://127.0.0.1")
     assert client.get("/static/circuits.js").status_code == 200
-    assert '/static/circuits.js' in client.get("/").text
+    assert "/static/circuits.js" in client.get("/").text
     r = client.get(f"/data/circuits/{CIRCUIT}.json")
     assert r.status_code == 200 and len(r.json()["edges"]) == 12
     assert client.get("/data/circuits/no-such-circuit.json").status_code == 404
@@ -182,10 +207,16 @@ def test_graph_page_in_a_browser(guarded: Guarded, circuits_run: Path) -> None:
     page = guarded.open(f"#/circuit/{CIRCUIT}", "circuit")
     edges = _page(circuits_run)["edges"]
     assert page.locator("#circuit-graph path.edge").count() == len(edges)
-    widths = [float(w) for w in page.locator("path.edge").evaluate_all(
-        "ps => ps.map(p => p.getAttribute('stroke-width'))")]  # fmt: skip
+    widths = [
+        float(w)
+        for w in page.locator("path.edge").evaluate_all(
+            "ps => ps.map(p => p.getAttribute('stroke-width'))"
+        )
+    ]
     assert widths[0] == max(widths)  # the strongest edge is drawn the widest
-    colours = set(page.locator("path.edge").evaluate_all("ps => ps.map(p => p.getAttribute('stroke'))"))
+    colours = set(
+        page.locator("path.edge").evaluate_all("ps => ps.map(p => p.getAttribute('stroke'))")
+    )
     assert colours <= {"#1565c0", "#c62828"}
     text = page.locator("main").inner_text()
     for broken in ("[object ", "undefined", "NaN"):
@@ -206,7 +237,9 @@ def test_edge_table_sorts_by_weight(guarded: Guarded) -> None:
     values = [float(c) for c in cells]
     assert values == sorted(values)
     page.click("#edge-table th >> text=weight")
-    values = [float(c) for c in page.locator("#edge-table tbody tr td:nth-child(3)").all_inner_texts()]
+    values = [
+        float(c) for c in page.locator("#edge-table tbody tr td:nth-child(3)").all_inner_texts()
+    ]
     assert values == sorted(values, reverse=True)
     guarded.check()
 

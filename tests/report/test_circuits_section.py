@@ -28,14 +28,26 @@ def circuits_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     saes = []
     for site in ("encoder.layer.0.output", "encoder.layer.1.output"):
         W = F.normalize(torch.randn(24, 32, generator=g), dim=-1)
-        sae = sae_from_weights("relu", W_enc=W.T.clone(), b_enc=torch.zeros(24) + 0.1, W_dec=W,
-                               b_dec=torch.zeros(32))  # fmt: skip
+        sae = sae_from_weights(
+            "relu", W_enc=W.T.clone(), b_enc=torch.zeros(24) + 0.1, W_dec=W, b_dec=torch.zeros(32)
+        )
         sae.metadata = {"source": {"site": site}}
         saes.append(sae)
     out = tmp_path_factory.mktemp("circuits") / "run" / "analyses" / "circuits"
     docs = open_corpus("concepts:train:40").take(40)
-    analyze_circuits(tiny_encoder(seed=0), saes[0], saes[1], docs, examples=12, seq_len=24,
-                     top_k=4, top=8, resamples=200, shuffles=20, out=out)  # fmt: skip
+    analyze_circuits(
+        tiny_encoder(seed=0),
+        saes[0],
+        saes[1],
+        docs,
+        examples=12,
+        seq_len=24,
+        top_k=4,
+        top=8,
+        resamples=200,
+        shuffles=20,
+        out=out,
+    )
     return out.parents[1]
 
 
@@ -55,8 +67,9 @@ def test_section_draws_edges_against_the_null_and_the_braids(
     for caption in captions:
         assert re.search(r"\bn = \d+", caption), caption
     assert "n = 12 contexts" in captions[0] and "q95 = " in captions[0]
-    assert re.search(r"\[[\d.]+, [\d.]+\] \(95% clopper-pearson, n=8\) over n = 8 edges",
-                     captions[1])  # fmt: skip
+    assert re.search(
+        r"\[[\d.]+, [\d.]+\] \(95% clopper-pearson, n=8\) over n = 8 edges", captions[1]
+    )
     assert "shuffled contexts, n=20" in captions[1]
     edges = json.loads((circuits_folder / "analyses" / "circuits" / "edges.json").read_text())
     rows = re.findall(r"<tr><td>(\d+)</td><td>(\d+)</td>", html)

@@ -110,8 +110,14 @@ def write_circuits(
         for i, e in enumerate(edges):
             a, b = int(e["up"]), int(e["down"])
             e["label_up"], e["label_down"] = labels_up.get(a), labels_down.get(b)
-            short = {"circuit": cid, "edge": i, "weight": e.get("weight"), "ci": e.get("ci"),
-                     "verdict": e.get("verdict"), "contexts": e.get("contexts")}  # fmt: skip
+            short = {
+                "circuit": cid,
+                "edge": i,
+                "weight": e.get("weight"),
+                "ci": e.get("ci"),
+                "verdict": e.get("verdict"),
+                "contexts": e.get("contexts"),
+            }
             if up is not None:
                 back[up][str(a)].append({**short, "role": "up", "other": b, "other_dict": down})
             if down is not None:
@@ -128,8 +134,17 @@ def write_circuits(
             "matched": {"up": up_how, "down": down_how},
         }
         _dump(out / "circuits" / f"{cid}.json", _clean(page))
-        words = [cid, site_up, site_down, inputs.get("model"), inputs.get("corpus"), up, down,
-                 summary.get("method"), "circuit circuits edges edge braids braid graph"]  # fmt: skip
+        words = [
+            cid,
+            site_up,
+            site_down,
+            inputs.get("model"),
+            inputs.get("corpus"),
+            up,
+            down,
+            summary.get("method"),
+            "circuit circuits edges edge braids braid graph",
+        ]
         entries.append(
             _clean(
                 {

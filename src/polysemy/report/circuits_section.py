@@ -60,8 +60,15 @@ def section_circuits(src: Source, config: Any) -> ReportSection:
         lows, highs = zip(*(_abs_interval(e.get("ci") or {}) for e in shown), strict=True)
         traces = [bars(labels, [abs(e["weight"]) for e in shown], lows, highs, name="|weight|")]
         if q95 is not None:
-            traces.append({"type": "scatter", "mode": "lines", "x": labels,
-                           "y": [q95] * len(labels), "name": "null q95"})  # fmt: skip
+            traces.append(
+                {
+                    "type": "scatter",
+                    "mode": "lines",
+                    "x": labels,
+                    "y": [q95] * len(labels),
+                    "name": "null q95",
+                }
+            )
         charts.append(
             Chart(
                 id=_chart_id(src, "edges"),
@@ -88,28 +95,52 @@ def section_circuits(src: Source, config: Any) -> ReportSection:
                     f"{braid_verdict(braids)}."
                 ),
                 traces=[
-                    bars(["strongest edges", "shuffled contexts (null)"],
-                         [braids.get("braided_fraction", ci.get("estimate")), null.get("estimate")],
-                         [ci.get("low"), null.get("low")], [ci.get("high"), null.get("high")],
-                         name="braided fraction")  # fmt: skip
+                    bars(
+                        ["strongest edges", "shuffled contexts (null)"],
+                        [braids.get("braided_fraction", ci.get("estimate")), null.get("estimate")],
+                        [ci.get("low"), null.get("low")],
+                        [ci.get("high"), null.get("high")],
+                        name="braided fraction",
+                    )
                 ],
                 ylabel="fraction of edges braided",
             )
         )
     has_ablation = any("ablation" in e for e in edges)
-    header = ["up", "down", "weight", "interval (95%, n)", "virtual", "contexts", "clusters",
-              "braided", "verdict"] + (["ablation"] if has_ablation else [])  # fmt: skip
+    header = [
+        "up",
+        "down",
+        "weight",
+        "interval (95%, n)",
+        "virtual",
+        "contexts",
+        "clusters",
+        "braided",
+        "verdict",
+    ] + (["ablation"] if has_ablation else [])
     rows = [
-        [str(e["up"]), str(e["down"]), _fmt(e["weight"]), interval_text(e.get("ci")),
-         _fmt(e.get("virtual")), _fmt(e.get("contexts")), _fmt(e.get("clusters")),
-         "yes" if e.get("braided") else "no", str(e.get("verdict"))]
+        [
+            str(e["up"]),
+            str(e["down"]),
+            _fmt(e["weight"]),
+            interval_text(e.get("ci")),
+            _fmt(e.get("virtual")),
+            _fmt(e.get("contexts")),
+            _fmt(e.get("clusters")),
+            "yes" if e.get("braided") else "no",
+            str(e.get("verdict")),
+        ]
         + ([interval_text(e.get("ablation"))] if has_ablation else [])
         for e in edges
-    ]  # fmt: skip
+    ]
     tables = [Table(header, rows)] if rows else []
     if isinstance(s.get("ablation"), dict):
-        tables.append(Table(["edge ablation", "value"],
-                            [[k, interval_text(v)] for k, v in s["ablation"].items()]))  # fmt: skip
+        tables.append(
+            Table(
+                ["edge ablation", "value"],
+                [[k, interval_text(v)] for k, v in s["ablation"].items()],
+            )
+        )
     method = f" Method: {interval_text(s['method'])}." if s.get("method") is not None else ""
     text = (
         f"Edges from the features at {s.get('site_up')} into those at {s.get('site_down')} "
@@ -120,7 +151,16 @@ def section_circuits(src: Source, config: Any) -> ReportSection:
         f"{interval_text(braids.get('null_ci'))}: {braid_verdict(braids)}.{method}"
     )
     return ReportSection(
-        f"Circuits: {src.name}", src.kind, src.name, text, charts=charts, tables=tables,
-        numbers={"edges": len(edges), "braided_fraction": braids.get("braided_fraction"),
-                 "braids_verdict": braid_verdict(braids), "null_q95": q95},
-    )  # fmt: skip
+        f"Circuits: {src.name}",
+        src.kind,
+        src.name,
+        text,
+        charts=charts,
+        tables=tables,
+        numbers={
+            "edges": len(edges),
+            "braided_fraction": braids.get("braided_fraction"),
+            "braids_verdict": braid_verdict(braids),
+            "null_q95": q95,
+        },
+    )
