@@ -6,6 +6,7 @@ index (graph page data, back-links from feature pages, search terms), the server
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import threading
@@ -178,13 +179,13 @@ def test_server_returns_the_page_data_and_404_for_unknown_ids(circuits_run: Path
 # ---- in a real browser
 
 
-@pytest.fixture(scope="module")
-def guarded(circuits_run: Path) -> Iterator[Guarded]:
+@contextlib.contextmanager
+def _serving(run: Path) -> Iterator[str]:
+    """The explorer of `run` on 127.0.0.1 (an ephemeral port): its base URL."""
     import uvicorn
 
-    sync_playwright = _require_browser()
     server = uvicorn.Server(
-        uvicorn.Config(create_app(circuits_run), host="127.0.0.1", port=0, log_level="warning")
+        uvicorn.Config(create_app(run), host="127.0.0.1", port=0, log_level="warning")
     )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -192,15 +193,30 @@ def guarded(circuits_run: Path) -> Iterator[Guarded]:
     while not server.started:
         assert time.monotonic() < deadline and thread.is_alive(), "server did not start"
         time.sleep(0.02)
-    with sync_playwright() as p:
-        from tests.explorer.test_browser import ARGS, CHROMIUM
+    try:
+        yield url_of(server, "127.0.0.1")
+    finally:
+        server.should_exit = True
+        thread.join(timeout=5)
 
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        g = Guarded(browser, url_of(server, "127.0.0.1"))
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    from tests.explorer.test_browser import ARGS, CHROMIUM
+
+    sync_playwright = _require_browser()
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture(scope="module")
+def guarded(circuits_run: Path, browser: Any) -> Iterator[Guarded]:
+    with _serving(circuits_run) as url:
+        g = Guarded(browser, url)
         yield g
-        browser.close()
-    server.should_exit = True
-    thread.join(timeout=5)
+        g.page.close()
 
 
 def test_graph_page_in_a_browser(guarded: Guarded, circuits_run: Path) -> None:
@@ -276,3 +292,34 @@ def test_home_nav_and_search_find_the_circuit(guarded: Guarded) -> None:
     guarded.open("#/circuit/nope", "notfound")
     assert "no circuits analysis nope" in page.locator("main").inner_text()
     guarded.check()
+
+
+def test_ablation_and_method_drawn_when_recorded(
+    circuits_run: Path, browser: Any, tmp_path: Path
+) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(circuits_run, run, ignore=shutil.ignore_patterns("explorer"))
+    folder = run / "analyses" / "circuits-l0-l1"
+    record = json.loads((folder / "analysis.json").read_text())
+    record["summary"]["method"] = "attribution"
+    record["summary"]["ablation"] = {
+        "effect": {"estimate": 0.31, "low": 0.2, "high": 0.42, "n": 12},
+        "null_range": [0.01, 0.05],
+    }
+    (folder / "analysis.json").write_text(json.dumps(record))
+    edges = json.loads((folder / "edges.json").read_text())
+    edges[0]["ablation"] = {"estimate": 0.5, "low": 0.25, "high": 0.75, "n": 12}
+    (folder / "edges.json").write_text(json.dumps(edges))
+    build_index(run)
+    with _serving(run) as url:
+        g = Guarded(browser, url)
+        page = g.open(f"#/circuit/{CIRCUIT}", "circuit")
+        assert "method: attribution" in page.locator("main").inner_text()
+        ablation = page.locator("#ablation").inner_text()
+        assert "effect: 0.310 [0.200, 0.420] (n = 12)" in ablation
+        assert "null_range: [0.010, 0.050]" in ablation
+        assert page.locator("#edge-table th", has_text="ablation").count() == 1
+        page.locator("path.edge").first.hover()
+        assert "ablation 0.500 [0.250, 0.750]" in page.locator("#circuit-hover").inner_text()
+        g.check()
+        g.page.close()
