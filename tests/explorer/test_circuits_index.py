@@ -156,6 +156,21 @@ def test_endpoints_fall_back_to_the_folder_name_then_the_site(
     assert page["matched"] == {"up": "name", "down": "site"}
 
 
+def test_a_dictionary_too_small_for_the_edges_is_not_linked(
+    circuits_run: Path, tmp_path: Path
+) -> None:
+    run = tmp_path / "wrong"
+    shutil.copytree(circuits_run, run, ignore=shutil.ignore_patterns("explorer"))
+    edges_path = run / "analyses" / "circuits-l0-l1" / "edges.json"
+    edges = json.loads(edges_path.read_text())
+    edges[0]["down"] = 99  # beyond l1's d_sae = 24: another SAE than l1
+    edges_path.write_text(json.dumps(edges))
+    page = json.loads((build_index(run) / "circuits" / f"{CIRCUIT}.json").read_text())
+    assert (page["dict_up"], page["dict_down"]) == ("l0", None)
+    assert page["matched"] == {"up": "name", "down": None}  # a copy: the name matches
+    assert not (run / "explorer" / "circuits" / "features" / "l1.json").exists()
+
+
 def test_a_circuits_folder_alone_has_no_links(circuits_run: Path, tmp_path: Path) -> None:
     folder = tmp_path / "alone"
     shutil.copytree(circuits_run / "analyses" / "circuits-l0-l1", folder)

@@ -55,6 +55,11 @@ def _dictionary(dicts: list[Any], sae: Any, site: Any) -> tuple[str | None, str 
     return None, None
 
 
+def _fits(dicts: list[Any], dict_id: str | None, features: list[int]) -> bool:
+    d_sae = next((d.d_sae for d in dicts if d.id == dict_id), None)
+    return dict_id is not None and (not d_sae or not features or max(features) < d_sae)
+
+
 def _labels(out: Path, dict_id: str | None, features: set[int], shard: int) -> dict[int, str]:
     """The strongest example text of each feature, from the feature pages already written."""
     if dict_id is None:
@@ -105,6 +110,11 @@ def write_circuits(
         site_down = summary.get("site_down") or inputs.get("site_down")
         up, up_how = _dictionary(dicts, inputs.get("sae_up"), site_up)
         down, down_how = _dictionary(dicts, inputs.get("sae_down"), site_down)
+        # A dictionary too small for the edges' features is not the SAE the analysis read.
+        if not _fits(dicts, up, [int(e["up"]) for e in edges]):
+            up, up_how = None, None
+        if not _fits(dicts, down, [int(e["down"]) for e in edges]):
+            down, down_how = None, None
         labels_up = _labels(out, up, {int(e["up"]) for e in edges}, SHARD)
         labels_down = _labels(out, down, {int(e["down"]) for e in edges}, SHARD)
         for i, e in enumerate(edges):
