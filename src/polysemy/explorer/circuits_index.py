@@ -12,8 +12,9 @@ For each such folder found under the run this writes
 and returns the entries `index.json` lists under `circuits` (with the words search matches).
 An edge's two endpoints link to the feature pages of the dictionaries whose SAE checkpoint the
 analysis read: matched by the checkpoint's path (`inputs.sae_up` / `inputs.sae_down`), then by
-its folder name, then by the site when exactly one dictionary sits there. An endpoint with no
-dictionary in the run is drawn without a link.
+its folder name, then by the site when exactly one dictionary sits there (a match whose d_sae
+is below an endpoint's index is dropped). An endpoint with no dictionary in the run is drawn
+without a link.
 
 >>> entries = write_circuits(root, found, dicts, out)     # doctest: +SKIP
 """
