@@ -417,6 +417,12 @@ def _check_sae(sae: Any, site: Site, name: str) -> None:
         )  # fmt: skip
 
 
+def _sae_path(sae: Any) -> str | None:
+    """The checkpoint folder an SAE was loaded from (`path`, or the CLI's `metadata["path"]`)."""
+    path = getattr(sae, "path", None) or (getattr(sae, "metadata", None) or {}).get("path")
+    return str(path) if path else None
+
+
 def analyze_circuits(
     loaded: Any,
     sae_up: Any,
@@ -593,6 +599,10 @@ def analyze_circuits(
                 "model": str(getattr(loaded, "name", type(model).__name__)),
                 "site_up": up.name,
                 "site_down": down.name,
+                # The checkpoints' folders, so readers (the explorer) can link an edge's
+                # endpoints to those SAEs' feature pages.
+                "sae_up": _sae_path(sae_up),
+                "sae_down": _sae_path(sae_down),
                 "corpus": str(getattr(texts, "name", "texts")),
                 "contexts": contexts,
                 "config": asdict(config),

@@ -14,6 +14,7 @@ store's folder name, the SAE's path or its size) and writes, atomically:
     explorer/toys/<t>.json                   W^T W and feature norms per instance
     explorer/drift/<d>.json, drift/<d>/<k>.json  drift pages (polysemy.explorer.drift_index)
     explorer/claims.json                     every claim with its verdict and evidence
+    explorer/circuits/...                    circuits graph pages (explorer/circuits_index.py)
     explorer/search/<hex>.json               words of the features' example texts, sharded
                                              by their first two characters
 
@@ -41,6 +42,7 @@ from typing import Any
 import torch
 
 from polysemy import runfolder
+from polysemy.explorer.circuits_index import write_circuits
 from polysemy.explorer.drift_index import write_drift
 
 logger = logging.getLogger(__name__)
@@ -287,6 +289,7 @@ def _write(
         toys.append(_write_toy(path, record, out / "toys" / f"{toy_id}.json", toy_id))
     shards = _write_search(search, out / "search")
     drift = write_drift(root, found["analysis"], out, entries, shard=SHARD)
+    circuits = write_circuits(root, found, dicts, out)
     return {
         "format": FORMAT,
         "run": root.resolve().name,
@@ -295,6 +298,7 @@ def _write(
         "toys": toys,
         "drift": drift,
         "claims": len(claims),
+        "circuits": circuits,
         "search_shards": shards,
         "shard_size": SHARD,
     }

@@ -640,6 +640,12 @@ def _section_organism(src: Source, config: Any) -> ReportSection:
     return section_organism(src, config)
 
 
+def section_circuits(src: Source, config: Any) -> ReportSection:
+    from polysemy.report.circuits_section import section_circuits  # it imports this module
+
+    return section_circuits(src, config)
+
+
 _ORDER: tuple[tuple[str, Callable[[Source, Any], ReportSection]], ...] = (
     ("sae", section_sae),
     ("analysis:fidelity", section_fidelity),
@@ -649,6 +655,7 @@ _ORDER: tuple[tuple[str, Callable[[Source, Any], ReportSection]], ...] = (
     ("analysis:ablate", section_ablate),
     ("analysis:probes", section_probes),
     ("analysis:edits", section_edits),
+    ("analysis:circuits", section_circuits),
     ("analysis:claims", section_claims),
     ("organism", _section_organism),
     ("analysis:drift", _section_drift),
