@@ -34,8 +34,9 @@ these fractions over splits is what an effect must leave.
 
 Summary: the fraction of neurons singing different voices and the fraction whose dominant
 voice changes (exact intervals), and the mean score (bootstrap over neurons), each against
-the null's range and with a verdict (`stats.verdict`). `calibrate_corpus_drift` plants feature frequencies that differ
-between two corpora on a known dictionary and measures detection and false-positive rates.
+the null's range and with a verdict (`stats.verdict`). `calibrate_corpus_drift` plants
+feature frequencies that differ between two corpora on a known dictionary and measures
+detection and false-positive rates.
 
 >>> res = corpus_drift("minilm", "encoder.layer.3.intermediate.intermediate_act_fn.output",
 ...                    "runs/demo/saes/mlp", "pydocs", "concepts")          # doctest: +SKIP
@@ -334,13 +335,15 @@ def corpus_drift_scores(
             "unit": "neuron with some feature share on both corpora",
         },
         "null": {
-            "kind": "random halves of each corpus's documents, scores scaled to the A-vs-B "
-            "sizes",
+            "kind": "random halves of each corpus's documents, scores scaled to the A-vs-B sizes",
             "splits": 2 * cfg.null_splits,
             "threshold_quantile": cfg.level,
-            **{k: {**v.to_dict(), "mean": sum(vals) / len(vals)}
-               for (k, v), vals in zip(ranges.items(), (null_diff, null_sw, null_mean),
-                                       strict=True)},  # fmt: skip
+            **{
+                k: {**v.to_dict(), "mean": sum(vals) / len(vals)}
+                for (k, v), vals in zip(
+                    ranges.items(), (null_diff, null_sw, null_mean), strict=True
+                )
+            },
             "unit": "one value per split (its median and central range over splits)",
         },
         "verdict": {
@@ -513,6 +516,9 @@ def organism_snapshot(
         pick = snaps[steps.index(step)]
     else:
         raise ParameterError("snapshot", f"one of the run's snapshot steps {steps}", step)
+    from polysemy.organism.train import require_causal
+
+    require_causal(run / pick["path"], "organism_run's snapshot")
     return run / pick["path"], str(meta["model"]["sites"]["mlp"])
 
 

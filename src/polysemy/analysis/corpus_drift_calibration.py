@@ -198,6 +198,12 @@ def calibrate_corpus_drift(
         verdicts=verdicts,
         true_score=torch.cat(truths),
         score=torch.cat(scores),
-        config={"seeds": seeds, "sae": sae, "sae_k": sae_k, "sae_tokens": sae_tokens,
-                "min_effect": min_effect, **planted},  # fmt: skip
+        config={
+            "seeds": seeds,
+            "sae": sae,
+            "sae_k": sae_k,
+            "sae_tokens": sae_tokens,
+            "min_effect": min_effect,
+            **planted,
+        },
     )

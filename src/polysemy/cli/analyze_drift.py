@@ -45,17 +45,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     which.add_argument("--toy", help="toy run folder (relu-hidden, trained with --snapshots N)")
     which.add_argument("--organism", help="organism run folder (polysemy organism train)")
     which.add_argument("--model", help="model name or folder, across data (with --corpus-a/b)")
-    p.add_argument(
-        "--site", default=None, help="site (default for --organism: the run's MLP site)"
-    )
+    p.add_argument("--site", default=None, help="site (default for --organism: the run's MLP site)")
     p.add_argument("--corpus-a", default=None, help="across data: corpus A (a corpus spec)")
     p.add_argument("--corpus-b", default=None, help="across data: corpus B (a corpus spec)")
     p.add_argument(
         "--sae", default=None, help="across data: SAE folder (default: train a quick one)"
     )
     p.add_argument(
-        "--snapshot", type=int, default=None, help="across data on --organism: snapshot step "
-        "(default: the last)",
+        "--snapshot",
+        type=int,
+        default=None,
+        help="across data on --organism: snapshot step (default: the last)",
     )
     add_config_flags(p, ToyDriftConfig)
     add_config_flags(p, OrganismDriftConfig, exclude=_SHARED)
@@ -209,12 +209,15 @@ def _corpora(args: argparse.Namespace) -> int:
         f"mean score (TV): {ms['estimate']:.3f} [{ms['low']:.3f}, {ms['high']:.3f}]; null "
         f"{rng(null['mean_score'], '.3f')}: {v['mean_score']}",
     ]
+
+    def voices(pairs: list) -> str:
+        return ", ".join(f"{f} {sh:.0%}" for f, sh in pairs[:3])
+
     for ex in s["examples"]:
-        voices = lambda side: ", ".join(f"{f} {sh:.0%}" for f, sh in ex[side][:3])  # noqa: E731
         lines.append(
             f"  neuron {ex['neuron']}: score {ex['score']:.3f} [{ex['ci'][0]:.3f}, "
-            f"{ex['ci'][1]:.3f}] (null {ex['null_threshold']:.3f}); A: {voices('a')}; "
-            f"B: {voices('b')}"
+            f"{ex['ci'][1]:.3f}] (null {ex['null_threshold']:.3f}); A: {voices(ex['a'])}; "
+            f"B: {voices(ex['b'])}"
         )
     emit(args, s, "\n".join(lines))
     return 0
