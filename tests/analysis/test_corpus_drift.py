@@ -139,6 +139,8 @@ def test_cli_json_and_refusals(
     assert main([*base, "--corpus-a", A, "--corpus-b", B, "--out", str(out), "--json"]) == 0
     s = json.loads(capsys.readouterr().out)
     assert s["out"] == str(out) and {"neurons", "null", "verdict", "examples"} <= set(s)
+    f = s["features"]
+    assert f["mostly_a"] + f["mostly_b"] + f["both"] == f["fired"] > 0
     assert s["null"]["splits"] == 40  # 20 halvings of each corpus
 
     def refused(argv: list[str], message: str) -> None:

@@ -321,11 +321,23 @@ def corpus_drift_scores(
             return None
         return verdict(_interval(effect), null)
 
+    # Where the dictionary's voices live: a feature's energy per token on A against on B.
+    rate_a, rate_b = ma / na, mb / nb  # (d_sae,)
+    fired = (rate_a + rate_b) > 0
+    frac_a = torch.where(fired, rate_a / (rate_a + rate_b).clamp_min(1e-300), 0.0)
     summary: dict[str, Any] = {
         "d": int(score.numel()),
         "d_sae": int(W2.shape[0]),
         "rows": {"a": na, "b": nb},
         "documents": {"a": len(a.rows), "b": len(b.rows)},
+        "features": {
+            "fired": int(fired.sum()),
+            "mostly_a": int((fired & (frac_a >= 0.9)).sum()),
+            "mostly_b": int((fired & (frac_a <= 0.1)).sum()),
+            "both": int((fired & (frac_a > 0.1) & (frac_a < 0.9)).sum()),
+            "unit": "features by the share of their energy per token that falls on A "
+            "(mostly: at least 90%)",
+        },
         "neurons": {
             "n": int(active.sum()),
             "different_fraction": diff_rate,

@@ -202,6 +202,8 @@ def _corpora(args: argparse.Namespace) -> int:
         f"{s['d']} neurons ({s['site']} of {s['model']}), SAE of {s['d_sae']}: A = "
         f"{s['corpus_a']} ({s['rows']['a']} tokens, {s['documents']['a']} docs), B = "
         f"{s['corpus_b']} ({s['rows']['b']} tokens, {s['documents']['b']} docs) -> {out}",
+        f"features (energy per token): {s['features']['mostly_a']} mostly on A, "
+        f"{s['features']['mostly_b']} mostly on B, {s['features']['both']} on both",
         f"sing different voices (score above its null): {pct(n['different_fraction'])}; "
         f"null {rng(null['different_fraction'])}: {v['different']}",
         f"dominant voice changes: {pct(n['dominant_change_fraction'])}; null "
