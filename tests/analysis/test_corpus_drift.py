@@ -60,6 +60,7 @@ def test_score_is_total_variation_of_the_shares_with_the_error_as_a_voice() -> N
     half = corpus_drift_scores(a, _rows([[1, 0, 0]] * 4, [[1, 0]] * 4), W, FAST)
     assert half.score[0] == pytest.approx(0.5)
     assert half.error_b[0] == pytest.approx(0.5)
+    assert float(half.feature_score[0]) == pytest.approx(0.0)  # among features: unchanged
 
 
 def test_corpus_rows_sums_per_document() -> None:

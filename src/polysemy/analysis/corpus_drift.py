@@ -159,6 +159,8 @@ class CorpusDriftResult(NamedTuple):
     error_a: Float[Tensor, " d"]
     """Share of the SAE's error line on A."""
     error_b: Float[Tensor, " d"]
+    feature_score: Float[Tensor, " d"]
+    """The same TV among the feature shares alone (error line left out, renormalised)."""
     null_score: Float[Tensor, "n_splits d"]
     """Scaled half-vs-half scores, splits of A and of B alternating."""
     summary: dict[str, Any]
@@ -258,6 +260,10 @@ def corpus_drift_scores(
     ma, ea, mb, eb = a.mass.sum(0), a.error.sum(0), b.mass.sum(0), b.error.sum(0)
     na, nb = int(a.rows.sum()), int(b.rows.sum())
     score = _tv(ma, ea, mb, eb, W2)  # (d,)
+    zero = torch.zeros_like(ea)
+    # The same among the features alone (error line left out): a change in how well the SAE
+    # fits each corpus moves `score` but not this.
+    feature_score = _tv(ma, zero, mb, zero, W2)
     sa, era, _ = _shares(ma, ea, W2)
     sb, erb, _ = _shares(mb, eb, W2)
     active = (sa.sum(0) > 0) & (sb.sum(0) > 0)
@@ -277,14 +283,16 @@ def corpus_drift_scores(
 
     # Null: half against half of each corpus, scaled to the A-vs-B sample sizes.
     target = 1 / na + 1 / nb
-    nulls, null_switch = [], []
+    nulls, null_switch, null_feature = [], [], []
     for _ in range(cfg.null_splits):
         for c in (a, b):
             m = _halves(len(c.rows), g)
             h1, h2 = int(c.rows[m].sum()), int(c.rows[~m].sum())
             m1, m2 = c.mass[m].sum(0), c.mass[~m].sum(0)
             raw = _tv(m1, c.error[m].sum(0), m2, c.error[~m].sum(0), W2)
-            nulls.append(raw * math.sqrt(target / (1 / max(h1, 1) + 1 / max(h2, 1))))
+            scale = math.sqrt(target / (1 / max(h1, 1) + 1 / max(h2, 1)))
+            nulls.append(raw * scale)
+            null_feature.append(float(_tv(m1, zero, m2, zero, W2)[active].mean()) * scale)
             null_switch.append(_dominant(m1, W2) != _dominant(m2, W2))
     null_score = torch.stack(nulls)  # (2 * null_splits, d)
     threshold = torch.quantile(null_score, cfg.level, dim=0)
@@ -314,7 +322,9 @@ def corpus_drift_scores(
         "different_fraction": null_interval(null_diff, level=cfg.level, method="splits"),
         "dominant_change_fraction": null_interval(null_sw, level=cfg.level, method="splits"),
         "mean_score": null_interval(null_mean, level=cfg.level, method="splits"),
+        "mean_feature_score": null_interval(null_feature, level=cfg.level, method="splits"),
     }
+    mean_feature = _mean_ci(feature_score[idx], cfg, seed)
 
     def decide(effect: dict[str, Any] | None, null: Interval) -> str | None:
         if effect is None or effect["estimate"] is None:
@@ -344,6 +354,7 @@ def corpus_drift_scores(
             "dominant_change_fraction": switch_rate,
             "mean_score": _mean_ci(score[idx], cfg, seed),
             "median_score": float(score[idx].median()) if idx.numel() else None,
+            "mean_feature_score": mean_feature,
             "unit": "neuron with some feature share on both corpora",
         },
         "null": {
@@ -353,7 +364,7 @@ def corpus_drift_scores(
             **{
                 k: {**v.to_dict(), "mean": sum(vals) / len(vals)}
                 for (k, v), vals in zip(
-                    ranges.items(), (null_diff, null_sw, null_mean), strict=True
+                    ranges.items(), (null_diff, null_sw, null_mean, null_feature), strict=True
                 )
             },
             "unit": "one value per split (its median and central range over splits)",
@@ -362,6 +373,7 @@ def corpus_drift_scores(
             "different": decide(diff_rate, ranges["different_fraction"]),
             "dominant_change": decide(switch_rate, ranges["dominant_change_fraction"]),
             "mean_score": decide(mean_score, ranges["mean_score"]),
+            "mean_feature_score": decide(mean_feature, ranges["mean_feature_score"]),
         },
     }
     return CorpusDriftResult(
@@ -379,6 +391,7 @@ def corpus_drift_scores(
         top_b_shares=tb_s.float(),
         error_a=era.float(),
         error_b=erb.float(),
+        feature_score=feature_score.float(),
         null_score=null_score.float(),
         summary=summary,
     )
@@ -397,6 +410,7 @@ def voices(result: CorpusDriftResult, limit: int | None = None) -> list[dict[str
             {
                 "neuron": j,
                 "score": float(result.score[j]),
+                "feature_score": float(result.feature_score[j]),
                 "ci": [float(result.score_low[j]), float(result.score_high[j])],
                 "null_threshold": float(result.threshold[j]),
                 "different": bool(result.different[j]),
@@ -658,6 +672,7 @@ def corpus_drift(
                     "top_b_shares": result.top_b_shares.contiguous(),
                     "error_a": result.error_a.contiguous(),
                     "error_b": result.error_b.contiguous(),
+                    "feature_score": result.feature_score.contiguous(),
                     "null_score": result.null_score.contiguous(),
                 },
                 "voices.json": voices(result),

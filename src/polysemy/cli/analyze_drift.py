@@ -210,6 +210,9 @@ def _corpora(args: argparse.Namespace) -> int:
         f"{rng(null['dominant_change_fraction'])}: {v['dominant_change']}",
         f"mean score (TV): {ms['estimate']:.3f} [{ms['low']:.3f}, {ms['high']:.3f}]; null "
         f"{rng(null['mean_score'], '.3f')}: {v['mean_score']}",
+        f"mean score among features alone (error line left out): "
+        f"{n['mean_feature_score']['estimate']:.3f}; null "
+        f"{rng(null['mean_feature_score'], '.3f')}: {v['mean_feature_score']}",
     ]
 
     def voices(pairs: list) -> str:
