@@ -30,6 +30,8 @@ from polysemy.analysis.circuits_calibration import (
 )
 from polysemy.analysis.claims import ClaimsConfig, ClaimsResult, check_claims
 from polysemy.analysis.claims_calibration import ClaimsCalibration, calibrate_claims
+from polysemy.analysis.corpus_drift import CorpusDriftConfig, CorpusDriftResult, corpus_drift
+from polysemy.analysis.corpus_drift_calibration import calibrate_corpus_drift
 from polysemy.analysis.drift import ToyDriftConfig, ToyDriftResult, toy_drift
 from polysemy.analysis.edit_calibration import EditsCalibration, calibrate_edits
 from polysemy.analysis.edits import EditsConfig, EditsResult, analyze_edits
@@ -66,6 +68,8 @@ __all__ = [
     "ClaimsCalibration",
     "ClaimsConfig",
     "ClaimsResult",
+    "CorpusDriftConfig",
+    "CorpusDriftResult",
     "EditsCalibration",
     "EditsConfig",
     "EditsResult",
@@ -106,6 +110,7 @@ __all__ = [
     "calibrate_braids",
     "calibrate_circuits",
     "calibrate_claims",
+    "calibrate_corpus_drift",
     "calibrate_edits",
     "calibrate_features",
     "calibrate_geometry",
@@ -114,6 +119,7 @@ __all__ = [
     "calibrate_probes",
     "calibrate_pruning",
     "check_claims",
+    "corpus_drift",
     "evaluate",
     "organism_drift",
     "recovery_scores",
