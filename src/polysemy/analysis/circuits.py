@@ -202,6 +202,12 @@ class CircuitsConfig:
     frozen: bool = True
     """Freeze attention patterns and norm scales (the linearisation above); False takes the
     plain gradient (a control: the calibration shows what it leaks)."""
+    ablate: int = 0
+    """Strongest of the `top` edges also ablated in the real model across contexts, the
+    causal check of an edge (`analysis.edge_ablation`); 0: none."""
+    ablate_random: int = 20
+    """Random directions, and random edges into the same b from equally active features, per
+    ablated edge: the two nulls the ablation effect is judged against."""
 
     def __post_init__(self) -> None:
         check_int("examples", self.examples, least=2)
@@ -217,6 +223,8 @@ class CircuitsConfig:
         check_int("resamples", self.resamples, least=100)
         check_int("seed", self.seed, least=0)
         check_int("shuffles", self.shuffles, least=1)
+        check_int("ablate", self.ablate, least=0)
+        check_int("ablate_random", self.ablate_random, least=2)
 
 
 @dataclass(frozen=True)
@@ -246,6 +254,8 @@ class CircuitsResult:
     site_down: str
     frozen: bool
     path: str | None
+    ablation: dict[str, Any] | None = None
+    """`analysis.edge_ablation` over the first `ablate` edges (None when not asked)."""
 
     def summary(self) -> dict[str, Any]:
         """The `--json` object."""
@@ -259,6 +269,7 @@ class CircuitsResult:
             "edges": self.edges,
             "braids": self.braids,
             "null": {"kind": "|weight| over every (a, b) pair", "quantiles": self.null_abs_weight},
+            **({} if self.ablation is None else {"ablation": self.ablation}),
         }
 
 
@@ -535,6 +546,17 @@ def analyze_circuits(
         report, braids.pop("clusters"), braids.pop("braided"), strict=True
     ):
         e["clusters"], e["braided"] = clusters, braided
+    ablation = None
+    if config.ablate:  # the causal check of the strongest edges (analysis.edge_ablation)
+        from polysemy.analysis.edge_ablation import ablate_pairs
+
+        n_ab = min(config.ablate, len(report))
+        ablation = ablate_pairs(
+            model, sae_up, sae_down, up, down, batches,
+            [(e["up"], e["down"]) for e in report[:n_ab]],
+            linear=torch.stack(series_all[:n_ab]), random=config.ablate_random,
+            chunk=config.chunk, resamples=config.resamples, seed=config.seed,
+        )  # fmt: skip
     result = CircuitsResult(
         features_down=feats.cpu(),
         top_up=top_idx.cpu(),
@@ -548,6 +570,7 @@ def analyze_circuits(
         site_down=down.name,
         frozen=config.frozen,
         path=None if out is None else str(out),
+        ablation=None if ablation is None else ablation.summary(),
     )
     if out is not None:
         tensors = {
@@ -557,6 +580,12 @@ def analyze_circuits(
         }
         if result.top_virtual is not None:
             tensors["top_virtual"] = result.top_virtual
+        if ablation is not None:
+            tensors["ablation_effects"] = ablation.effects
+            tensors["ablation_null"] = ablation.null
+            tensors["ablation_null_edges"] = ablation.null_edges
+            tensors["ablation_null_up"] = ablation.null_up
+            tensors["ablation_coactive"] = ablation.coactive
         write_analysis(
             out,
             "circuits",

@@ -523,6 +523,8 @@ def _train(
             "step": step,
             "tokens": step * batch * n_ctx,
             "heldout_loss": float(losses.mean()),
+            "ci95": _interval(losses, config.seed),
+            "windows": len(losses),
             "path": None,
         }
         if path is not None:

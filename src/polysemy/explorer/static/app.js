@@ -234,6 +234,7 @@ async function home() {
     nodes.push(...section("Toy models", el("ul", {}, INDEX.toys.map((t) => el("li", {}, link(`#/toy/${t.id}`, t.id), ` ${t.model}: ${t.n_features} features in ${t.n_hidden} dimensions, ${t.n_instances} instances`)))));
   }
   if (INDEX.claims) nodes.push(...section("Claims", el("p", {}, link("#/claims", `${INDEX.claims} claims with verdicts`))));
+  nodes.push(...driftHome());  // static/drift.js
   return render("home", "home", nodes);
 }
 
@@ -505,6 +506,7 @@ async function route() {
     if (page === "geometry") return await geometry(a);
     if (page === "toy") return await toy(a);
     if (page === "claims") return await claimsPage();
+    if (page === "drift") return await driftPage(a, b === undefined ? undefined : int(b));
     if (page === "search") return await search(parts.slice(1).join("/"));
     return await notFound(`no page ${location.hash}`);
   } catch (err) {
@@ -527,6 +529,7 @@ async function start() {
   }
   for (const t of INDEX.toys) nav.append(link(`#/toy/${t.id}`, `toy ${t.id}`));
   if (INDEX.claims) nav.append(link("#/claims", "claims"));
+  driftNav(nav);
   document.getElementById("search-form").addEventListener("submit", (e) => {
     e.preventDefault();
     location.hash = "#/search/" + encodeURIComponent(document.getElementById("search").value.trim());
