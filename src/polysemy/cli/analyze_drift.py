@@ -34,7 +34,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "snapshot, features matched by activation correlation, against a second SAE seed "
         "(born, died, split, merged features too). Across data (--corpus-a and --corpus-b, "
         "with --model or --organism): each neuron's chorus on corpus A and on corpus B "
-        "with one SAE (--sae, or a quick one trained on both), its distance with a "
+        "with one SAE (--sae, or a quick one trained on both, sized by --sae-rows, "
+        "--sae-tokens, --expansion, --k and --sae-seed), its distance with a "
         "bootstrap interval over documents, against random halves of each corpus. Writes "
         "analysis.json and drift.safetensors (corpus_drift.safetensors and voices.json "
         "across data). Details and calibration: docs/drift.md.",
