@@ -30,6 +30,8 @@ from polysemy.analysis.circuits_calibration import (
 )
 from polysemy.analysis.claims import ClaimsConfig, ClaimsResult, check_claims
 from polysemy.analysis.claims_calibration import ClaimsCalibration, calibrate_claims
+from polysemy.analysis.corpus_drift import CorpusDriftConfig, CorpusDriftResult, corpus_drift
+from polysemy.analysis.corpus_drift_calibration import calibrate_corpus_drift
 from polysemy.analysis.drift import ToyDriftConfig, ToyDriftResult, toy_drift
 from polysemy.analysis.drift_calibration import (
     DriftCalibration,
@@ -76,6 +78,8 @@ __all__ = [
     "ClaimsCalibration",
     "ClaimsConfig",
     "ClaimsResult",
+    "CorpusDriftConfig",
+    "CorpusDriftResult",
     "DriftCalibration",
     "DriftCalibrationConfig",
     "EdgeAblationCalibration",
@@ -121,6 +125,7 @@ __all__ = [
     "calibrate_braids",
     "calibrate_circuits",
     "calibrate_claims",
+    "calibrate_corpus_drift",
     "calibrate_drift",
     "calibrate_edge_ablation",
     "calibrate_edits",
@@ -131,6 +136,7 @@ __all__ = [
     "calibrate_probes",
     "calibrate_pruning",
     "check_claims",
+    "corpus_drift",
     "evaluate",
     "organism_drift",
     "recovery_scores",

@@ -402,8 +402,11 @@ def organism_drift(
         raise ParameterError(
             "sae_rows", f"at most the run's {train_tokens.numel()} training tokens", cfg.sae_rows
         )
+    from polysemy.organism.train import require_causal
+
     archs = set()
     for s in snaps:
+        require_causal(run / s["path"], "organism_run's snapshot")
         hf = json.loads((run / s["path"] / "config.json").read_text())
         archs.add(
             json.dumps({k: hf.get(k) for k in ("model_type", "n_embd", "n_inner", "n_layer")})
