@@ -6,10 +6,13 @@ a toy sweep), builds its explorer index, serves it on 127.0.0.1 and screenshots 
 kind in headless Chromium (900 px wide, 128-colour PNGs). About 5 minutes on 2 shared cores.
 `--run` screenshots a finished run folder instead; the claims page in docs/images comes from
 `polysemy demo`'s run, whose verdicts the claims battery wrote (without `--run` it is taken
-from the explorer tests' tiny run, whose claims are hand-written).
+from the explorer tests' tiny run, whose claims are hand-written). The circuit page comes from
+its own small run (`circuits_run`: two TopK SAEs on MiniLM's residual stream after layers 1
+and 3, their features analyses, and `analyze_circuits` between them; a few minutes).
 
     python benchmarks/explorer_screenshots.py --work /tmp/explorer-shots --out docs/images
     python benchmarks/explorer_screenshots.py --run runs/demo --pages claims
+    python benchmarks/explorer_screenshots.py --pages circuits
 """
 
 from __future__ import annotations
@@ -60,6 +63,34 @@ def minilm_run(run: Path) -> None:
                  progress=False)  # fmt: skip
 
 
+CIRCUIT_SITES = ("encoder.layer.1.output", "encoder.layer.3.output")
+
+
+def circuits_run(run: Path) -> None:
+    """Two SAEs on MiniLM's residual stream (after layers 1 and 3) and the circuits between
+    them. Different seeds: with one seed, the two SAEs of a residual stream that changes
+    little between layers share their feature indices, and every edge is f -> f."""
+    from polysemy.analysis.circuits import analyze_circuits
+
+    if (run / "analyses" / "circuits-l1-l3").is_dir():
+        return
+    model = ps.load_model("minilm")
+    stores = ps.harvest(model, ps.open_corpus("pydocs"), sites=CIRCUIT_SITES, tokens=30_000,
+                        out=run / "stores", progress=False)  # fmt: skip
+    assert isinstance(stores, dict)  # sites=: one store per site
+    saes = []
+    for seed, (site, name) in enumerate(zip(CIRCUIT_SITES, ("l1", "l3"), strict=True)):
+        ps.train_sae(stores[site], out=run / "saes" / name, arch="topk", d_sae=768, k=16,
+                     tokens=120_000, seed=seed, progress=False)  # fmt: skip
+        sae = ps.load_sae(run / "saes" / name)
+        assert sae.metadata is not None  # load_sae keeps config.json there
+        sae.metadata["path"] = str(run / "saes" / name)
+        analyze_features(sae, stores[site], out=run / "analyses" / f"features-{name}")
+        saes.append(sae)
+    analyze_circuits(model, saes[0], saes[1], ps.open_corpus("pydocs"), examples=64,
+                     seq_len=48, top=30, out=run / "analyses" / "circuits-l1-l3")  # fmt: skip
+
+
 def shoot(run: Path, out: Path, pages: dict[str, tuple[str, str]]) -> None:
     import uvicorn
     from PIL import Image
@@ -103,6 +134,7 @@ PAGES = {
     "toy": ("#/toy/toy-relu-output", "toy"),
     "search": ("#/search/read", "search"),
     "claims": ("#/claims", "claims"),
+    "circuits": ("#/circuit/analyses-circuits-l1-l3", "circuit"),
 }
 
 
@@ -124,6 +156,12 @@ def main() -> None:
     if args.run is not None:
         build_index(Path(args.run))
         shoot(Path(args.run), out, pages)
+        return
+    if "circuits" in pages:
+        circuits_run(work / "circuits")
+        build_index(work / "circuits")
+        shoot(work / "circuits", out, {"circuits": pages.pop("circuits")})
+    if not pages:
         return
     minilm_run(work / "run")
     build_index(work / "run")

@@ -73,3 +73,16 @@ def test_mean_difference_is_cohens_d_and_batches_agree() -> None:
     parts = mean_difference_batched((xs[i : i + 70], ys[i : i + 70]) for i in range(0, 300, 70))
     assert torch.allclose(whole, parts, rtol=1e-9)
     assert set(whole.argsort(descending=True)[:2].tolist()) == {1, 2}  # the informative two
+
+
+def test_a_column_constant_up_to_rounding_gets_weight_zero() -> None:
+    # Rounding noise on a constant column once drew a weight of ~1e31 (it was divided by its
+    # own tiny std); now it is treated as constant.
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(300, 3, generator=g, dtype=torch.float64)
+    x[:, 2] = 0.3 + 1e-12 * torch.randn(300, generator=g, dtype=torch.float64)
+    y = x[:, 0] > 0
+    probe = LogisticProbe().fit(x, y)
+    assert probe.coef_[2] == 0
+    assert probe.coef_.abs().max() < 1e3
+    assert probe.score(x, y) > 0.95

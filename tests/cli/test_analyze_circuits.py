@@ -57,7 +57,27 @@ def test_circuits_json(capsys, paths, tmp_path: Path) -> None:
         "--top", 3, "--resamples", 100, "--out", out, "--force",
     ])  # fmt: skip
     assert code == 0 and "encoder.layer.0.output -> encoder.layer.1.output" in stdout
-    assert "shuffled contexts" in stdout
+    assert "shuffled contexts" in stdout and "ablated" not in stdout
+
+
+def test_circuits_ablate(capsys, paths, tmp_path: Path) -> None:
+    argv = [
+        "analyze", "circuits", "--model", paths["model"], "--sae-up", paths["up"],
+        "--sae-down", paths["down"], "--corpus", "concepts:heldout:100", "--examples", 10,
+        "--top", 4, "--resamples", 100, "--ablate", 2, "--ablate-random", 5,
+    ]  # fmt: skip
+    code, stdout, _ = _run(capsys, [*argv, "--out", tmp_path / "a", "--json"])
+    assert code == 0
+    ab = json.loads(stdout)["ablation"]
+    assert ab["n_edges"] == 2 and ab["random"] == 5 and ab["contexts"] == 10
+    assert set(ab) >= {"causal_fraction", "ci", "null", "agreement", "edges"}
+    assert set(ab["edges"][0]) >= {"up", "down", "effect", "ci", "null", "verdict", "weight"}
+    assert set(ab["agreement"]) == {"spearman_edges", "spearman_contexts", "relative_gap"}
+    code, stdout, _ = _run(capsys, [*argv, "--out", tmp_path / "b"])
+    assert code == 0 and "top edges causal" in stdout and "null band" in stdout
+    assert "against random edges" in stdout
+    code, _, err = _run(capsys, [*argv[:-2], "--ablate-random", 1, "--out", tmp_path / "c"])
+    assert code == 2 and "--ablate-random must be" in err and not (tmp_path / "c").exists()
 
 
 def test_reversed_sites_one_line_error(capsys, paths, tmp_path: Path) -> None:

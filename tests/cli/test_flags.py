@@ -142,8 +142,9 @@ COMMAND_HAND_FLAGS = {
     # --quick picks the preset the budget flags override; --toy runs the toy tour instead.
     "demo": {"quick", "toy"},
     # The toy or organism run folder drift reads (input paths like --sae or --acts), and the
-    # organism site it reads (`organism_drift(site=)`, default: the run's MLP site).
-    "analyze drift": {"toy", "organism", "site"},
+    # organism site it reads (`organism_drift(site=)`, default: the run's MLP site); across
+    # data, the two corpora and the organism snapshot `corpus_drift` reads (inputs too).
+    "analyze drift": {"toy", "organism", "site", "corpus_a", "corpus_b", "snapshot"},
     # The two SAE checkpoint folders circuits reads: input paths like --sae.
     "analyze circuits": {"sae_up", "sae_down"},
 }

@@ -46,6 +46,8 @@ def test_train_prints_one_json_object_and_writes_the_run(
         (["--vocab-size", "50000"], "error: --vocab-size must be <= "),
         (["--n-head", "3"], "error: --n-head must be a divisor of d_model=16"),
         (["--corpus-chars", "5000", "--batch-size", "256"], "error: --corpus-chars must be"),
+        # a context longer than the held-out text (issue 12: too small for the context)
+        (["--n-ctx", "4000", "--batch-size", "1"], "error: --corpus-chars must be enough held"),
     ],
 )
 def test_bad_input_is_one_line_exit_2_and_nothing_written(

@@ -30,7 +30,19 @@ from polysemy.analysis.circuits_calibration import (
 )
 from polysemy.analysis.claims import ClaimsConfig, ClaimsResult, check_claims
 from polysemy.analysis.claims_calibration import ClaimsCalibration, calibrate_claims
+from polysemy.analysis.corpus_drift import CorpusDriftConfig, CorpusDriftResult, corpus_drift
+from polysemy.analysis.corpus_drift_calibration import calibrate_corpus_drift
 from polysemy.analysis.drift import ToyDriftConfig, ToyDriftResult, toy_drift
+from polysemy.analysis.drift_calibration import (
+    DriftCalibration,
+    DriftCalibrationConfig,
+    calibrate_drift,
+)
+from polysemy.analysis.edge_ablation import EdgeAblationResult, ablate_edges
+from polysemy.analysis.edge_ablation_calibration import (
+    EdgeAblationCalibration,
+    calibrate_edge_ablation,
+)
 from polysemy.analysis.edit_calibration import EditsCalibration, calibrate_edits
 from polysemy.analysis.edits import EditsConfig, EditsResult, analyze_edits
 from polysemy.analysis.features import FeaturesConfig, FeaturesResult, analyze_features
@@ -66,6 +78,12 @@ __all__ = [
     "ClaimsCalibration",
     "ClaimsConfig",
     "ClaimsResult",
+    "CorpusDriftConfig",
+    "CorpusDriftResult",
+    "DriftCalibration",
+    "DriftCalibrationConfig",
+    "EdgeAblationCalibration",
+    "EdgeAblationResult",
     "EditsCalibration",
     "EditsConfig",
     "EditsResult",
@@ -91,6 +109,7 @@ __all__ = [
     "ToyDriftConfig",
     "ToyDriftResult",
     "ablate",
+    "ablate_edges",
     "analyze_attributions",
     "analyze_circuits",
     "analyze_edits",
@@ -106,6 +125,9 @@ __all__ = [
     "calibrate_braids",
     "calibrate_circuits",
     "calibrate_claims",
+    "calibrate_corpus_drift",
+    "calibrate_drift",
+    "calibrate_edge_ablation",
     "calibrate_edits",
     "calibrate_features",
     "calibrate_geometry",
@@ -114,6 +136,7 @@ __all__ = [
     "calibrate_probes",
     "calibrate_pruning",
     "check_claims",
+    "corpus_drift",
     "evaluate",
     "organism_drift",
     "recovery_scores",

@@ -203,6 +203,12 @@ class CircuitsConfig:
     norms are all that lies between the sites of a BERT- or GPT-2-like model: no backward
     pass, docs/circuits.md), `autograd` (backward passes, any model), `auto` (factored where
     it applies)."""
+    ablate: int = 0
+    """Strongest of the `top` edges also ablated in the real model across contexts, the
+    causal check of an edge (`analysis.edge_ablation`); 0: none."""
+    ablate_random: int = 20
+    """Random directions, and random edges into the same b from equally active features, per
+    ablated edge: the two nulls the ablation effect is judged against."""
 
     def __post_init__(self) -> None:
         check_int("examples", self.examples, least=2)
@@ -219,6 +225,8 @@ class CircuitsConfig:
         check_int("seed", self.seed, least=0)
         check_int("shuffles", self.shuffles, least=1)
         check_choice("method", self.method, ("auto", "factored", "autograd"))
+        check_int("ablate", self.ablate, least=0)
+        check_int("ablate_random", self.ablate_random, least=2)
 
 
 @dataclass(frozen=True)
@@ -250,6 +258,8 @@ class CircuitsResult:
     path: str | None
     method: str = "autograd"
     """`factored` or `autograd`: how the edges were computed (the same numbers either way)."""
+    ablation: dict[str, Any] | None = None
+    """`analysis.edge_ablation` over the first `ablate` edges (None when not asked)."""
 
     def summary(self) -> dict[str, Any]:
         """The `--json` object."""
@@ -264,6 +274,7 @@ class CircuitsResult:
             "edges": self.edges,
             "braids": self.braids,
             "null": {"kind": "|weight| over every (a, b) pair", "quantiles": self.null_abs_weight},
+            **({} if self.ablation is None else {"ablation": self.ablation}),
         }
 
 
@@ -484,6 +495,12 @@ def _autograd_series(
     return torch.stack([per_context[where[r], :, a] for r, a in pairs]), active
 
 
+def _sae_path(sae: Any) -> str | None:
+    """The checkpoint folder an SAE was loaded from (`path`, or the CLI's `metadata["path"]`)."""
+    path = getattr(sae, "path", None) or (getattr(sae, "metadata", None) or {}).get("path")
+    return str(path) if path else None
+
+
 def analyze_circuits(
     loaded: Any,
     sae_up: Any,
@@ -602,6 +619,17 @@ def analyze_circuits(
         report, braids.pop("clusters"), braids.pop("braided"), strict=True
     ):
         e["clusters"], e["braided"] = clusters, braided
+    ablation = None
+    if config.ablate:  # the causal check of the strongest edges (analysis.edge_ablation)
+        from polysemy.analysis.edge_ablation import ablate_pairs
+
+        n_ab = min(config.ablate, len(report))
+        ablation = ablate_pairs(
+            model, sae_up, sae_down, up, down, batches,
+            [(e["up"], e["down"]) for e in report[:n_ab]],
+            linear=torch.stack(series_all[:n_ab]), random=config.ablate_random,
+            chunk=config.chunk, resamples=config.resamples, seed=config.seed,
+        )  # fmt: skip
     result = CircuitsResult(
         features_down=feats.cpu(),
         top_up=top_idx.cpu(),
@@ -616,6 +644,7 @@ def analyze_circuits(
         frozen=config.frozen,
         path=None if out is None else str(out),
         method="autograd" if block is None else "factored",
+        ablation=None if ablation is None else ablation.summary(),
     )
     if out is not None:
         tensors = {
@@ -625,6 +654,12 @@ def analyze_circuits(
         }
         if result.top_virtual is not None:
             tensors["top_virtual"] = result.top_virtual
+        if ablation is not None:
+            tensors["ablation_effects"] = ablation.effects
+            tensors["ablation_null"] = ablation.null
+            tensors["ablation_null_edges"] = ablation.null_edges
+            tensors["ablation_null_up"] = ablation.null_up
+            tensors["ablation_coactive"] = ablation.coactive
         write_analysis(
             out,
             "circuits",
@@ -632,6 +667,10 @@ def analyze_circuits(
                 "model": str(getattr(loaded, "name", type(model).__name__)),
                 "site_up": up.name,
                 "site_down": down.name,
+                # The checkpoints' folders, so readers (the explorer) can link an edge's
+                # endpoints to those SAEs' feature pages.
+                "sae_up": _sae_path(sae_up),
+                "sae_down": _sae_path(sae_down),
                 "corpus": str(getattr(texts, "name", "texts")),
                 "contexts": contexts,
                 "config": asdict(config),

@@ -476,17 +476,11 @@ def check_claims(
 
 
 def probe_direction(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """`[width]` weights of a logistic probe of `y` on `x [rows, width]`. Columns that are
-    constant up to rounding (std below 1e-6 of the median column's) are set exactly constant
-    first: the probe would otherwise divide by their rounding noise and return a weight of
-    1e30 on a column that carries nothing."""
+    """`[width]` weights of a logistic probe of `y` on `x [rows, width]` (columns constant up
+    to rounding get weight 0: `LogisticProbe` sees to it)."""
     from polysemy.analysis.logistic import LogisticProbe
 
-    x = x.double()
-    std = x.std(0)
-    flat = std <= 1e-6 * std.median()
-    x = torch.where(flat, torch.zeros((), dtype=x.dtype), x)
-    return LogisticProbe().fit(x, y).coef_.double()
+    return LogisticProbe().fit(x.double(), y).coef_.double()
 
 
 def _last_layer(loaded: Any) -> str:

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -403,7 +404,43 @@ def toy_drift(
                     "null_drift": result.null_drift.contiguous(),
                     "null_switch": null_switch.to(torch.uint8).contiguous(),
                     "null_correlation": result.null_correlation.contiguous(),
-                }
+                },
+                **({"training.json": curve} if (curve := _loss_curve(toy, x, cfg)) else {}),
             },
         )
     return result
+
+
+def _loss_curve(toy: Any, x: Tensor, cfg: ToyDriftConfig) -> dict[str, Any] | None:
+    """training.json: the loss at each snapshot on the drift's own inputs x (I, samples, f),
+    averaged over instances, with a 95% normal interval over inputs, beside the loss of an
+    all-zero output; None when the run kept no b_final per snapshot (older folders) or has
+    an untied second layer (`abs`, whose W_out is not kept per snapshot)."""
+    from polysemy.toy.model import toy_forward, toy_target
+
+    if len(toy.snapshot_b_final) != len(toy.snapshots) or toy.config.model == "abs":
+        return None
+    importance = torch.tensor(toy.config.importance, dtype=torch.float64)  # (I, f)
+    target = toy_target(toy.config.model, x)  # (I, samples, f)
+    z = 1.959963984540054  # two-sided 95% normal quantile
+
+    def figure(out: Tensor) -> dict[str, Any]:
+        per_input = ((out - target) ** 2 * importance[:, None, :]).mean(2).mean(0)  # (samples,)
+        mean, half = float(per_input.mean()), z * float(per_input.std()) / per_input.numel() ** 0.5
+        if not math.isfinite(mean + half):  # diverged weights: JSON has no NaN
+            return {"loss": None, "ci95": None, "windows": per_input.numel()}
+        return {"loss": mean, "ci95": [mean - half, mean + half], "windows": per_input.numel()}
+
+    snaps = []
+    for (step, W), b in zip(toy.snapshots, toy.snapshot_b_final, strict=True):
+        out = toy_forward(toy.config.model, W.double(), b.double(), x)  # (I, samples, f)
+        f = figure(out)
+        snaps.append({"step": step, "heldout_loss": f["loss"], "ci95": f["ci95"],
+                      "windows": f["windows"]})  # fmt: skip
+    return {
+        "history": [],
+        "snapshots": snaps,
+        "baselines": {"zero output": figure(torch.zeros_like(target))},
+        # `windows` of the organism's curve are inputs here.
+        "unit": f"loss averaged over {x.shape[0]} instances, on {x.shape[1]} fresh inputs",
+    }

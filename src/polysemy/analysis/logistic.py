@@ -58,9 +58,13 @@ class LogisticProbe:
         if bool(target.all()) or not bool(target.any()):
             raise ValueError("y must hold both classes; got one")
         self.mean_ = x.mean(0)
-        # A constant column gets scale 1: its standardised values are 0 and its weight stays 0.
-        self.scale_ = x.std(0).where(x.std(0) > 0, torch.ones((), device=x.device))
-        z = (x - self.mean_) / self.scale_  # (rows, columns)
+        std = x.std(0)
+        # A column constant up to rounding (its std a millionth of its mean's size or of the
+        # median column's) gets scale 1 and standardised values 0, so its weight stays 0:
+        # dividing by rounding noise would put a weight of ~1e30 on a column that carries nothing.
+        flat = (std == 0) | (std <= 1e-6 * self.mean_.abs()) | (std <= 1e-6 * std.median())
+        self.scale_ = std.where(~flat, torch.ones((), dtype=std.dtype, device=x.device))
+        z = ((x - self.mean_) / self.scale_).masked_fill(flat, 0.0)  # (rows, columns)
         sign = target.to(z.dtype) * 2 - 1  # (rows,)
         w = torch.zeros(z.shape[1] + 1, dtype=z.dtype, device=z.device, requires_grad=True)
         opt = torch.optim.LBFGS(

@@ -50,8 +50,10 @@ The same counts between the two seeds' SAEs at t are the null (SAE noise alone).
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import logging
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -260,7 +262,12 @@ def _harvest(loaded: Any, site: str, tokens: Tensor, n_ctx: int, batch: int) -> 
     return torch.cat(out)
 
 
-def _snapshot(x_train: Tensor, x: Tensor, cfg: OrganismDriftConfig, seed: int) -> _Snapshot:
+def _snapshot(
+    x_train: Tensor, x: Tensor, cfg: OrganismDriftConfig, seed: int, **train_options: Any
+) -> _Snapshot:
+    """One snapshot's TopK SAE trained on `x_train`, read on `x`: codes, chorus, quality.
+    `train_options` go to `train_sae` (the toy calibration, analysis/drift_calibration.py,
+    sets the learning rate its tiny SAEs need)."""
     from polysemy.api import train_sae
 
     d = x.shape[1]
@@ -273,6 +280,7 @@ def _snapshot(x_train: Tensor, x: Tensor, cfg: OrganismDriftConfig, seed: int) -
         batch_size=min(1024, x_train.shape[0]),
         seed=seed,
         progress=False,
+        **train_options,
     )
     sae = trained.sae.eval()
     with torch.no_grad():
@@ -318,6 +326,51 @@ def _counts(g: dict[str, list[Any]]) -> dict[str, int]:
     return {k: len(v) for k, v in g.items()}
 
 
+def _lineage(codes: list[Tensor], threshold: float) -> Tensor:
+    """[S, d_sae] int64 lineage ids of the seed-A SAEs' features, for drawing a neuron's voices
+    across snapshots: a feature continues the lineage of its best-correlated feature at the
+    snapshot before when that correlation is at least `threshold` (children of a split share
+    their parent's id), else it starts a new one. Same-seed SAEs share their initialisation,
+    so this chains more readily than the cross-seed score; it labels plots, it is not evidence."""
+    d_sae = codes[0].shape[1]
+    ids = [torch.arange(d_sae, dtype=torch.int64)]
+    fresh = d_sae
+    for a, b in itertools.pairwise(codes):
+        best, parent = feature_correlation(a, b).max(0)  # (d_sae,) best s feature per t feature
+        cont = best >= threshold
+        new = torch.arange(fresh, fresh + int((~cont).sum()), dtype=torch.int64)
+        fresh += new.numel()
+        row = ids[-1][parent].clone()
+        row[~cont] = new
+        ids.append(row)
+    return torch.stack(ids)
+
+
+def _training(meta: dict[str, Any]) -> dict[str, Any]:
+    """training.json: the organism's loss curve with its snapshots, copied from organism.json
+    so a drift folder draws it without the run beside it."""
+
+    def finite(v: Any) -> Any:  # a diverged run's NaN must not stop the analysis's JSON
+        if isinstance(v, list):
+            return v if all(finite(x) is not None for x in v) else None
+        return v if not isinstance(v, float) or math.isfinite(v) else None
+
+    return {
+        "history": [
+            {"step": h["step"], "loss": finite(h["loss"])}
+            for h in meta.get("history", [])
+            if "loss" in h
+        ],
+        "snapshots": [
+            {k: finite(s.get(k)) for k in ("step", "tokens", "heldout_loss", "ci95", "windows")}
+            for s in meta.get("snapshots", [])
+        ],
+        "baselines": meta.get("baselines", {}),
+        "heldout": meta.get("heldout"),
+        "batch_tokens": int(meta["config"]["batch_size"]) * int(meta["config"]["n_ctx"]),
+    }
+
+
 def organism_drift(
     organism_run: str | os.PathLike[str],
     config: OrganismDriftConfig | None = None,
@@ -330,7 +383,8 @@ def organism_drift(
     """Drift of the MLP neurons across the snapshots of the organism run `organism_run`
     (module docstring). `site` defaults to the run's MLP site (`h.0.mlp.act.output`). Trains
     two TopK SAEs per snapshot (the second is the null). When `out` is given, writes an
-    analysis folder of kind "drift" there (`drift.safetensors`, `genealogy.json`)."""
+    analysis folder of kind "drift" there (`drift.safetensors`, `genealogy.json`,
+    `training.json`)."""
     cfg = configured(OrganismDriftConfig, config, options)
     run = Path(organism_run)
     meta, train_tokens, heldout = _read_run(run)
@@ -348,8 +402,11 @@ def organism_drift(
         raise ParameterError(
             "sae_rows", f"at most the run's {train_tokens.numel()} training tokens", cfg.sae_rows
         )
+    from polysemy.organism.train import require_causal
+
     archs = set()
     for s in snaps:
+        require_causal(run / s["path"], "organism_run's snapshot")
         hf = json.loads((run / s["path"] / "config.json").read_text())
         archs.add(
             json.dumps({k: hf.get(k) for k in ("model_type", "n_embd", "n_inner", "n_layer")})
@@ -381,7 +438,7 @@ def organism_drift(
     null_score = torch.zeros_like(score)
     null_switch = torch.zeros_like(switch)
     null_alive = torch.zeros_like(alive)
-    pairs, lineage = [], []
+    pairs, genealogy_rows = [], []
     totals = {"born": 0, "died": 0, "split": 0, "merged": 0}
     null_totals = dict(totals)
     for p in range(n_pairs):
@@ -398,7 +455,7 @@ def organism_drift(
         for key in totals:
             totals[key] += len(g[key])
             null_totals[key] += len(ng[key])
-        lineage.append({"from_step": steps[p], "to_step": steps[p + 1], **g, "null": ng})
+        genealogy_rows.append({"from_step": steps[p], "to_step": steps[p + 1], **g, "null": ng})
         s_ci, n_ci = _mean_ci(score[p], cfg), _mean_ci(null_score[p], cfg)
         pairs.append(
             {
@@ -453,6 +510,7 @@ def organism_drift(
         ],
     }
     dominant = torch.stack([_dominant(f.shares) for f in fits])  # (S, d)
+    lineage = _lineage([f.z for f in fits], cfg.match_threshold)  # (S, d_sae)
     result = OrganismDriftResult(
         steps=steps,
         correlation=correlation.float(),
@@ -488,8 +546,10 @@ def organism_drift(
                     "dominant": dominant.contiguous(),
                     "top_features": top_features.contiguous(),
                     "top_shares": top_shares.float().contiguous(),
+                    "lineage": lineage.contiguous(),
                 },
-                "genealogy.json": lineage,
+                "genealogy.json": genealogy_rows,
+                "training.json": _training(meta),
             },
         )
     return result

@@ -25,8 +25,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "frozen; averaged over sentences, the top edges per downstream feature kept, the "
         "strongest reported with bootstrap intervals over sentences and the direct virtual "
         "weight beside them, and the braided fraction of those edges against shuffled "
-        "contexts. Writes edges.json and edges.safetensors. Linearisation, braids and "
-        "calibration: docs/circuits.md.",
+        "contexts. With --ablate N, the N strongest edges are also ablated in the real model "
+        "(a's contribution removed at the upstream site, b's pre-activation read) against "
+        "random directions of the same size and random edges from equally active features: "
+        "the causal check. Writes edges.json and "
+        "edges.safetensors. Linearisation, braids, ablation and calibration: docs/circuits.md.",
         handler=run,
         runtime=("device", "threads", "seed"),
     )
@@ -64,6 +67,27 @@ def run(args: argparse.Namespace) -> int:
         f"[{br['ci']['low']:.1%}, {br['ci']['high']:.1%}], shuffled contexts "
         f"[{br['null_ci']['low']:.1%}, {br['null_ci']['high']:.1%}]"
     )
+    ab = s.get("ablation")
+    if ab is not None:
+        agree = (ab["agreement"] or {}).get("spearman_edges")
+        rho = (
+            "n/a"
+            if agree is None
+            else f"{agree['estimate']:.2f} [{agree['low']:.2f}, {agree['high']:.2f}]"
+        )
+        lines.append(
+            f"ablated: {ab['causal_fraction']:.1%} of {ab['n_edges']} top edges causal "
+            f"[{ab['ci']['low']:.1%}, {ab['ci']['high']:.1%}] against {ab['random']} random "
+            f"directions ({ab['random_edges']['causal_fraction']:.1%} against random edges); "
+            f"Spearman(weight, effect) {rho}"
+        )
+        for e in ab["edges"][:10]:
+            ci = e["ci"]
+            lines.append(
+                f"  ablate {e['up']:>6} -> {e['down']:<6} effect {e['effect']:.4g} "
+                f"[{ci['low']:.4g}, {ci['high']:.4g}]  null band +-{e['null']['band']:.3g}  "
+                f"{e['verdict']} (random edges: {e['verdict_edges']})"
+            )
     for e in s["edges"][:10]:
         ci = e["ci"]
         virtual = "n/a" if e["virtual"] is None else f"{e['virtual']:.3g}"

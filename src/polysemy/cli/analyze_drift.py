@@ -2,6 +2,8 @@
 
 polysemy analyze drift --toy runs/toy-rh [--out runs/toy-rh/analyses/drift-toy] --json
 polysemy analyze drift --organism runs/organism [--out runs/organism/analyses/drift-organism]
+polysemy analyze drift --model minilm --site S [--sae SAE] --corpus-a pydocs --corpus-b concepts
+polysemy analyze drift --organism runs/organism [--snapshot N] --corpus-a pydocs --corpus-b concepts
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from polysemy.cli._flags import add_config_flags, config_from_args
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add `drift` to the `analyze` command group."""
+    from polysemy.analysis.corpus_drift import CorpusDriftConfig
     from polysemy.analysis.drift import ToyDriftConfig
     from polysemy.analysis.organism_drift import OrganismDriftConfig
 
@@ -29,17 +32,37 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "seeds' models at the same step with neurons matched one-to-one. With --organism: the "
         "MLP neurons of an organism run's snapshots on the same held-out tokens, one SAE per "
         "snapshot, features matched by activation correlation, against a second SAE seed "
-        "(born, died, split, merged features too). Writes analysis.json and "
-        "drift.safetensors. Details and calibration: docs/drift.md.",
+        "(born, died, split, merged features too). Across data (--corpus-a and --corpus-b, "
+        "with --model or --organism): each neuron's chorus on corpus A and on corpus B "
+        "with one SAE (--sae, or a quick one trained on both, sized by --sae-rows, "
+        "--sae-tokens, --expansion, --k and --sae-seed), its distance with a "
+        "bootstrap interval over documents, against random halves of each corpus. Writes "
+        "analysis.json and drift.safetensors (corpus_drift.safetensors and voices.json "
+        "across data). Details and calibration: docs/drift.md.",
         handler=run,
         runtime=("seed",),
     )
     which = p.add_mutually_exclusive_group(required=True)
     which.add_argument("--toy", help="toy run folder (relu-hidden, trained with --snapshots N)")
     which.add_argument("--organism", help="organism run folder (polysemy organism train)")
-    p.add_argument("--site", default=None, help="organism site (default: the run's MLP site)")
+    which.add_argument("--model", help="model name or folder, across data (with --corpus-a/b)")
+    p.add_argument("--site", default=None, help="site (default for --organism: the run's MLP site)")
+    p.add_argument("--corpus-a", default=None, help="across data: corpus A (a corpus spec)")
+    p.add_argument("--corpus-b", default=None, help="across data: corpus B (a corpus spec)")
+    p.add_argument(
+        "--sae", default=None, help="across data: SAE folder (default: train a quick one)"
+    )
+    p.add_argument(
+        "--snapshot",
+        type=int,
+        default=None,
+        help="across data on --organism: snapshot step (default: the last)",
+    )
     add_config_flags(p, ToyDriftConfig)
     add_config_flags(p, OrganismDriftConfig, exclude=_SHARED)
+    # Its fields named like OrganismDriftConfig's (sae_rows, k, ...) share their flags and
+    # defaults; the rest are its own.
+    add_config_flags(p, CorpusDriftConfig)
     add_out_flags(p, required=False)
     p.set_defaults(out=None)
 
@@ -50,7 +73,16 @@ _SHARED = ("null_seed_offset", "tolerance", "resamples", "level")
 
 def run(args: argparse.Namespace) -> int:
     from polysemy.analysis.drift import ToyDriftConfig, toy_drift
+    from polysemy.validation import ParameterError
 
+    across = args.corpus_a is not None or args.corpus_b is not None
+    if across or args.model is not None:
+        if args.toy is not None:
+            raise ParameterError("corpus_a", "left out with --toy (toy models read no text)", True)
+        for name in ("corpus_a", "corpus_b"):
+            if getattr(args, name) is None:
+                raise ParameterError(name, "a corpus spec (across data needs both)", None)
+        return _corpora(args)
     if args.organism is not None:
         return _organism(args)
 
@@ -131,5 +163,67 @@ def _organism(args: argparse.Namespace) -> int:
         f"{null['features']['died']}, split {null['features']['split']}, merged "
         f"{null['features']['merged']}",
     ]
+    emit(args, s, "\n".join(lines))
+    return 0
+
+
+def _corpora(args: argparse.Namespace) -> int:
+    from polysemy.analysis.corpus_drift import CorpusDriftConfig, corpus_drift, organism_snapshot
+    from polysemy.validation import ParameterError
+
+    config = config_from_args(CorpusDriftConfig, args)
+    if args.organism is not None:
+        model, site = organism_snapshot(args.organism, args.snapshot)
+        site = args.site or site
+        base = Path(args.organism)
+    else:
+        if args.snapshot is not None:
+            raise ParameterError("snapshot", "left out without --organism", args.snapshot)
+        if args.site is None:
+            raise ParameterError("site", "a site name with --model", None)
+        model, site, base = args.model, args.site, Path("runs") / "corpus-drift"
+    out = args.out if args.out is not None else str(base / "analyses" / "drift-corpora")
+    result = corpus_drift(
+        str(model), site, args.sae, args.corpus_a, args.corpus_b, config,
+        out=out, force=args.force, seed=args.seed,
+    )  # fmt: skip
+    s = {"out": out, **result.summary}
+    n, null, v = s["neurons"], s["null"], s["verdict"]
+
+    def pct(rate: dict) -> str:
+        if rate["estimate"] is None:
+            return "n/a"
+        return f"{rate['estimate']:.0%} [{rate['low']:.0%}, {rate['high']:.0%}] of {rate['n']}"
+
+    def rng(r: dict, f: str = ".0%") -> str:
+        return f"{r['estimate']:{f}} (range {r['low']:{f}} to {r['high']:{f}})"
+
+    ms = n["mean_score"]
+    lines = [
+        f"{s['d']} neurons ({s['site']} of {s['model']}), SAE of {s['d_sae']}: A = "
+        f"{s['corpus_a']} ({s['rows']['a']} tokens, {s['documents']['a']} docs), B = "
+        f"{s['corpus_b']} ({s['rows']['b']} tokens, {s['documents']['b']} docs) -> {out}",
+        f"features (energy per token): {s['features']['mostly_a']} mostly on A, "
+        f"{s['features']['mostly_b']} mostly on B, {s['features']['both']} on both",
+        f"sing different voices (score above its null): {pct(n['different_fraction'])}; "
+        f"null {rng(null['different_fraction'])}: {v['different']}",
+        f"dominant voice changes: {pct(n['dominant_change_fraction'])}; null "
+        f"{rng(null['dominant_change_fraction'])}: {v['dominant_change']}",
+        f"mean score (TV): {ms['estimate']:.3f} [{ms['low']:.3f}, {ms['high']:.3f}]; null "
+        f"{rng(null['mean_score'], '.3f')}: {v['mean_score']}",
+        f"mean score among features alone (error line left out): "
+        f"{n['mean_feature_score']['estimate']:.3f}; null "
+        f"{rng(null['mean_feature_score'], '.3f')}: {v['mean_feature_score']}",
+    ]
+
+    def voices(pairs: list) -> str:
+        return ", ".join(f"{f} {sh:.0%}" for f, sh in pairs[:3])
+
+    for ex in s["examples"]:
+        lines.append(
+            f"  neuron {ex['neuron']}: score {ex['score']:.3f} [{ex['ci'][0]:.3f}, "
+            f"{ex['ci'][1]:.3f}] (null {ex['null_threshold']:.3f}); A: {voices(ex['a'])}; "
+            f"B: {voices(ex['b'])}"
+        )
     emit(args, s, "\n".join(lines))
     return 0

@@ -12,7 +12,9 @@ store's folder name, the SAE's path or its size) and writes, atomically:
     explorer/dicts/<d>/neurons.json          effective features against the rotated basis
     explorer/dicts/<d>/geometry.json         interference map, overlap vs co-occurrence
     explorer/toys/<t>.json                   W^T W and feature norms per instance
+    explorer/drift/<d>.json, drift/<d>/<k>.json  drift pages (polysemy.explorer.drift_index)
     explorer/claims.json                     every claim with its verdict and evidence
+    explorer/circuits/...                    circuits graph pages (explorer/circuits_index.py)
     explorer/search/<hex>.json               words of the features' example texts, sharded
                                              by their first two characters
 
@@ -40,6 +42,8 @@ from typing import Any
 import torch
 
 from polysemy import runfolder
+from polysemy.explorer.circuits_index import write_circuits
+from polysemy.explorer.drift_index import write_drift
 
 logger = logging.getLogger(__name__)
 
@@ -62,7 +66,7 @@ SCATTER_PAIRS = 4000
 TOY_INSTANCES = 12
 """Toy instances drawn per toy run."""
 # Bumped whenever the files change shape within a format, so an older index is rebuilt.
-_LAYOUT = 2
+_LAYOUT = 3
 _WORD = re.compile(r"\w+")
 _ID = re.compile(r"[^A-Za-z0-9_-]+")
 
@@ -284,13 +288,17 @@ def _write(
         toy_id = _ID.sub("-", str(path.relative_to(root))).strip("-") or "toy"
         toys.append(_write_toy(path, record, out / "toys" / f"{toy_id}.json", toy_id))
     shards = _write_search(search, out / "search")
+    drift = write_drift(root, found["analysis"], out, entries, shard=SHARD)
+    circuits = write_circuits(root, found, dicts, out)
     return {
         "format": FORMAT,
         "run": root.resolve().name,
         "stamp": _stamp(root, found),
         "dictionaries": entries,
         "toys": toys,
+        "drift": drift,
         "claims": len(claims),
+        "circuits": circuits,
         "search_shards": shards,
         "shard_size": SHARD,
     }

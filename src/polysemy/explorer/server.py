@@ -3,7 +3,7 @@
 Routes (nothing else answers):
 
     /                        the single page (static/index.html; pages are `#/...` routes)
-    /static/<name>           app.js, style.css, and plotly.min.js from the installed plotly
+    /static/<name>           app.js, drift.js, circuits.js, style.css; plotly.min.js from plotly
     /data/<path>             files under RUN/explorer/ (what `build_index` wrote)
 
 `/data/` serves only regular files inside RUN/explorer: a path with `..`, a percent-encoded
@@ -35,7 +35,12 @@ from polysemy.validation import ParameterError, check_int, configured
 logger = logging.getLogger(__name__)
 
 STATIC = Path(__file__).parent / "static"
-_PAGES = {"app.js": "text/javascript", "style.css": "text/css"}
+_PAGES = {
+    "app.js": "text/javascript",
+    "drift.js": "text/javascript",  # drift pages (explorer/drift_index.py)
+    "circuits.js": "text/javascript",  # circuits pages (explorer/circuits_index.py)
+    "style.css": "text/css",
+}
 _SAFE = re.compile(r"[A-Za-z0-9_\-./]+")
 # Pages load only their own scripts and data; plotly needs inline styles.
 CSP = (

@@ -68,6 +68,7 @@ __all__ = [
     "build_model",
     "load_organism",
     "make_optimizer",
+    "require_causal",
     "snapshot_steps",
     "train_organism",
     "train_step",
@@ -262,23 +263,31 @@ def _comparison(model: np.ndarray, baseline: np.ndarray, seed: int) -> dict[str,
     return {"difference": float(diff.mean()), "ci95": [lo, hi], "verdict": verdict}
 
 
+def require_causal(folder: PathLike, name: str = "model") -> None:
+    """Refuse a model folder whose config.json names no causal-LM architecture (an encoder
+    such as MiniLM has no next-token head), before anything loads it. `name` is the
+    parameter the error names."""
+    folder = Path(folder)
+    if not (folder / "config.json").is_file():
+        raise FileNotFoundError(f"{name} folder {str(folder)!r} holds no config.json")
+    hf = json.loads((folder / "config.json").read_text())
+    archs = hf.get("architectures") or []
+    if not any(a.endswith("ForCausalLM") or a.endswith("LMHeadModel") for a in archs):
+        raise ValueError(
+            f"{name} must be a causal language model (a *ForCausalLM / *LMHeadModel); got "
+            f"{str(folder)!r} with architectures {archs or 'unknown'} ({hf.get('model_type')})"
+        )
+
+
 def load_organism(path: PathLike, *, device: str | torch.device = "cpu") -> tuple[Any, Any]:
     """A snapshot folder as (causal LM with its head, tokenizer), in eval mode.
 
     Raises ValueError when the folder holds a model that is not a causal LM (an encoder such
     as MiniLM has no next-token head to score)."""
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     folder = Path(path)
-    if not (folder / "config.json").is_file():
-        raise FileNotFoundError(f"model folder {str(folder)!r} holds no config.json")
-    hf = AutoConfig.from_pretrained(folder, local_files_only=True)
-    archs = hf.architectures or []
-    if not any(a.endswith("ForCausalLM") or a.endswith("LMHeadModel") for a in archs):
-        raise ValueError(
-            f"model must be a causal language model (a *ForCausalLM / *LMHeadModel); got "
-            f"{str(folder)!r} with architectures {archs or 'unknown'} ({hf.model_type})"
-        )
+    require_causal(folder)
     with _quiet_transformers():
         model: Any = AutoModelForCausalLM.from_pretrained(
             folder, local_files_only=True, use_safetensors=True
@@ -514,6 +523,8 @@ def _train(
             "step": step,
             "tokens": step * batch * n_ctx,
             "heldout_loss": float(losses.mean()),
+            "ci95": _interval(losses, config.seed),
+            "windows": len(losses),
             "path": None,
         }
         if path is not None:

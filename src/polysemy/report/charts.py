@@ -2,7 +2,8 @@
 
 A `Chart` holds plotly traces restricted to what both renderers draw the same way: `bar`
 traces (pre-binned histograms included, with optional `error_y` arrays) and `scatter` traces
-(lines and/or markers). The page ships the spec as data for plotly.js; `draw_png` renders
+(lines and/or markers, optional `error_y` arrays, dashed lines, and stacked areas through
+plotly's `stackgroup`). The page ships the spec as data for plotly.js; `draw_png` renders
 the same spec with matplotlib's object API as the fallback image (and for report.md).
 Every chart carries a caption that states its sample size and its interval.
 """
@@ -117,6 +118,7 @@ def draw_png(chart: Chart, path: str | os.PathLike[str]) -> Path:
     ax = fig.subplots()
     categorical = [t for t in chart.traces if t["type"] == "bar" and _is_text(t["x"])]
     n_cat = max(len(categorical), 1)
+    stacks: dict[str, np.ndarray] = {}
     for i, trace in enumerate(chart.traces):
         color = trace.get("marker", {}).get("color") or _COLORS[i % len(_COLORS)]
         x, y = trace["x"], np.asarray(trace["y"], dtype=np.float64)
@@ -127,17 +129,31 @@ def draw_png(chart: Chart, path: str | os.PathLike[str]) -> Path:
                 j = categorical.index(trace)
                 width = 0.8 / n_cat
                 pos = np.arange(len(x)) + (j - (n_cat - 1) / 2) * width
-                ax.bar(pos, y, width, yerr=yerr, color=color, label=trace.get("name"), capsize=3)
+                ax.bar(pos, y, width, yerr=yerr, color=color, label=trace.get("name"), capsize=3,
+                       alpha=trace.get("opacity", 1.0))  # fmt: skip
                 ax.set_xticks(np.arange(len(x)), [str(s) for s in x], rotation=30, ha="right")
             else:
                 ax.bar(np.asarray(x, dtype=np.float64), y, trace.get("width", 0.8),
                        yerr=yerr, color=color, alpha=trace.get("opacity", 1.0),
                        label=trace.get("name"))  # fmt: skip
+        elif trace.get("stackgroup"):  # a stacked area (plotly's `stackgroup`)
+            base = stacks.get(trace["stackgroup"], np.zeros(len(y)))
+            pos = np.arange(len(x), dtype=np.float64) if _is_text(x) else np.asarray(x, np.float64)
+            ax.fill_between(pos, base, base + y, color=color, alpha=0.85, label=trace.get("name"),
+                            linewidth=0)  # fmt: skip
+            if _is_text(x):
+                ax.set_xticks(pos, [str(s) for s in x])
+            stacks[trace["stackgroup"]] = base + y
         else:
             mode = trace.get("mode", "lines")
+            err = trace.get("error_y")
+            if err:
+                yerr = np.vstack([err.get("arrayminus", err["array"]), err["array"]])
+                ax.errorbar(x, y, yerr=yerr, fmt="none", color=color, capsize=3)
+            dashed = "lines" in mode and trace.get("line", {}).get("dash")
             ax.plot(
-                x, y, "-" if "lines" in mode else "", marker="o" if "markers" in mode else None,
-                color=color, label=trace.get("name"),
+                x, y, linestyle=("--" if dashed else "-") if "lines" in mode else "none",
+                marker="o" if "markers" in mode else None, color=color, label=trace.get("name"),
             )  # fmt: skip
     if chart.log_x:
         ax.set_xscale("log")

@@ -628,6 +628,24 @@ def section_toy_report(src: Source, config: Any) -> ReportSection:
     )  # fmt: skip
 
 
+def _section_drift(src: Source, config: Any) -> ReportSection:
+    from polysemy.report.drift_section import section_drift  # it imports this module
+
+    return section_drift(src, config)
+
+
+def _section_organism(src: Source, config: Any) -> ReportSection:
+    from polysemy.report.drift_section import section_organism
+
+    return section_organism(src, config)
+
+
+def section_circuits(src: Source, config: Any) -> ReportSection:
+    from polysemy.report.circuits_section import section_circuits  # it imports this module
+
+    return section_circuits(src, config)
+
+
 _ORDER: tuple[tuple[str, Callable[[Source, Any], ReportSection]], ...] = (
     ("sae", section_sae),
     ("analysis:fidelity", section_fidelity),
@@ -637,7 +655,10 @@ _ORDER: tuple[tuple[str, Callable[[Source, Any], ReportSection]], ...] = (
     ("analysis:ablate", section_ablate),
     ("analysis:probes", section_probes),
     ("analysis:edits", section_edits),
+    ("analysis:circuits", section_circuits),
     ("analysis:claims", section_claims),
+    ("organism", _section_organism),
+    ("analysis:drift", _section_drift),
     ("toy", section_toy),
     ("toy-report", section_toy_report),
 )

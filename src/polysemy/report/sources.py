@@ -29,6 +29,7 @@ _MARKERS = {
     runfolder.ACTIVATIONS.marker: (runfolder.ACTIVATIONS.family, "activations"),
     runfolder.TOY.marker: (runfolder.TOY.family, "toy"),
     runfolder.TOY_REPORT.marker: (runfolder.TOY_REPORT.family, "toy-report"),
+    runfolder.ORGANISM.marker: (runfolder.ORGANISM.family, "organism"),
 }
 # Folders never walked: resumable training state, and reports (ours or a toy tour's own
 # runs, which the toy report already drew).
@@ -40,7 +41,8 @@ class Source:
     """One run found under the report's path."""
 
     kind: str
-    """`sae`, `activations`, `toy`, `toy-report` or `analysis:<kind>` (`analysis:neurons`...)."""
+    """`sae`, `activations`, `toy`, `toy-report`, `organism` or `analysis:<kind>`
+    (`analysis:neurons`...)."""
     path: Path
     """Its folder."""
     record: dict[str, Any]

@@ -234,6 +234,8 @@ async function home() {
     nodes.push(...section("Toy models", el("ul", {}, INDEX.toys.map((t) => el("li", {}, link(`#/toy/${t.id}`, t.id), ` ${t.model}: ${t.n_features} features in ${t.n_hidden} dimensions, ${t.n_instances} instances`)))));
   }
   if (INDEX.claims) nodes.push(...section("Claims", el("p", {}, link("#/claims", `${INDEX.claims} claims with verdicts`))));
+  nodes.push(...driftHome());  // static/drift.js
+  nodes.push(...circuitsHome());  // circuits.js
   return render("home", "home", nodes);
 }
 
@@ -305,6 +307,7 @@ async function feature(id, f) {
   if (p.partners) nodes.push(...section("Co-occurrence partners", el("p", { class: "caption", text: "largest excess co-firing over independence (the shuffled-rows null); lift = observed / expected" }), table(["feature", "rows together", "lift"], p.partners.map(([g, c, l]) => [featureLink(id, g), c, l]))));
   if (p.neurons) nodes.push(...section("A voice in these neurons", table(["neuron", "share of the neuron"], p.neurons.map(([j, s]) => [neuronLink(id, j), pct(s)]))));
   if (p.geometry) nodes.push(...section("Geometry", el("p", { text: `dimensionality ${fmt(p.geometry.dimensionality)}, decoder norm ${fmt(p.geometry.norm)}, fired on ${fmt(p.geometry.firing_count)} rows` })));
+  nodes.push(...(await circuitEdgesSection(id, f)));  // circuits.js
   return render(`feature ${f} of ${id}`, "feature", nodes);
 }
 
@@ -484,6 +487,7 @@ async function search(query) {
   const results = [...first.entries()].filter(([k]) => rest.every((h) => h.has(k))).map(([, v]) => v);
   results.sort((a, b) => b.act - a.act);
   nodes.push(el("p", { class: "caption", text: `${results.length} features whose top or quantile examples contain ${words.map((w) => `"${w}…"`).join(" and ")} (at most 50 per word, strongest first)` }));
+  nodes.push(...circuitSearch(words));  // circuits.js
   nodes.push(el("ol", { class: "examples results" }, results.slice(0, 200).map((r) => el("li", {}, link(`#/feature/${r.d}/${r.f}`, `${r.d} feature ${r.f}`), " ", tokenText(r.text, words), el("span", { class: "act", text: fmt(r.act) })))));
   return render(`search ${query}`, "search", nodes);
 }
@@ -505,6 +509,8 @@ async function route() {
     if (page === "geometry") return await geometry(a);
     if (page === "toy") return await toy(a);
     if (page === "claims") return await claimsPage();
+    if (page === "drift") return await driftPage(a, b === undefined ? undefined : int(b));
+    if (page === "circuit") return await circuitPage(a);
     if (page === "search") return await search(parts.slice(1).join("/"));
     return await notFound(`no page ${location.hash}`);
   } catch (err) {
@@ -527,6 +533,8 @@ async function start() {
   }
   for (const t of INDEX.toys) nav.append(link(`#/toy/${t.id}`, `toy ${t.id}`));
   if (INDEX.claims) nav.append(link("#/claims", "claims"));
+  driftNav(nav);
+  circuitsNav(nav);  // circuits.js
   document.getElementById("search-form").addEventListener("submit", (e) => {
     e.preventDefault();
     location.hash = "#/search/" + encodeURIComponent(document.getElementById("search").value.trim());
