@@ -16,7 +16,9 @@ from pathlib import Path
 from typing import Any
 
 
-def add_circuit_flags(p: argparse.ArgumentParser, *, d_sae: int, examples: int) -> None:
+def add_circuit_flags(
+    p: argparse.ArgumentParser, *, d_sae: int, examples: int, features_down: int
+) -> None:
     """Flags both scripts share: dictionary sizes, contexts, edges reported, threads."""
     p.add_argument("--out", type=Path, required=True, help="run folder (e.g. runs/...)")
     p.add_argument("--d-sae", type=int, default=d_sae, help="both SAEs (the issue: 4096)")
@@ -25,8 +27,12 @@ def add_circuit_flags(p: argparse.ArgumentParser, *, d_sae: int, examples: int) 
     p.add_argument("--train-tokens", type=int, default=262_144)
     p.add_argument("--examples", type=int, default=examples, help="held-out contexts")
     p.add_argument("--seq-len", type=int, default=64, help="tokens per context")
-    p.add_argument("--features-down", type=int, default=0,
-                   help="draw edges into the first N downstream features only (0: all)")  # fmt: skip
+    p.add_argument(
+        "--features-down",
+        type=int,
+        default=features_down,
+        help="edges into the first N downstream features only (0: all of them)",
+    )
     p.add_argument("--top", type=int, default=50, help="edges with intervals and braids")
     p.add_argument("--show", type=int, default=15, help="edges printed in the table")
     p.add_argument("--explain", type=int, default=5, help="edges whose features are shown")
@@ -142,8 +148,7 @@ def run_circuits(
     (args.out / "table.md").write_text(table + "\n")
     figures = {
         "label": label,
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, torch threads "
-        f"{args.threads}",
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, torch threads {args.threads}",
         "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
         "circuits_seconds": round(seconds, 1),
         "summary": s,

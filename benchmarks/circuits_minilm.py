@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import json
 import time
 from collections.abc import Iterator
 
@@ -51,7 +52,8 @@ class Interleaved:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    add_circuit_flags(p, d_sae=1536, examples=256)
+    add_circuit_flags(p, d_sae=1536, examples=128, features_down=512)
+    p.add_argument("--reuse", action="store_true", help="keep OUT's stores and SAEs if there")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -64,13 +66,20 @@ def main() -> None:
     pydocs = ps.open_corpus("pydocs").take(args.harvest_tokens // 40 + 4 * args.examples)
     concepts = ps.open_corpus("concepts:train").take(args.harvest_tokens // 12)
     texts = Interleaved(pydocs, concepts)
-    stores = ps.harvest(loaded, texts, sites=(SITE_UP, SITE_DOWN), tokens=args.harvest_tokens,
-                        seq_len=128, dtype="float32", out=args.out / "stores", force=True,
-                        progress=False)  # fmt: skip
-    assert isinstance(stores, dict)
-    print(f"# harvested {len(stores[SITE_UP])} rows at {SITE_UP} and {SITE_DOWN} "
-          f"({texts.pydocs_used} pydocs documents handed out)", flush=True)  # fmt: skip
-    sae_up, sae_down = train_pair(stores[SITE_UP], stores[SITE_DOWN], args)
+    saes = args.out / "saes"
+    if args.reuse and (saes / "down" / "config.json").is_file():
+        stores = {s: ps.ActivationStore(args.out / "stores" / s) for s in (SITE_UP, SITE_DOWN)}
+        texts.pydocs_used = json.loads((args.out / "harvest.json").read_text())["pydocs_used"]
+        sae_up, sae_down = ps.load_sae(saes / "up"), ps.load_sae(saes / "down")
+    else:
+        stores = ps.harvest(loaded, texts, sites=(SITE_UP, SITE_DOWN),
+                            tokens=args.harvest_tokens, seq_len=128, dtype="float32",
+                            out=args.out / "stores", force=True, progress=False)  # fmt: skip
+        assert isinstance(stores, dict)
+        (args.out / "harvest.json").write_text(json.dumps({"pydocs_used": texts.pydocs_used}))
+        print(f"# harvested {len(stores[SITE_UP])} rows at {SITE_UP} and {SITE_DOWN} "
+              f"({texts.pydocs_used} pydocs documents handed out)", flush=True)  # fmt: skip
+        sae_up, sae_down = train_pair(stores[SITE_UP], stores[SITE_DOWN], args)
 
     # Held out: pydocs documents after every one handed to the harvest, with some text to
     # them, alternating with concept sentences from the held-out split.

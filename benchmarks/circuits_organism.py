@@ -33,19 +33,24 @@ SITE_DOWN = "h.1.mlp.input"
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    add_circuit_flags(p, d_sae=1024, examples=256)
+    add_circuit_flags(p, d_sae=1024, examples=128, features_down=512)
     p.add_argument("--organism", type=Path, default=None, help="a trained organism run")
     p.add_argument("--steps", type=int, default=800, help="organism training steps")
     p.add_argument("--corpus-chars", type=int, default=4_000_000)
     p.add_argument("--d-model", type=int, default=128)
+    p.add_argument("--reuse", action="store_true", help="keep OUT's stores and SAEs if there")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
 
     import polysemy as ps
 
     t0 = time.perf_counter()
+    trained = args.out / "organism" / "organism.json"
+    if args.organism is None and args.reuse and trained.is_file():
+        if json.loads(trained.read_text())["status"] == "done":  # else train it again
+            args.organism = trained.parent
     if args.organism is None:
-        args.organism = args.out / "organism"
+        args.organism = trained.parent
         run = ps.organism.train_organism(
             out=args.organism, n_layer=2, d_model=args.d_model, d_mlp=4 * args.d_model,
             steps=args.steps, corpus_chars=args.corpus_chars, snapshots=2, force=True,
@@ -62,12 +67,18 @@ def main() -> None:
 
     pydocs = ps.open_corpus("pydocs")
     train_docs = pydocs.take(read)
-    stores = ps.harvest(loaded, train_docs, sites=(SITE_UP, SITE_DOWN),
-                        tokens=args.harvest_tokens, seq_len=128, dtype="float32",
-                        out=args.out / "stores", force=True, progress=False)  # fmt: skip
-    assert isinstance(stores, dict)
-    print(f"# harvested {len(stores[SITE_UP])} rows at {SITE_UP} and {SITE_DOWN}", flush=True)
-    sae_up, sae_down = train_pair(stores[SITE_UP], stores[SITE_DOWN], args)
+    saes = args.out / "saes"
+    if args.reuse and (saes / "down" / "config.json").is_file():
+        stores = {s: ps.ActivationStore(args.out / "stores" / s) for s in (SITE_UP, SITE_DOWN)}
+        sae_up, sae_down = ps.load_sae(saes / "up"), ps.load_sae(saes / "down")
+    else:
+        stores = ps.harvest(loaded, train_docs, sites=(SITE_UP, SITE_DOWN),
+                            tokens=args.harvest_tokens, seq_len=128, dtype="float32",
+                            out=args.out / "stores", force=True, progress=False)  # fmt: skip
+        assert isinstance(stores, dict)
+        print(f"# harvested {len(stores[SITE_UP])} rows at {SITE_UP} and {SITE_DOWN}",
+              flush=True)  # fmt: skip
+        sae_up, sae_down = train_pair(stores[SITE_UP], stores[SITE_DOWN], args)
 
     # Held out: pydocs documents after all the organism read, with some text to them.
     later = pydocs.take(read + 8 * args.examples)[read:]
