@@ -46,9 +46,9 @@ def main() -> None:
 
     t0 = time.perf_counter()
     trained = args.out / "organism" / "organism.json"
-    if args.organism is None and args.reuse and trained.is_file():
-        if json.loads(trained.read_text())["status"] == "done":  # else train it again
-            args.organism = trained.parent
+    finished = trained.is_file() and json.loads(trained.read_text())["status"] == "done"
+    if args.organism is None and args.reuse and finished:
+        args.organism = trained.parent
     if args.organism is None:
         args.organism = trained.parent
         run = ps.organism.train_organism(
