@@ -17,12 +17,12 @@ from typing import Any
 
 
 def add_circuit_flags(
-    p: argparse.ArgumentParser, *, d_sae: int, examples: int, features_down: int
+    p: argparse.ArgumentParser, *, d_sae: int, k: int, examples: int, features_down: int
 ) -> None:
     """Flags both scripts share: dictionary sizes, contexts, edges reported, threads."""
     p.add_argument("--out", type=Path, required=True, help="run folder (e.g. runs/...)")
     p.add_argument("--d-sae", type=int, default=d_sae, help="both SAEs (the issue: 4096)")
-    p.add_argument("--k", type=int, default=32)
+    p.add_argument("--k", type=int, default=k)
     p.add_argument("--harvest-tokens", type=int, default=131_072)
     p.add_argument("--train-tokens", type=int, default=262_144)
     p.add_argument("--examples", type=int, default=examples, help="held-out contexts")
@@ -68,6 +68,10 @@ def _examples(features: Any, feature: int, n: int) -> list[str]:
     ]
 
 
+def _rate(interval: Any) -> str:
+    return f"{interval.estimate:.2f} [{interval.low:.2f}, {interval.high:.2f}] (n {interval.n})"
+
+
 def run_circuits(
     loaded: Any,
     sae_up: Any,
@@ -83,6 +87,16 @@ def run_circuits(
     to `args.out / "circuits-run.json"`)."""
     import polysemy as ps
 
+    # The planted calibration (docs/circuits.md) in the same run, so that the record of the
+    # real-model numbers carries the known-truth rates of the same code beside them.
+    edges_cal = ps.analysis.calibrate_circuits(seed=0)
+    braids_cal = ps.analysis.calibrate_braids(seed=0)
+    calibration = {
+        "planted_edges_found": edges_cal.recovery.to_dict(),
+        "off_support_leak": edges_cal.leak,
+        "braids_true_positive": braids_cal.true_positive.to_dict(),
+        "braids_false_positive": braids_cal.false_positive.to_dict(),
+    }
     t0 = time.perf_counter()
     result = ps.analysis.analyze_circuits(
         loaded, sae_up, sae_down, contexts,
@@ -110,6 +124,9 @@ def run_circuits(
         f"k {args.k}, downstream features {s['n_down']}, top_k {s['top_k']}, "
         f"{seconds:.0f} s with {args.threads} thread(s)",
         f"linearisation: {s['linearisation']}",
+        f"planted calibration (seed 0, same code): parents found {_rate(edges_cal.recovery)}, "
+        f"off-support leak {edges_cal.leak:.1e}; braids on shared edges "
+        f"{_rate(braids_cal.true_positive)}, on unshared {_rate(braids_cal.false_positive)}",
         "",
         "| # | up a | down b | weight | 95% CI | virtual | contexts | verdict | clusters "
         "| braided |",
@@ -151,6 +168,7 @@ def run_circuits(
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, torch threads {args.threads}",
         "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
         "circuits_seconds": round(seconds, 1),
+        "calibration": calibration,
         "summary": s,
     }
     (args.out / "circuits-run.json").write_text(json.dumps(figures, indent=1))

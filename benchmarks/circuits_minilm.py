@@ -52,7 +52,7 @@ class Interleaved:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    add_circuit_flags(p, d_sae=1536, examples=128, features_down=512)
+    add_circuit_flags(p, d_sae=1536, k=32, examples=128, features_down=512)
     p.add_argument("--reuse", action="store_true", help="keep OUT's stores and SAEs if there")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
@@ -72,10 +72,11 @@ def main() -> None:
         texts.pydocs_used = json.loads((args.out / "harvest.json").read_text())["pydocs_used"]
         sae_up, sae_down = ps.load_sae(saes / "up"), ps.load_sae(saes / "down")
     else:
-        stores = ps.harvest(loaded, texts, sites=(SITE_UP, SITE_DOWN),
+        harvested = ps.harvest(loaded, texts, sites=(SITE_UP, SITE_DOWN),
                             tokens=args.harvest_tokens, seq_len=128, dtype="float32",
                             out=args.out / "stores", force=True, progress=False)  # fmt: skip
-        assert isinstance(stores, dict)
+        assert isinstance(harvested, dict)
+        stores = harvested
         (args.out / "harvest.json").write_text(json.dumps({"pydocs_used": texts.pydocs_used}))
         print(f"# harvested {len(stores[SITE_UP])} rows at {SITE_UP} and {SITE_DOWN} "
               f"({texts.pydocs_used} pydocs documents handed out)", flush=True)  # fmt: skip

@@ -33,10 +33,10 @@ SITE_DOWN = "h.1.mlp.input"
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    add_circuit_flags(p, d_sae=1024, examples=128, features_down=512)
+    add_circuit_flags(p, d_sae=1024, k=16, examples=128, features_down=512)
     p.add_argument("--organism", type=Path, default=None, help="a trained organism run")
-    p.add_argument("--steps", type=int, default=800, help="organism training steps")
-    p.add_argument("--corpus-chars", type=int, default=4_000_000)
+    p.add_argument("--steps", type=int, default=1500, help="organism training steps")
+    p.add_argument("--corpus-chars", type=int, default=8_000_000)
     p.add_argument("--d-model", type=int, default=128)
     p.add_argument("--reuse", action="store_true", help="keep OUT's stores and SAEs if there")
     args = p.parse_args()
@@ -72,10 +72,11 @@ def main() -> None:
         stores = {s: ps.ActivationStore(args.out / "stores" / s) for s in (SITE_UP, SITE_DOWN)}
         sae_up, sae_down = ps.load_sae(saes / "up"), ps.load_sae(saes / "down")
     else:
-        stores = ps.harvest(loaded, train_docs, sites=(SITE_UP, SITE_DOWN),
+        harvested = ps.harvest(loaded, train_docs, sites=(SITE_UP, SITE_DOWN),
                             tokens=args.harvest_tokens, seq_len=128, dtype="float32",
                             out=args.out / "stores", force=True, progress=False)  # fmt: skip
-        assert isinstance(stores, dict)
+        assert isinstance(harvested, dict)
+        stores = harvested
         print(f"# harvested {len(stores[SITE_UP])} rows at {SITE_UP} and {SITE_DOWN}",
               flush=True)  # fmt: skip
         sae_up, sae_down = train_pair(stores[SITE_UP], stores[SITE_DOWN], args)
