@@ -106,13 +106,13 @@ def run_circuits(
         progress=True,
     )  # fmt: skip
     seconds = time.perf_counter() - t0
-    examples = {}
+    examples, density = {}, {}
     for name, sae, store in (("up", sae_up, stores[0]), ("down", sae_down, stores[1])):
         feats = ps.analysis.analyze_features(
             sae, store, rows=min(65_536, len(store)), examples=5, window=6,
             out=args.out / "analyses" / f"features-{name}", force=True,
         )  # fmt: skip
-        del feats
+        density[name] = feats.arrays["density"]
         path = args.out / "analyses" / f"features-{name}" / "examples.json"
         examples[name] = json.loads(path.read_text())
 
@@ -158,6 +158,9 @@ def run_circuits(
     for i, e in enumerate(result.edges[: args.explain]):
         lines.append(f"edge {i}: up {e['up']} -> down {e['down']} (weight {e['weight']:.4f})")
         for name, f in (("up", e["up"]), ("down", e["down"])):
+            # A dense feature (firing on a large share of tokens) makes a heavy edge by
+            # summing over many tokens: its density says which kind of edge this is.
+            lines.append(f"    {name} {f} fires on {float(density[name][f]):.1%} of tokens")
             for text in _examples(examples[name], f, 3):
                 lines.append(f"    {name} {f}  {text}")
     table = "\n".join(lines)
