@@ -97,11 +97,13 @@ def run_circuits(
         "braids_true_positive": braids_cal.true_positive.to_dict(),
         "braids_false_positive": braids_cal.false_positive.to_dict(),
     }
+    n = args.features_down  # 0, or at least the dictionary: every feature
+    features_down = tuple(range(n)) if 0 < n < args.d_sae else ()
     t0 = time.perf_counter()
     result = ps.analysis.analyze_circuits(
         loaded, sae_up, sae_down, contexts,
         examples=args.examples, seq_len=args.seq_len, top=args.top,
-        features_down=tuple(range(args.features_down)), resamples=args.resamples,
+        features_down=features_down, resamples=args.resamples,
         shuffles=args.shuffles, out=args.out / "analyses" / f"circuits-{label}", force=True,
         progress=True,
     )  # fmt: skip
