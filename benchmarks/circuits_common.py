@@ -1,8 +1,9 @@
 """What `circuits_minilm.py` and `circuits_organism.py` share: the circuits run on held-out
 contexts, the top-activating examples of the features at both ends of the strongest edges,
-and the printed table. Public library API only (`ps.analysis.analyze_circuits`,
-`ps.analysis.analyze_features`), so a faster `analyze_circuits` speeds these scripts up
-unchanged.
+the planted calibration of the same code, and the printed table. Public library API only
+(`ps.train_sae`, `ps.analysis.analyze_circuits`, `ps.analysis.analyze_features`,
+`ps.analysis.calibrate_circuits` / `calibrate_braids`), so a faster `analyze_circuits`
+speeds these scripts up unchanged.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ def add_circuit_flags(
         "--features-down",
         type=int,
         default=features_down,
-        help="edges into the first N downstream features only (0: all of them)",
+        help="edges into the first N downstream features only (0, or d_sae or more: all)",
     )
     p.add_argument("--top", type=int, default=50, help="edges with intervals and braids")
     p.add_argument("--show", type=int, default=15, help="edges printed in the table")
