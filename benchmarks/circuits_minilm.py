@@ -53,7 +53,11 @@ class Interleaved:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_circuit_flags(p, d_sae=1536, k=32, examples=128, features_down=512)
-    p.add_argument("--reuse", action="store_true", help="keep OUT's stores and SAEs if there")
+    p.add_argument(
+        "--reuse",
+        action="store_true",
+        help="keep OUT's stores and SAEs if there (the harvest and SAE flags are then ignored)",
+    )
     args = p.parse_args()
     torch.set_num_threads(args.threads)
 

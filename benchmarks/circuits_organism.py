@@ -38,7 +38,11 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=1500, help="organism training steps")
     p.add_argument("--corpus-chars", type=int, default=8_000_000)
     p.add_argument("--d-model", type=int, default=128)
-    p.add_argument("--reuse", action="store_true", help="keep OUT's stores and SAEs if there")
+    p.add_argument(
+        "--reuse",
+        action="store_true",
+        help="keep OUT's stores and SAEs if there (the harvest and SAE flags are then ignored)",
+    )
     args = p.parse_args()
     torch.set_num_threads(args.threads)
 

@@ -1,7 +1,8 @@
 """Circuits and braids end to end on real models: benchmarks/circuits_minilm.py (bundled
 MiniLM) and benchmarks/circuits_organism.py (a 2-layer organism trained on the spot), each
 run as a script with tiny settings: harvest, two trained TopK SAEs, `analyze_circuits` on
-held-out contexts, the printed table. Slow (about half a minute each on one thread): the
+held-out contexts, the printed table. Slow (15 s for both at light load, a minute under
+load): the
 planted calibration lives in test_circuits.py, the agreement of faster paths with autograd
 beside them."""
 
