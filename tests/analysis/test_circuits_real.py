@@ -2,9 +2,8 @@
 MiniLM) and benchmarks/circuits_organism.py (a 2-layer organism trained on the spot), each
 run as a script with tiny settings: harvest, two trained TopK SAEs, `analyze_circuits` on
 held-out contexts, the printed table. Slow (15 s for both at light load, a minute under
-load): the
-planted calibration lives in test_circuits.py, the agreement of faster paths with autograd
-beside them."""
+load): the planted calibration lives in test_circuits.py, the agreement of faster paths with
+autograd beside them."""
 
 from __future__ import annotations
 
