@@ -9,6 +9,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from tests.explorer.test_browser import CHROMIUM, Guarded, _require_browser, plots
@@ -71,16 +72,18 @@ def test_build_index_writes_the_corpora_page(run: Path) -> None:
 
 
 def test_links_to_feature_and_neuron_pages() -> None:
-    class _View:  # the two fields _corpus_links reads
-        summary = {"site": "h.0.mlp.act.output", "d_sae": 128, "sae": {"path": "/x/saes/mlp"}}
-        inputs = {"sae": "/x/saes/mlp"}
+    # The two fields _corpus_links reads.
+    view = SimpleNamespace(
+        summary={"site": "h.0.mlp.act.output", "d_sae": 128, "sae": {"path": "/x/saes/mlp"}},
+        inputs={"sae": "/x/saes/mlp"},
+    )
 
     dicts = [{"id": "other", "site": "h.0.output", "sae": "resid", "d_sae": 64,
               "pages": ["features", "neurons"]},
              {"id": "mlp", "site": "h.0.mlp.act.output", "sae": "mlp", "d_sae": 128,
               "pages": ["features", "neurons"]}]  # fmt: skip
-    assert _corpus_links(_View(), dicts) == {"features": "mlp", "neurons": "mlp"}  # type: ignore[arg-type]
-    assert _corpus_links(_View(), dicts[:1]) == {"features": None, "neurons": None}  # type: ignore[arg-type]
+    assert _corpus_links(view, dicts) == {"features": "mlp", "neurons": "mlp"}  # type: ignore[arg-type]
+    assert _corpus_links(view, dicts[:1]) == {"features": None, "neurons": None}  # type: ignore[arg-type]
 
 
 @pytest.fixture(scope="module")

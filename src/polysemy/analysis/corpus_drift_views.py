@@ -94,12 +94,11 @@ def read_corpus_drift(folder: str | os.PathLike[str], *, picks: int = 5) -> Corp
 
 
 def _voices(features: np.ndarray, shares: np.ndarray, error: float) -> list[dict[str, Any]]:
-    out = [
-        {"feature": int(f), "name": f"feature {int(f)}", "share": float(s)}
-        for f, s in zip(features.tolist(), shares.tolist(), strict=True)
-        if s > 0
+    kept = [(int(f), float(s)) for f, s in zip(features.tolist(), shares.tolist(), strict=True)]
+    out: list[dict[str, Any]] = [
+        {"feature": f, "name": f"feature {f}", "share": s} for f, s in kept if s > 0
     ]
-    shown = sum(v["share"] for v in out)
+    shown = sum(s for _, s in kept if s > 0)
     out.append({"feature": None, "name": "SAE error", "share": float(error)})
     out.append({"feature": None, "name": "other features", "share": max(0.0, 1.0 - shown - error)})
     return out

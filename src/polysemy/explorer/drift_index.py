@@ -28,6 +28,13 @@ from typing import Any
 
 import numpy as np
 
+from polysemy.analysis.corpus_drift_views import (
+    CorpusDriftView,
+    corpus_histogram,
+    corpus_neuron,
+    is_corpus_drift,
+    read_corpus_drift,
+)
 from polysemy.analysis.drift_views import (
     DriftView,
     genealogy_counts,
@@ -35,14 +42,6 @@ from polysemy.analysis.drift_views import (
     neuron_voices,
     null_band,
     read_drift,
-)
-
-from polysemy.analysis.corpus_drift_views import (
-    CorpusDriftView,
-    corpus_histogram,
-    corpus_neuron,
-    is_corpus_drift,
-    read_corpus_drift,
 )
 
 logger = logging.getLogger(__name__)
@@ -110,11 +109,10 @@ def _corpus_links(
     for d in dictionaries:
         pages = d.get("pages") or []
         same_site = bool(site) and d.get("site") == site
-        if "features" in pages and features is None:
-            if sae and d.get("sae") and Path(str(sae)).name == d["sae"]:
-                features = str(d["id"])
-            elif sae and same_site and d_sae is not None and d.get("d_sae") == d_sae:
-                features = str(d["id"])
+        same_sae = bool(sae) and bool(d.get("sae")) and Path(str(sae)).name == d.get("sae")
+        same_shape = same_site and d_sae is not None and d.get("d_sae") == d_sae
+        if "features" in pages and features is None and (same_sae or (sae and same_shape)):
+            features = str(d["id"])
         if "neurons" in pages and same_site and neurons is None:
             neurons = str(d["id"])
     return {"features": features, "neurons": neurons}
