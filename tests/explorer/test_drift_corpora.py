@@ -5,6 +5,7 @@ with no console error and no request off 127.0.0.1."""
 from __future__ import annotations
 
 import json
+import shutil
 import threading
 import time
 from collections.abc import Iterator
@@ -12,31 +13,22 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from tests.analysis.corpus_drift_run import corpus_drift_run
 from tests.explorer.test_browser import CHROMIUM, Guarded, _require_browser, plots
 from tests.organism.conftest import TINY
 
-from polysemy.analysis.corpus_drift import CorpusDriftConfig, corpus_drift, organism_snapshot
 from polysemy.analysis.corpus_drift_views import corpus_neuron, read_corpus_drift
 from polysemy.explorer import build_index
 from polysemy.explorer.drift_index import _corpus_links
 from polysemy.explorer.server import create_app, url_of
-from polysemy.organism import train_organism
 
 ID = "analyses-drift-corpora"
-FAST = CorpusDriftConfig(null_splits=20, neuron_resamples=20, resamples=200)
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("explorer-corpora") / "run"
-    org = train_organism(out=root / "organism", progress=False, **TINY)
-    assert org.out is not None
-    snap, site = organism_snapshot(org.out)
-    corpus_drift(
-        str(snap), site, None, "concepts:heldout:400", "pydocs", FAST,
-        out=root / "analyses" / "drift-corpora", tokens=2048, sae_rows=2048, sae_tokens=8192,
-        k=8, expansion=2, seq_len=16,
-    )  # fmt: skip
+    shutil.copytree(corpus_drift_run(tmp_path_factory), root)
     build_index(root)
     return root
 

@@ -335,7 +335,15 @@ def _pairs_table(pairs: list[dict[str, Any]]) -> Table:
 
 
 def section_drift(src: Source, config: Any) -> ReportSection:
-    """A drift analysis folder (toy or organism; another kind: its summary as recorded)."""
+    """A drift analysis folder (toy or organism; across corpora: `section_corpus_drift`;
+    another kind: its summary as recorded)."""
+    from polysemy.analysis.corpus_drift_views import is_corpus_drift
+    from polysemy.report.corpus_drift_section import section_corpus_drift
+
+    if is_corpus_drift(src.path, src.record):
+        corpora = section_corpus_drift(src, config)
+        if corpora is not None:
+            return corpora
     try:
         view = read_drift(src.path, picks=NEURONS)
     except (OSError, KeyError, ValueError) as exc:
