@@ -136,7 +136,8 @@ async function driftPage(id, j) {
     const windows = sn.length && sn[0].windows ? `, ${fmt(sn[0].windows)} held-out windows each` : "";
     const how = sn.some((r) => r.ci95) ? `held-out loss with its 95% bootstrap interval over windows${windows}` : "held-out loss (no interval: the run was written before snapshots recorded one)";
     // A toy's curve (training.json with a `unit`): losses at the snapshots on fresh inputs.
-    const caption = L.unit ? `red: the loss at each snapshot, ${L.unit}, with its 95% normal interval over inputs; dashed: an all-zero output on the same inputs` : `red: the snapshots analysed, ${how}; dashed: baselines of the same corpus on the same windows`;
+    const along = L.history.length && L.history_unit ? `grey: the training run's loss, ${L.history_unit} (one batch: no interval); ` : "";
+    const caption = L.unit ? `${along}red: the loss at each snapshot, ${L.unit}, with its 95% normal interval over inputs; dashed: an all-zero output on the same inputs` : `red: the snapshots analysed, ${how}; dashed: baselines of the same corpus on the same windows`;
     overall.push(plot("Loss curve, snapshots marked", lt, { xaxis: { title: "training step" }, yaxis: { title: L.unit ? "importance-weighted MSE" : "cross-entropy (nats/token)" }, ...DRIFT_LAYOUT }, caption));
   }
   nodes.push(el("div", { class: "grid" }, overall));
