@@ -99,9 +99,9 @@ def snapshot_steps(config: ToyConfig) -> list[int]:
     return sorted(steps)
 
 
-HISTORY_POINTS = 200
+HISTORY_POINTS = 100
 """Loss-history points recorded along a run with snapshots (plus step 0)."""
-HISTORY_SAMPLES = 1024
+HISTORY_SAMPLES = 512
 """Inputs of the fixed batch the loss history is measured on (drawn once, never trained on)."""
 
 
@@ -597,11 +597,18 @@ def _train_toy(
     every = history_every(config) if keep else 0
     history: list[tuple[int, Tensor]] = []
 
+    if every:  # the batch evaluate_loss(n_samples=..., seed=...) would draw, drawn once
+        hgen = torch.Generator(device=device)
+        hgen.manual_seed(config.seed + _EVAL_SEED_OFFSET + 1)
+        hx = FeatureSampler(
+            config.sparsity, config.n_features, kind=config.feature_kind,
+            signed=config.model == "abs", generator=hgen, device=device,
+        ).sample(min(HISTORY_SAMPLES, config.eval_samples)).repeat(K, 1, 1)  # fmt: skip
+        himp = importance.to(device)
+
     def record(step: int) -> None:
-        loss = evaluate_loss(
-            config, engine.params(), n_samples=min(HISTORY_SAMPLES, config.eval_samples),
-            seed=config.seed + _EVAL_SEED_OFFSET + 1, repeat=K,
-        )  # fmt: skip
+        with torch.no_grad():
+            loss = toy_loss(config.model, engine.params(), hx, himp)
         history.append((step, loss))
 
     if every:
