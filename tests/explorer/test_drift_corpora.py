@@ -113,6 +113,7 @@ def test_corpora_page_in_chromium(guarded: Guarded, run: Path) -> None:
         assert broken not in text, (broken, text[:500])
     assert "singing different voices" in text and "(n = " in text and "null's 95% point" in text
     assert "dominant voice on A" in text and "SAE error" in text
+    assert "among the features alone" in text and "FVU" in text
     guarded.shot("drift-corpora")
     overview = json.loads((run / "explorer" / "drift" / f"{ID}.json").read_text())
     stable = overview["picks"]["stable"][0]

@@ -38,6 +38,7 @@ def test_corpora_section_figures_and_captions(report: Path) -> None:
     assert sum("interval" in c or "bootstrap" in c for c in captions) >= 5
     assert "SAE error" in (report / "data.js").read_text()
     assert "most stable" in section and "null 95% point" in section
+    assert "features alone" in section and "FVU" in section
     figures = sorted(p.name for p in (report / "figures").glob("analyses-drift-corpora-corpora*"))
     assert len(figures) == 6 and all(
         (report / "figures" / f).stat().st_size > 3000 for f in figures

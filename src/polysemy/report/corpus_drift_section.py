@@ -29,6 +29,11 @@ NEURONS = 3
 """Most different neurons drawn (plus the most stable one)."""
 
 
+def _short(corpus: str) -> str:
+    """A corpus's name for legends: its spec up to its options (the text names it in full)."""
+    return corpus.split("(")[0] or corpus
+
+
 def _fractions_chart(src: Source, view: CorpusDriftView) -> Chart:
     s = view.summary
     nr, nl = s.get("neurons") or {}, s.get("null") or {}
@@ -37,10 +42,10 @@ def _fractions_chart(src: Source, view: CorpusDriftView) -> Chart:
     own = [nr.get(k) or {} for k, _ in keys]
     null = [nl.get(k) or {} for k, _ in keys]
     labels = [lab for _, lab in keys]
+    a, b = _short(view.corpus_a), _short(view.corpus_b)
     traces = [
         bars(labels, [o.get("estimate") or 0.0 for o in own], [o.get("low") for o in own],
-             [o.get("high") for o in own], name=f"{view.corpus_a} vs {view.corpus_b}",
-             color="#c62828"),
+             [o.get("high") for o in own], name=f"{a} vs {b}", color="#c62828"),
         bars(labels, [o.get("estimate") or 0.0 for o in null], [o.get("low") for o in null],
              [o.get("high") for o in null], name="null (half vs half of each corpus)",
              color="#90a4ae"),
@@ -67,9 +72,9 @@ def _voices_chart(src: Source, view: CorpusDriftView, j: int, why: str) -> Chart
     names = list(dict.fromkeys(x["name"] for side in ("a", "b") for x in v[side]))
     share = {side: {x["name"]: x["share"] for x in v[side]} for side in ("a", "b")}
     traces = [
-        {"type": "bar", "name": f"A: {view.corpus_a}", "x": names,
+        {"type": "bar", "name": f"A: {_short(view.corpus_a)}", "x": names,
          "y": [share["a"].get(k, 0.0) for k in names], "marker": {"color": "#1565c0"}},
-        {"type": "bar", "name": f"B: {view.corpus_b}", "x": names,
+        {"type": "bar", "name": f"B: {_short(view.corpus_b)}", "x": names,
          "y": [share["b"].get(k, 0.0) for k in names], "marker": {"color": "#c62828"}},
     ]  # fmt: skip
     rows = view.summary.get("rows") or {}
@@ -122,6 +127,8 @@ def section_corpus_drift(src: Source, config: Any) -> ReportSection | None:
         return None
     s = view.summary
     nr, nl = s.get("neurons") or {}, s.get("null") or {}
+    sae = s.get("sae") or {}
+    sae_a, sae_b = sae.get("on_a") or {}, sae.get("on_b") or {}
     picked = [(j, "most different") for j in view.picks["different"]]
     picked += [(j, "most stable") for j in view.picks["stable"][:1]]
     charts = [_fractions_chart(src, view)]
@@ -143,7 +150,12 @@ def section_corpus_drift(src: Source, config: Any) -> ReportSection | None:
         f"{interval_text(nl.get('different_fraction'))}; dominant voice changes for "
         f"{interval_text(nr.get('dominant_change_fraction'))} against "
         f"{interval_text(nl.get('dominant_change_fraction'))}. A neuron sings different voices "
-        "when its score exceeds its own null's 95% point."
+        "when its score exceeds its own null's 95% point. Among the features alone (SAE error "
+        f"left out) the mean score is {interval_text(nr.get('mean_feature_score'))} against "
+        f"{interval_text(nl.get('mean_feature_score'))}. The SAE's fit: FVU "
+        f"{_fmt(sae_a.get('fvu'))} on A, {_fmt(sae_b.get('fvu'))} on B; where it fits one "
+        "corpus worse, the error voice grows there and the features-alone score is the fairer "
+        "read."
     )
     return ReportSection(
         f"Meaning drift across corpora: {src.name}", src.kind, src.name, text,

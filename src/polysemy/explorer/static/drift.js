@@ -189,16 +189,19 @@ async function corpusDriftPage(o, j) {
   const nr = s.neurons || {};
   const nl = s.null || {};
   const vd = s.verdict || {};
-  const A = o.corpus_a;
-  const B = o.corpus_b;
+  // Short names for legends and titles (the spec up to its options); the full ones above.
+  const A = o.corpus_a.split("(")[0];
+  const B = o.corpus_b.split("(")[0];
   const lvl = Math.round(100 * (o.level || 0.95));
-  const nodes = [el("h1", { text: `Meaning drift across corpora ${id}` }), el("p", { class: "muted", text: `corpus A ${A} vs corpus B ${B} · folder ${o.folder}${s.site ? " · site " + s.site : ""}${s.model ? " · model " + s.model : ""} · ${fmt(s.d_sae)}-latent SAE, one dictionary for both corpora` })];
+  const nodes = [el("h1", { text: `Meaning drift across corpora ${id}` }), el("p", { class: "muted", text: `corpus A ${o.corpus_a} vs corpus B ${o.corpus_b} · folder ${o.folder}${s.site ? " · site " + s.site : ""}${s.model ? " · model " + s.model : ""} · ${fmt(s.d_sae)}-latent SAE, one dictionary for both corpora` })];
   const rows = s.rows || {};
   nodes.push(
     el("ul", {}, [
       el("li", {}, `fraction of neurons singing different voices ${driftInterval(nr.different_fraction)} vs null (${nl.kind || "null"}) ${driftInterval(nl.different_fraction)} `, badge(vd.different)),
       el("li", {}, `fraction whose dominant voice changes ${driftInterval(nr.dominant_change_fraction)} vs null ${driftInterval(nl.dominant_change_fraction)} `, badge(vd.dominant_change)),
       el("li", {}, `mean score (TV distance of shares) ${driftInterval(nr.mean_score)} vs null ${driftInterval(nl.mean_score)} `, badge(vd.mean_score)),
+      el("li", {}, `among the features alone (SAE error left out): mean score ${driftInterval(nr.mean_feature_score)} vs null ${driftInterval(nl.mean_feature_score)} `, badge(vd.mean_feature_score)),
+      el("li", { text: `the SAE's fit: FVU ${fmt(((s.sae || {}).on_a || {}).fvu)} on A, ${fmt(((s.sae || {}).on_b || {}).fvu)} on B${(s.sae || {}).trained_here ? " (trained here on both corpora)" : ""}; where it fits one corpus worse, the error voice grows there and the features-alone score is the fairer read` }),
       el("li", { text: `n = ${fmt(nr.n)} neurons with some feature share on both corpora, of ${fmt(n)}; ${fmt(rows.a)} tokens of A, ${fmt(rows.b)} of B; null over ${fmt(nl.splits)} splits` }),
     ]),
   );
