@@ -52,6 +52,8 @@ def test_build_index_writes_the_corpora_page(run: Path) -> None:
     out = run / "explorer"
     index = json.loads((out / "index.json").read_text())
     (entry,) = index["drift"]
+    page = json.loads((out / "drift" / f"{ID}.json").read_text())
+    assert page["links"] == {"features": "mlp", "neurons": "mlp"}  # the run's SAE, same site
     assert entry["id"] == ID and entry["corpora"] is True
     f = entry["different_fraction"]
     assert 0 <= f["low"] <= f["estimate"] <= f["high"] <= 1
@@ -119,11 +121,20 @@ def test_corpora_page_in_chromium(guarded: Guarded, run: Path) -> None:
     stable = overview["picks"]["stable"][0]
     page.select_option("#drift-pick", str(stable))
     guarded.ready("drift")
-    assert page.locator("main h2").first.inner_text() == f"neuron {stable}"
+    assert page.locator("main h2").first.inner_text() == f"neuron {stable} neuron page"
     page.fill("#drift-neuron", "7")
     page.click("#drift-goto button")
     guarded.ready("drift")
-    assert page.locator("main h2").first.inner_text() == "neuron 7"
+    assert page.locator("main h2").first.inner_text() == "neuron 7 neuron page"
+    # The links: the neuron's own page, and its dominant feature's page, in the same SAE.
+    top = overview["picks"]["different"][0]  # active: a dominant voice on both corpora
+    v = json.loads((run / "explorer" / "drift" / ID / "0.json").read_text())[str(top)]
+    page = guarded.open(f"#/drift/{ID}/{top}", "drift")
+    page.click(f"main li a[href='#/feature/mlp/{v['dominant_a']}']")
+    guarded.ready("feature")
+    page = guarded.open(f"#/drift/{ID}/{top}", "drift")
+    page.click(f"main a[href='#/neuron/mlp/{top}']")
+    guarded.ready("neuron")
     page = guarded.open(f"#/drift/{ID}/640", "notfound")
     assert "no neuron 640" in page.locator("main").inner_text()
     guarded.check()
