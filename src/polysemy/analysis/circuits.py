@@ -32,8 +32,14 @@ Running sums over contexts hold one `[n_down, d_sae_up]` matrix; the top `top_k`
 features of each downstream feature are kept, and a second pass over the contexts recomputes
 the `top` strongest edges per context for their intervals.
 
+Transcoders: upstream, z_a is encoded from the MLP's input (`site_up_in`, the checkpoint's
+`source.site_in`) and U is the MLP's output (`site_up`, `source.site_out`), where W_dec[a]
+lives; the clean pass is the real model's (the local replacement model: transcoder plus its
+error is the MLP), and the skip term of a skip-transcoder is no feature (a constant at U).
+Downstream, b's pre-activation is read at the transcoder's input site (docs/circuits.md).
+
 Where one attention block (and norms) is all that lies between U and D in a BERT- or
-GPT-2-like model, `method="auto"` computes the same numbers without any backward pass
+GPT-2-like model (or U is the previous MLP's output), `method="auto"` computes the same numbers without any backward pass
 (`circuits_factored`: the frozen map factors into context-free weights times context sums).
 
 >>> result = analyze_circuits(loaded, sae_up, sae_down, corpus)  # doctest: +SKIP

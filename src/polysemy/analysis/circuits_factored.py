@@ -42,6 +42,11 @@ Supported site pairs (module, direction), P any prefix of the transformer's laye
 - GPT-2-like (pre-LN): U is block L's input (`h.L` input, `h.{L-1}` output, `drop`
   output for L = 0) and D is the residual after the attention (`h.L.ln_2`
   input) or after ln_2 (`h.L.ln_2` output, `h.L.mlp` input).
+- The previous MLP's output (an upstream transcoder's `site_out`), for L > 0: BERT's
+  `encoder.layer.{L-1}.output.dense` (or `.output.dropout`) output, before the add and
+  layer L-1's `output.LayerNorm`, which then lies on both branches (`in_norm`: d_a becomes
+  G_in P d_a and every C term gains 1/sigma_in(s)); GPT-2's `h.{L-1}.mlp` (or
+  `.mlp.dropout`) output, added to the residual as it is.
 """
 
 from __future__ import annotations
