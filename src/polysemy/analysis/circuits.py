@@ -39,8 +39,9 @@ error is the MLP), and the skip term of a skip-transcoder is no feature (a const
 Downstream, b's pre-activation is read at the transcoder's input site (docs/circuits.md).
 
 Where one attention block (and norms) is all that lies between U and D in a BERT- or
-GPT-2-like model (or U is the previous MLP's output), `method="auto"` computes the same numbers without any backward pass
-(`circuits_factored`: the frozen map factors into context-free weights times context sums).
+GPT-2-like model (or U is the previous MLP's output), `method="auto"` computes the same
+numbers without any backward pass (`circuits_factored`: the frozen map factors into
+context-free weights times context sums).
 
 >>> result = analyze_circuits(loaded, sae_up, sae_down, corpus)  # doctest: +SKIP
 >>> result.edges[0]                                              # doctest: +SKIP

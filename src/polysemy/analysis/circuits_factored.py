@@ -324,9 +324,7 @@ MiniLM context of 128 tokens, mostly the attention pattern); batches beyond it r
 
 
 def _compact(p: _Pass) -> _Pass:
-    return _Pass(
-        p.z_up.to_sparse(), p.fire.to_sparse(), p.pattern, p.inv_pre, p.inv_post, p.inv_in
-    )
+    return _Pass(p.z_up.to_sparse(), p.fire.to_sparse(), p.pattern, p.inv_pre, p.inv_post, p.inv_in)
 
 
 def _expand(p: _Pass) -> _Pass:
@@ -334,9 +332,7 @@ def _expand(p: _Pass) -> _Pass:
 
 
 def _nbytes(p: _Pass) -> int:
-    dense = sum(
-        t.numel() * t.element_size() for t in (p.pattern, p.inv_pre, p.inv_post, p.inv_in)
-    )
+    dense = sum(t.numel() * t.element_size() for t in (p.pattern, p.inv_pre, p.inv_post, p.inv_in))
     # Sparse COO: one int64 index per dimension and one value per non-zero.
     return dense + sum(t._nnz() * (8 * t.dim() + t.element_size()) for t in (p.z_up, p.fire))
 
@@ -552,9 +548,7 @@ def _heads_by_tokens(
 def _one(p: _Pass, i: int) -> _Pass:
     """Context `i` of the pass, as a pass of one."""
     sl = slice(i, i + 1)
-    return _Pass(
-        p.z_up[sl], p.fire[sl], p.pattern[sl], p.inv_pre[sl], p.inv_post[sl], p.inv_in[sl]
-    )
+    return _Pass(p.z_up[sl], p.fire[sl], p.pattern[sl], p.inv_pre[sl], p.inv_post[sl], p.inv_in[sl])
 
 
 def factored_series(

@@ -12,11 +12,12 @@ read where b fires on the clean pass, exactly the tokens the edge is defined on:
     effect_c(a, b) = sum over text tokens t where b fires of (h_D(t) - h_D'(t)) . W_enc_down[:, b]
 
 (b_dec and b_enc cancel in the difference). For an upstream transcoder, z_a is encoded from
-the MLP's input and z_a W_dec[a] is removed at the MLP's output (U). Removing a pushes b down by effect_c: positive when
-a excites b, as edge_c is. Only b's read changes: nothing downstream of D is asked. With the
-model from U to D linear (no MLP, attention patterns and norm scales that do not move),
-effect_c = edge_c exactly; with softmax patterns and norm scales that move, nearly; with an MLP
-in between they differ, and the difference is what the ablation is for.
+the MLP's input and z_a W_dec[a] is removed at the MLP's output (U). Removing a pushes b
+down by effect_c: positive when a excites b, as edge_c is. Only b's read changes: nothing
+downstream of D is asked. With the model from U to D linear (no MLP, attention patterns and
+norm scales that do not move), effect_c = edge_c exactly; with softmax patterns and norm
+scales that move, nearly; with an MLP in between they differ, and the difference is what the
+ablation is for.
 
 Null: `random` unit directions u_r, drawn once (seed) and shared by all edges; for edge (a, b),
 null r removes z_a(s) ||W_dec_up[a]|| u_r instead, the same size at the same tokens in a
