@@ -272,12 +272,16 @@ class CircuitsResult:
     """`factored` or `autograd`: how the edges were computed (the same numbers either way)."""
     ablation: dict[str, Any] | None = None
     """`analysis.edge_ablation` over the first `ablate` edges (None when not asked)."""
+    site_up_in: str | None = None
+    """An upstream transcoder's input site, where its latents are encoded (None: an SAE,
+    encoded at `site_up`)."""
 
     def summary(self) -> dict[str, Any]:
         """The `--json` object."""
         return {
             "contexts": self.contexts,
             "site_up": self.site_up,
+            **({} if self.site_up_in is None else {"site_up_in": self.site_up_in}),
             "site_down": self.site_down,
             "n_down": int(self.features_down.numel()),
             "top_k": int(self.top_up.shape[1]),
@@ -733,6 +737,7 @@ def analyze_circuits(
         path=None if out is None else str(out),
         method="autograd" if block is None else "factored",
         ablation=None if ablation is None else ablation.summary(),
+        site_up_in=None if up_read is up else up_read.name,
     )
     if out is not None:
         tensors = {
