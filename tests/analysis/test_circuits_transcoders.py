@@ -114,20 +114,31 @@ def test_skip_term_is_not_a_feature(tiny_bert, sentences) -> None:
     torch.testing.assert_close(a.top_weight, b.top_weight)
 
 
-def test_ablation_removes_the_decoder_row_at_the_mlp_output(tiny_gpt2) -> None:
+@pytest.mark.parametrize(
+    ("model_name", "site_in", "site_out", "site_down"),
+    [
+        ("tiny_gpt2", "h.0.ln_2.output", "h.0.mlp.output", "h.1.ln_2.output"),
+        ("tiny_bert", "encoder.layer.0.intermediate.input", "encoder.layer.0.output.dense.output",
+         "encoder.layer.1.intermediate.input"),
+    ],
+)  # fmt: skip
+def test_ablation_removes_the_decoder_row_at_the_mlp_output(
+    request, model_name, site_in, site_out, site_down
+) -> None:
     """The ablation effect of (a, b), against a by-hand pass with z_a W_dec[a] removed at the
     MLP's output (z_a encoded from the MLP's input)."""
-    ids = torch.randint(0, 200, (4, 10), generator=torch.Generator().manual_seed(3))
-    up = _tc(32, 32, 40, "h.0.ln_2.output", "h.0.mlp.output", 0)
-    down = _tc(32, 32, 48, "h.1.ln_2.output", "h.1.mlp.output", 1)
-    r = analyze_circuits(tiny_gpt2, up, down, ids, examples=4, ablate=2, ablate_random=4, **_KW)
+    loaded = request.getfixturevalue(model_name)
+    ids = torch.randint(5, 200, (4, 10), generator=torch.Generator().manual_seed(3))
+    up = _tc(32, 32, 40, site_in, site_out, 0)
+    down = _tc(32, 32, 48, site_down, "x", 1)
+    r = analyze_circuits(loaded, up, down, ids, examples=4, ablate=2, ablate_random=4, **_KW)
     assert r.ablation is not None and r.ablation["n_edges"] == 2
     a, b = r.ablation["edges"][0]["up"], r.ablation["edges"][0]["down"]
-    res = ablate_edges(tiny_gpt2, up, down, ids, [(a, b)], examples=4, ablate_random=4,
+    res = ablate_edges(loaded, up, down, ids, [(a, b)], examples=4, ablate_random=4,
                        resamples=100, batch_size=4)  # fmt: skip
-    model = _module(tiny_gpt2)
-    site_in, site_out = get_site(model, "h.0.ln_2.output"), get_site(model, "h.0.mlp.output")
-    down_site = get_site(model, "h.1.ln_2.output")
+    model = _module(loaded)
+    site_in, site_out = get_site(model, site_in), get_site(model, site_out)
+    down_site = get_site(model, site_down)
     with torch.no_grad():
         with read_sites(model, [site_in, down_site]) as clean:
             model(input_ids=ids)
