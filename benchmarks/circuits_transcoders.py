@@ -10,7 +10,8 @@ held-out FVU of each transcoder, the top edges with their bootstrap intervals an
 weights, the |weight| null, the braided fraction with its interval and its shuffle null,
 and (with `--ablate`) the edge-ablation check of the strongest edges against random
 directions and random edges (timed apart). `--check N` also runs the autograd path on the first N
-contexts and prints the largest relative gap to the factored path there.
+contexts and prints the largest relative gap to the factored path there. Runs on one torch
+thread by default (`--threads`).
 
     PYTHONPATH=src python benchmarks/circuits_transcoders.py --out /tmp/tc-circuits
 """
@@ -42,10 +43,12 @@ def main() -> None:
     parser.add_argument("--contexts", type=int, default=256)
     parser.add_argument("--seq-len", type=int, default=64)
     parser.add_argument("--top", type=int, default=50)
-    parser.add_argument("--ablate", type=int, default=5)
-    parser.add_argument("--ablate-random", type=int, default=10)
+    parser.add_argument("--ablate", type=int, default=10)
+    parser.add_argument("--ablate-random", type=int, default=20)
     parser.add_argument("--check", type=int, default=8, help="contexts for autograd (0: none)")
-    parser.add_argument("--threads", type=int, default=None)
+    # One thread: on the shared 2-core machine under load, two torch threads made this run
+    # 4x slower end to end (8.6 min against 2.0 min; 100x on the circuits step alone).
+    parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
 
     import torch
