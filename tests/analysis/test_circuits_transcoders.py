@@ -184,3 +184,35 @@ def test_site_up_in_refused_for_an_sae_and_widths_checked(tiny_gpt2) -> None:
     with pytest.raises(ParameterError, match="sae_up must be a transcoder with d_out=32"):
         analyze_circuits(tiny_gpt2, wide, down, ids, examples=3, **_KW)
     assert get_site(tiny_gpt2, "h.0.mlp.output").width == 32
+
+
+def test_planted_circuit_through_a_transcoded_mlp() -> None:
+    """Known truth: the planted circuit with an orthogonal linear 'MLP' R at `up` (the block
+    reads R^T back, so the model computes the same), and a transcoder that is exact for it
+    (latents = the planted codes, encoded at the MLP's input; decoder rows D_up R at its
+    output). Its edges must be the exact SAE's edges on the original model, which recover
+    the planted parents."""
+    from polysemy.analysis.circuits_calibration import _Block, planted_circuit
+
+    model, sae_up, sae_down = planted_circuit(seed=0)
+    ids = torch.randint(0, 64, (16, 8), generator=torch.Generator().manual_seed(1))
+    kw = dict(examples=16, top_k=2, top=10, resamples=100, shuffles=1, site_down="block.output")
+    ref = analyze_circuits(model, sae_up, sae_down, ids, site_up="up.output", **kw)
+    d = int(sae_up.W_dec.shape[1])
+    R, _ = torch.linalg.qr(torch.randn(d, d, generator=torch.Generator().manual_seed(2)))
+    mixed, _, _ = planted_circuit(seed=0)
+    mixed.up = torch.nn.Linear(d, d, bias=False)
+    with torch.no_grad():
+        mixed.up.weight.copy_(R.t())  # x @ R
+    mixed.block = _Block(R.t() @ model.block.M)
+    tc = sae_from_weights("transcoder", W_enc=sae_up.W_enc.detach().clone(),
+                          b_enc=sae_up.b_enc.detach().clone(), W_dec=sae_up.W_dec.detach() @ R,
+                          b_dec=torch.zeros(d), k=2)  # fmt: skip
+    tc.metadata = {"source": {"site_in": "embed.output", "site_out": "up.output"}}
+    got = analyze_circuits(mixed, tc, sae_down, ids, **kw)
+    assert got.site_up == "up.output" and got.summary()["site_up_in"] == "embed.output"
+    assert torch.equal(got.top_up, ref.top_up)
+    torch.testing.assert_close(got.top_weight, ref.top_weight, rtol=1e-4, atol=1e-5)
+    truth = model.truth
+    found = [truth[a, b] != 0 for b, row in enumerate(got.top_up.tolist()) for a in row]
+    assert sum(found) >= 0.8 * len(found)
