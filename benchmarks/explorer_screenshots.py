@@ -13,6 +13,10 @@ and 3, their features analyses, and `analyze_circuits` between them; a few minut
     python benchmarks/explorer_screenshots.py --work /tmp/explorer-shots --out docs/images
     python benchmarks/explorer_screenshots.py --run runs/demo --pages claims
     python benchmarks/explorer_screenshots.py --pages circuits
+    python benchmarks/explorer_screenshots.py --pages drift-corpora
+
+`drift-corpora` adds a cross-corpus drift (`corpora_run`: pydocs vs concepts on the run's
+MLP neurons with its SAE; a minute or two more) to the small run.
 """
 
 from __future__ import annotations
@@ -91,6 +95,18 @@ def circuits_run(run: Path) -> None:
                      seq_len=48, top=30, out=run / "analyses" / "circuits-l1-l3")  # fmt: skip
 
 
+def corpora_run(run: Path) -> None:
+    """The minilm run plus a cross-corpus drift of its MLP neurons with its SAE: pydocs (A)
+    against concepts (B), 16,384 tokens each (docs/drift.md, "Across data")."""
+    from polysemy.analysis.corpus_drift import corpus_drift
+
+    minilm_run(run)
+    if (run / "analyses" / "drift-corpora-mlp").is_dir():
+        return
+    corpus_drift("minilm", SITE, run / "saes" / "mlp", "pydocs", "concepts",
+                 out=run / "analyses" / "drift-corpora-mlp")  # fmt: skip
+
+
 def shoot(run: Path, out: Path, pages: dict[str, tuple[str, str]]) -> None:
     import uvicorn
     from PIL import Image
@@ -135,6 +151,7 @@ PAGES = {
     "search": ("#/search/read", "search"),
     "claims": ("#/claims", "claims"),
     "circuits": ("#/circuit/analyses-circuits-l1-l3", "circuit"),
+    "drift-corpora": ("#/drift/analyses-drift-corpora-mlp", "drift"),
 }
 
 
@@ -164,6 +181,8 @@ def main() -> None:
     if not pages:
         return
     minilm_run(work / "run")
+    if "drift-corpora" in pages:
+        corpora_run(work / "run")
     build_index(work / "run")
     shoot(work / "run", out, {k: v for k, v in pages.items() if k != "claims"})
     if "claims" not in pages:

@@ -60,3 +60,20 @@ def test_validation() -> None:
         braid_scores(values, active, up[:2])
     with pytest.raises(ParameterError, match="link must be"):
         braid_scores(values, active, up, link=0.0)
+
+
+def test_salient_features_find_the_topics_under_many_weak_ones() -> None:
+    # Real sentences hold hundreds of active features: add 150 weak random ones per context
+    # to the two-topic world. Whole sets then drown the topics and no edge is braided; the 6
+    # most active features per context (the topic's, at 10x the mass) find the braids again.
+    values, active, up = two_topics(seed=0)
+    g = torch.Generator().manual_seed(5)
+    mass = active.double() * 10
+    noise = torch.rand(active.shape[0], 400, generator=g) < 150 / 400
+    mass = torch.cat([mass, noise.double() * torch.rand(noise.shape, generator=g)], dim=1)
+    whole = braid_scores(values, mass > 0, up, shuffles=5)
+    assert not whole.braided.any()
+    salient = braid_scores(values, mass, up, salient=6, shuffles=5)
+    assert salient.braided.tolist() == [True, False, True, False]
+    with pytest.raises(ParameterError, match="active must be summed activations"):
+        braid_scores(values, mass > 0, up, salient=6)

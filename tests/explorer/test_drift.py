@@ -65,6 +65,7 @@ def test_build_index_writes_a_page_per_drift_folder(run: Path) -> None:
     toy = json.loads((out / "drift" / f"{TOY}.json").read_text())
     assert toy["genealogy"] is None and toy["n_neurons"] == 6
     assert len(toy["loss"]["snapshots"]) == 5 and "instances" in toy["loss"]["unit"]
+    assert len(toy["loss"]["history"]) > 100 and "every" in toy["loss"]["history_unit"]
 
 
 def test_links_to_neuron_pages_only_for_the_same_site(run: Path) -> None:

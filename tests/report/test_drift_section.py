@@ -54,6 +54,7 @@ def test_sections_figures_and_captions(report: Path) -> None:
     assert '"stackgroup"' in data and "(stable): voices over snapshots" in html
     toy_figures = " ".join(p.name for p in (report / "figures").glob("*drift-toy*"))
     assert "genealogy" not in toy_figures and "drift-toy-loss" in toy_figures
+    assert "Grey: the training run&#x27;s loss" in html or "Grey: the training run's loss" in html
     # Every drift caption states a sample size, and intervals where there are any.
     section = html.split('id="s2"')[1].split("</section>")[0]
     captions = re.findall(r"<figcaption>(.*?)</figcaption>", section, re.S)

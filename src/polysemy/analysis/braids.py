@@ -1,8 +1,11 @@
 """Braids: does one edge serve several context clusters that rarely occur together?
 
 For one edge a -> b, its *carrying contexts* are those where |edge_c(a, b)| is at least
-`carry` times the edge's largest |edge_c|. Each context is described by the set of upstream
-features active anywhere in it, a left out (its *other* features). Clustering, one simple
+`carry` times the edge's largest |edge_c|. Each context is described by a set of upstream
+features, a left out (its *other* features): every feature active anywhere in it, or, given
+each feature's activation summed over the context and `salient = m`, its m most active ones
+(on real text a sentence holds hundreds of active features, so whole sets of two sentences
+barely overlap and nothing clusters). Clustering, one simple
 rule: two carrying contexts are linked when the Jaccard similarity of their other features is
 at least `link`; clusters are the connected components with at least `min_cluster` contexts
 (smaller ones are left out as noise).
@@ -124,12 +127,15 @@ def braid_scores(
     link: float = 0.3,
     min_cluster: int = 3,
     rare: float = 0.1,
+    salient: int | None = None,
     shuffles: int = 50,
     seed: int = 0,
 ) -> BraidsResult:
     """Clusters and braids of `n_edges` edges from their per-context values `values
-    [n_edges, contexts]`, the upstream features active in each context `active [contexts,
-    d_sae_up]` (bool) and each edge's upstream feature `up [n_edges]` (module docstring)."""
+    [n_edges, contexts]`, the upstream features in each context `active [contexts,
+    d_sae_up]` (bool: active; or float: activation summed over the context, the `salient`
+    largest positive ones per context kept, every positive one when `salient` is None) and
+    each edge's upstream feature `up [n_edges]` (module docstring)."""
     if values.dim() != 2 or active.dim() != 2 or values.shape[1] != active.shape[0]:
         raise ParameterError(
             "values", "[n_edges, contexts] beside active [contexts, d_sae_up]",
@@ -143,7 +149,14 @@ def braid_scores(
     check_int("min_cluster", min_cluster, least=1)
     check_float("rare", rare, least=0.0, most=1.0)
     check_int("shuffles", shuffles, least=1)
-    active = active.bool()
+    if salient is not None:
+        check_int("salient", salient, least=1)
+        if active.dtype == torch.bool:
+            raise ParameterError("active", "summed activations (float) with salient", "bool")
+        top = active.topk(min(salient, active.shape[1]), dim=1).indices
+        keep = torch.zeros_like(active, dtype=torch.bool).scatter_(1, top, True)
+        active = keep & (active > 0)
+    active = active.bool() if active.dtype == torch.bool else active > 0
 
     def score(vals: Tensor) -> tuple[Tensor, Tensor]:
         clusters, braided = [], []

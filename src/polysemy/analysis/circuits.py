@@ -207,6 +207,11 @@ class CircuitsConfig:
     shuffles: int = 50
     """Shuffles of the contexts for the braids' null (`analysis.braids`, over the `top`
     edges)."""
+    braid_features: int = 16
+    """Upstream features that describe a context for the braids: its `braid_features` most
+    active ones by activation summed over its tokens (not every feature active anywhere in
+    it: on real text a sentence holds hundreds, and no two sentences' sets overlap enough to
+    cluster)."""
     frozen: bool = True
     """Freeze attention patterns and norm scales (the linearisation above); False takes the
     plain gradient (a control: the calibration shows what it leaks)."""
@@ -236,6 +241,7 @@ class CircuitsConfig:
         check_int("resamples", self.resamples, least=100)
         check_int("seed", self.seed, least=0)
         check_int("shuffles", self.shuffles, least=1)
+        check_int("braid_features", self.braid_features, least=1)
         check_choice("method", self.method, ("auto", "factored", "autograd"))
         check_int("ablate", self.ablate, least=0)
         check_int("ablate_random", self.ablate_random, least=2)
@@ -577,19 +583,19 @@ def _autograd_series(
     contexts: int,
 ) -> tuple[Tensor, Tensor]:
     """(`[len(pairs), contexts]` edge_c of each (row of `feats`, upstream feature) pair,
-    `[contexts, d_up]` bool: the upstream features active in each context)."""
+    `[contexts, d_up]`: each upstream feature's activation summed over each context's tokens)."""
     device = feats.device
     d_up = int(edges.sae_up.W_dec.shape[0])
     chosen_rows = sorted({r for r, _ in pairs})
     per_context = torch.zeros(len(chosen_rows), contexts, d_up, dtype=torch.float64)
-    active = torch.zeros(contexts, d_up, dtype=torch.bool)
+    active = torch.zeros(contexts, d_up, dtype=torch.float64)
     where = {r: i for i, r in enumerate(chosen_rows)}
     chosen = feats[torch.tensor(chosen_rows, dtype=torch.long, device=device)]
     pos = 0
     for batch in batches:
         cache = edges.record(batch)
         B = int(batch.input_ids.shape[0])
-        active[pos : pos + B] = (cache.z_up > 0).any(1).cpu()
+        active[pos : pos + B] = cache.z_up.sum(1).double().cpu()
         live = cache.active_down[..., chosen].flatten(0, 1).any(0).nonzero().flatten()
         for s in range(0, int(live.numel()), chunk):
             idx = live[s : s + chunk]
@@ -705,7 +711,7 @@ def analyze_circuits(
         )
     braids = braid_scores(
         torch.stack(series_all), active, [e["up"] for e in report],
-        shuffles=config.shuffles, seed=config.seed,
+        salient=config.braid_features, shuffles=config.shuffles, seed=config.seed,
     ).summary()  # fmt: skip
     for e, clusters, braided in zip(
         report, braids.pop("clusters"), braids.pop("braided"), strict=True

@@ -565,8 +565,9 @@ def factored_series(
     up_read: Site | None = None,
 ) -> tuple[Tensor, Tensor]:
     """(`[len(pairs), contexts]` float64 edge_c for each (row of `feats`, upstream feature)
-    pair, `[contexts, n_up]` bool: upstream features active in each context). The first
-    `len(cache)` batches come from `cache` (`factored_sums`), the rest from a clean pass."""
+    pair, `[contexts, n_up]`: each upstream feature's activation summed over each context).
+    The first `len(cache)` batches come from `cache` (`factored_sums`), the rest from a clean
+    pass."""
     device = feats.device
     rows = torch.tensor([r for r, _ in pairs], dtype=torch.long, device=device)
     ups = torch.tensor([a for _, a in pairs], dtype=torch.long, device=device)
@@ -579,7 +580,7 @@ def factored_series(
             p = _expand(cache[i])
         else:
             p = _clean_pass(model, block, sae_up, sae_down, up, down, feats, batch, up_read)
-        active.append((p.z_up > 0).any(1).cpu())
+        active.append(p.z_up.sum(1).double().cpu())
         y = _mixed(p, p.fire[..., rows])  # (B, H1, T, n_pairs)
         z = p.z_up[..., ups]  # (B, T, n_pairs)
         c = torch.einsum("bhtp,btp->bhp", y.double(), z.double())  # (B, H1, n_pairs)

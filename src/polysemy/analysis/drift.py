@@ -417,6 +417,7 @@ def _loss_curve(toy: Any, x: Tensor, cfg: ToyDriftConfig) -> dict[str, Any] | No
     all-zero output; None when the run kept no b_final per snapshot (older folders) or has
     an untied second layer (`abs`, whose W_out is not kept per snapshot)."""
     from polysemy.toy.model import toy_forward, toy_target
+    from polysemy.toy.trainer import HISTORY_SAMPLES, history_every
 
     if len(toy.snapshot_b_final) != len(toy.snapshots) or toy.config.model == "abs":
         return None
@@ -437,8 +438,22 @@ def _loss_curve(toy: Any, x: Tensor, cfg: ToyDriftConfig) -> dict[str, Any] | No
         f = figure(out)
         snaps.append({"step": step, "heldout_loss": f["loss"], "ci95": f["ci95"],
                       "windows": f["windows"]})  # fmt: skip
+    # The run's loss along training (toy train --snapshots records it), averaged over
+    # instances like the snapshots' figures; older runs have none.
+    history = []
+    for step, h in toy.loss_history:
+        v = h.double()
+        v = v[torch.isfinite(v)]
+        if v.numel():
+            history.append({"step": int(step), "loss": float(v.mean())})
     return {
-        "history": [],
+        "history": history,
+        "history_unit": (
+            f"loss averaged over instances, on one fixed batch of {HISTORY_SAMPLES} fresh inputs, "
+            f"every {history_every(toy.config)} steps"
+            if history
+            else None
+        ),
         "snapshots": snaps,
         "baselines": {"zero output": figure(torch.zeros_like(target))},
         # `windows` of the organism's curve are inputs here.

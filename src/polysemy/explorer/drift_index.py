@@ -10,6 +10,10 @@
 
 and returns the entries of `index.json`'s `drift` list. The numbers come from
 `polysemy.analysis.drift_views` (what the analysis saved); this only bins and slices them.
+A cross-corpus drift folder (`corpus_drift`, `summary.across == "corpora"`) gets its own page
+(`"corpora": true`): the summary against the half-split null, the per-neuron score
+histogram against the null's, and per neuron its voices on corpus A and on corpus B (shards
+as above, from `polysemy.analysis.corpus_drift_views`).
 A drift folder without the per-neuron files this version reads (another kind of drift, or a
 later version's) gets a summary-only page (`"generic": true`): its summary as recorded.
 """
@@ -18,11 +22,19 @@ from __future__ import annotations
 
 import logging
 import re
+import shutil
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from polysemy.analysis.corpus_drift_views import (
+    CorpusDriftView,
+    corpus_histogram,
+    corpus_neuron,
+    is_corpus_drift,
+    read_corpus_drift,
+)
 from polysemy.analysis.drift_views import (
     DriftView,
     genealogy_counts,
@@ -85,6 +97,70 @@ def _overview(view: DriftView, ident: str, link: str | None, shard: int) -> dict
     }
 
 
+def _corpus_links(
+    view: CorpusDriftView, dictionaries: list[dict[str, Any]]
+) -> dict[str, str | None]:
+    """The dictionaries holding feature pages of the drift's SAE (by checkpoint name, else by
+    site and width) and neuron pages of its site, if the run has them."""
+    site = view.summary.get("site") or view.inputs.get("site")
+    sae = view.inputs.get("sae") or (view.summary.get("sae") or {}).get("path")
+    d_sae = view.summary.get("d_sae")
+    features = neurons = None
+    for d in dictionaries:
+        pages = d.get("pages") or []
+        same_site = bool(site) and d.get("site") == site
+        same_sae = bool(sae) and bool(d.get("sae")) and Path(str(sae)).name == d.get("sae")
+        same_shape = same_site and d_sae is not None and d.get("d_sae") == d_sae
+        if "features" in pages and features is None and (same_sae or (sae and same_shape)):
+            features = str(d["id"])
+        if "neurons" in pages and same_site and neurons is None:
+            neurons = str(d["id"])
+    return {"features": features, "neurons": neurons}
+
+
+def _write_corpora(
+    path: Path, ident: str, out: Path, dictionaries: list[dict[str, Any]], shard: int
+) -> dict[str, Any]:
+    """The cross-corpus page of `path` (module docstring); its index entry."""
+    from polysemy.explorer.index import _clean, _dump
+
+    view = read_corpus_drift(path)
+    s = view.summary
+    overview = {
+        "id": ident,
+        "folder": view.folder.name,
+        "source": "corpora",
+        "corpora": True,
+        "corpus_a": view.corpus_a,
+        "corpus_b": view.corpus_b,
+        "n_neurons": view.n_neurons,
+        "summary": s,
+        "score_histogram": corpus_histogram(view),
+        "picks": view.picks,
+        "links": _corpus_links(view, dictionaries),
+        "shard_size": shard,
+        "level": (view.inputs.get("config") or {}).get("level", 0.95),
+    }
+    _dump(out / "drift" / f"{ident}.json", _clean(overview))
+    folder = out / "drift" / ident
+    folder.mkdir(parents=True)
+    n = view.n_neurons
+    for k in range(0, n, shard):
+        page = {str(j): corpus_neuron(view, j) for j in range(k, min(k + shard, n))}
+        _dump(folder / f"{k // shard}.json", _clean(page))
+    return {
+        "id": ident,
+        "source": "corpora",
+        "corpora": True,
+        "corpus_a": view.corpus_a,
+        "corpus_b": view.corpus_b,
+        "steps": [],
+        "n_neurons": n,
+        "different_fraction": (s.get("neurons") or {}).get("different_fraction"),
+        "null_different_fraction": (s.get("null") or {}).get("different_fraction"),
+    }
+
+
 def write_drift(
     root: Path,
     analyses: list[tuple[Path, dict[str, Any]]],
@@ -102,6 +178,13 @@ def write_drift(
             continue
         ident = _ID.sub("-", str(path.relative_to(root))).strip("-") or "drift"
         (out / "drift").mkdir(exist_ok=True)
+        if is_corpus_drift(path, record):
+            try:
+                entries.append(_write_corpora(path, ident, out, dictionaries, shard))
+                continue
+            except (OSError, ValueError, KeyError) as exc:
+                logger.info("explorer: corpus drift %s shown as summary only: %s", path, exc)
+                shutil.rmtree(out / "drift" / ident, ignore_errors=True)
         try:
             view = read_drift(path)
         except (OSError, ValueError, KeyError) as exc:

@@ -276,11 +276,16 @@ def _loss_chart(src: Source, training: dict[str, Any], stem: str) -> Chart | Non
         else "(no interval: the run was written before snapshots recorded one)"
     )
     if training.get("unit"):  # a toy's curve: losses at the snapshots on fresh inputs
+        along = (
+            f"Grey: the training run's loss, {training['history_unit']} (one batch: no interval). "
+            if history and training.get("history_unit")
+            else ""
+        )
         return Chart(
             id=_chart_id(src, stem),
-            title="Loss at the snapshots",
+            title="Loss curve, the snapshots marked" if history else "Loss at the snapshots",
             caption=(
-                f"Red: the loss at each snapshot, {training['unit']}, with its 95% normal "
+                f"{along}Red: the loss at each snapshot, {training['unit']}, with its 95% normal "
                 f"interval over the n = {windows} inputs; dashed: an all-zero output on the same "
                 f"inputs ({'; '.join(base_text) or 'none recorded'})."
             ),
@@ -335,7 +340,15 @@ def _pairs_table(pairs: list[dict[str, Any]]) -> Table:
 
 
 def section_drift(src: Source, config: Any) -> ReportSection:
-    """A drift analysis folder (toy or organism; another kind: its summary as recorded)."""
+    """A drift analysis folder (toy or organism; across corpora: `section_corpus_drift`;
+    another kind: its summary as recorded)."""
+    from polysemy.analysis.corpus_drift_views import is_corpus_drift
+    from polysemy.report.corpus_drift_section import section_corpus_drift
+
+    if is_corpus_drift(src.path, src.record):
+        corpora = section_corpus_drift(src, config)
+        if corpora is not None:
+            return corpora
     try:
         view = read_drift(src.path, picks=NEURONS)
     except (OSError, KeyError, ValueError) as exc:

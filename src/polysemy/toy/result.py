@@ -7,7 +7,11 @@
                     "dimensions_per_feature", "represented", "superposition", "bias",
                     "seed_losses", "chosen_seed",
                     "neuron_polysemanticity" (relu-hidden and abs only)}, ...],
-     "snapshot_steps": [int, ...] (only when snapshots were taken)}
+     "snapshot_steps": [int, ...] (only when snapshots were taken),
+     "loss_history": {"format": "polysemy.toy.loss_history/1", "steps": [int, ...],
+                      "loss": [[per instance], ...], "samples": int, "every": int}
+                     (only when snapshots were taken: the loss along training on one fixed
+                     batch of fresh inputs)}
 
 `weights.safetensors`: `W [n_instances, n_hidden, n_features]`, `b_final [n_instances,
 n_features]`, `W_out [n_instances, n_features, n_hidden]` (abs only), and when snapshots were
@@ -31,13 +35,14 @@ import torch
 from polysemy import runfolder
 from polysemy.toy import metrics
 from polysemy.toy.model import ToyConfig
-from polysemy.toy.trainer import ToyRun
+from polysemy.toy.trainer import HISTORY_SAMPLES, ToyRun, history_every
 
 log = logging.getLogger(__name__)
 
 FORMAT = runfolder.TOY.format
 RESULT_FILE = "result.json"
 WEIGHTS_FILE = "weights.safetensors"
+LOSS_HISTORY_FORMAT = "polysemy.toy.loss_history/1"
 
 
 def _finite_or_none(value: float) -> float | None:
@@ -113,7 +118,19 @@ def result_dict(run: ToyRun) -> dict[str, Any]:
     }
     if run.snapshots:  # additive key: readers of polysemy.toy/1 that do not know it ignore it
         out["snapshot_steps"] = [int(s) for s, _ in run.snapshots]
+    if run.loss_history:  # additive too, with its own format
+        out["loss_history"] = {
+            "format": LOSS_HISTORY_FORMAT,
+            "steps": [int(s) for s, _ in run.loss_history],
+            "loss": [[_finite(v) for v in h.tolist()] for _, h in run.loss_history],
+            "samples": min(HISTORY_SAMPLES, run.config.eval_samples),
+            "every": history_every(run.config),
+        }
     return out
+
+
+def _finite(v: float) -> float | None:
+    return v if math.isfinite(v) else None  # JSON has no NaN (a diverged instance)
 
 
 def save_toy_run(run: ToyRun, out: str | os.PathLike[str], *, force: bool = False) -> Path:
@@ -201,6 +218,13 @@ def load_toy_run(out: str | os.PathLike[str]) -> ToyRun:
     if loss.numel() != n_inst:
         raise ValueError(f"{str(result_path)!r} must list {n_inst} instances; got {loss.numel()}")
     seconds = result.get("seconds", 0.0)
+    history: list[tuple[int, torch.Tensor]] = []
+    found = result.get("loss_history")
+    if isinstance(found, dict) and found.get("format") == LOSS_HISTORY_FORMAT:
+        history = [
+            (int(s), torch.tensor([math.nan if v is None else v for v in row]))
+            for s, row in zip(found.get("steps", []), found.get("loss", []), strict=False)
+        ]
     return ToyRun(
         config=config,
         W=tensors["W"],
@@ -212,4 +236,5 @@ def load_toy_run(out: str | os.PathLike[str]) -> ToyRun:
         seed_loss=tensors.get("seed_loss"),
         chosen_seed=tensors.get("chosen_seed"),
         seconds=float(seconds) if isinstance(seconds, int | float) else 0.0,
+        loss_history=history,
     )

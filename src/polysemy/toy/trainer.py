@@ -68,6 +68,9 @@ class ToyRun:
     """Index of the kept seed per instance."""
     seconds: float = 0.0
     """Wall-clock training time."""
+    loss_history: list[tuple[int, Tensor]] = field(default_factory=list)
+    """(step, loss [n_instances]) every `history_every(config)` steps, on one fixed batch of
+    `HISTORY_SAMPLES` fresh inputs, when snapshots are taken (the kept seed's loss)."""
 
     @property
     def params(self) -> ToyParams:
@@ -94,6 +97,17 @@ def snapshot_steps(config: ToyConfig) -> list[int]:
             grid = np.geomspace(1, config.steps, config.snapshots - 1)
             steps.update(round(float(s)) for s in grid)
     return sorted(steps)
+
+
+HISTORY_POINTS = 100
+"""Loss-history points recorded along a run with snapshots (plus step 0)."""
+HISTORY_SAMPLES = 512
+"""Inputs of the fixed batch the loss history is measured on (drawn once, never trained on)."""
+
+
+def history_every(config: ToyConfig) -> int:
+    """Steps between loss-history points: about `HISTORY_POINTS` over the run."""
+    return max(1, config.steps // HISTORY_POINTS)
 
 
 def lr_at(config: ToyConfig, step: int) -> float:
@@ -578,6 +592,27 @@ def _train_toy(
     if 0 in keep:
         snaps.append((0, engine.W.clone(), engine.b.clone()))
     update_every = max(1, min(100, config.steps // 100))
+    # The loss along training, only with snapshots (it costs an evaluation every k steps):
+    # one fixed batch from its own seed, so the curve's wiggles are training, not sampling.
+    every = history_every(config) if keep else 0
+    history: list[tuple[int, Tensor]] = []
+
+    if every:  # the batch evaluate_loss(n_samples=..., seed=...) would draw, drawn once
+        hgen = torch.Generator(device=device)
+        hgen.manual_seed(config.seed + _EVAL_SEED_OFFSET + 1)
+        hx = FeatureSampler(
+            config.sparsity, config.n_features, kind=config.feature_kind,
+            signed=config.model == "abs", generator=hgen, device=device,
+        ).sample(min(HISTORY_SAMPLES, config.eval_samples)).repeat(K, 1, 1)  # fmt: skip
+        himp = importance.to(device)
+
+    def record(step: int) -> None:
+        with torch.no_grad():
+            loss = toy_loss(config.model, engine.params(), hx, himp)
+        history.append((step, loss))
+
+    if every:
+        record(0)
     with progress_bar(
         config.steps, desc=f"toy {config.model} x{n}", unit="step", enabled=progress
     ) as bar:
@@ -586,6 +621,8 @@ def _train_toy(
             engine.adam_step(lr_at(config, step))
             if step + 1 in keep:
                 snaps.append((step + 1, engine.W.clone(), engine.b.clone()))
+            if every and ((step + 1) % every == 0 or step + 1 == config.steps):
+                record(step + 1)
             if (step + 1) % update_every == 0:
                 bar.update(update_every)
     final = engine.params()
@@ -606,6 +643,7 @@ def _train_toy(
         seed_loss=seed_loss.t().contiguous().cpu(),
         chosen_seed=chosen.cpu(),
         seconds=time.perf_counter() - started,
+        loss_history=[(s, h[pick].cpu()) for s, h in history],
     )
     log.info("trained %d toy models (%d steps) in %.1f s", n, config.steps, run.seconds)
     return run

@@ -1,5 +1,6 @@
 // polysemy explorer: the drift pages (#/drift/<id> and #/drift/<id>/<neuron>), drawn from
-// explorer/drift/<id>.json and its neuron shards (polysemy.explorer.drift_index). Loaded
+// explorer/drift/<id>.json and its neuron shards (polysemy.explorer.drift_index): snapshot
+// drift (organism, toy) and drift across corpora (corpusDriftPage). Loaded
 // before app.js; uses its helpers (el, plot, render, fmt, ci, ...) when a page is drawn.
 "use strict";
 
@@ -25,7 +26,9 @@ function driftHome() {
           "li",
           {},
           link(`#/drift/${d.id}`, d.id),
-          d.generic
+          d.corpora
+            ? ` across corpora ${d.corpus_a} vs ${d.corpus_b}: ${fmt(d.n_neurons)} neurons; fraction singing different voices ${driftInterval(d.different_fraction)} vs half-split null ${driftInterval(d.null_different_fraction)}`
+            : d.generic
             ? ` summary only${d.steps.length ? ", snapshots " + d.steps.join(", ") : ""}`
             : ` ${d.source}: ${fmt(d.n_neurons)} neurons over snapshots ${d.steps.join(", ")}; switch fraction ${driftInterval(d.switch_fraction)} vs SAE/seed null ${driftInterval(d.null_switch_fraction)}`,
         ),
@@ -49,6 +52,7 @@ async function driftPage(id, j) {
   const o = known ? await getJSON(`drift/${id}.json`) : null;
   if (!o) return notFound(`no drift analysis ${id}`);
   if (o.generic) return driftSummaryPage(o);
+  if (o.corpora) return corpusDriftPage(o, j);
   const n = o.n_neurons;
   if (j === undefined) j = (o.picks.switching || [0])[0] ?? 0;
   if (!Number.isInteger(j) || j < 0 || j >= n) return notFound(`drift ${id} has no neuron ${j} (it has ${n})`);
@@ -132,7 +136,8 @@ async function driftPage(id, j) {
     const windows = sn.length && sn[0].windows ? `, ${fmt(sn[0].windows)} held-out windows each` : "";
     const how = sn.some((r) => r.ci95) ? `held-out loss with its 95% bootstrap interval over windows${windows}` : "held-out loss (no interval: the run was written before snapshots recorded one)";
     // A toy's curve (training.json with a `unit`): losses at the snapshots on fresh inputs.
-    const caption = L.unit ? `red: the loss at each snapshot, ${L.unit}, with its 95% normal interval over inputs; dashed: an all-zero output on the same inputs` : `red: the snapshots analysed, ${how}; dashed: baselines of the same corpus on the same windows`;
+    const along = L.history.length && L.history_unit ? `grey: the training run's loss, ${L.history_unit} (one batch: no interval); ` : "";
+    const caption = L.unit ? `${along}red: the loss at each snapshot, ${L.unit}, with its 95% normal interval over inputs; dashed: an all-zero output on the same inputs` : `red: the snapshots analysed, ${how}; dashed: baselines of the same corpus on the same windows`;
     overall.push(plot("Loss curve, snapshots marked", lt, { xaxis: { title: "training step" }, yaxis: { title: L.unit ? "importance-weighted MSE" : "cross-entropy (nats/token)" }, ...DRIFT_LAYOUT }, caption));
   }
   nodes.push(el("div", { class: "grid" }, overall));
@@ -162,4 +167,98 @@ function driftSummaryPage(o) {
   if (o.pairs.length && o.pairs[0].from_step !== undefined) nodes.push(...section("Snapshot pairs", driftPairsTable(o.pairs)));
   nodes.push(...driftExtra(s, new Set(["pairs"])));
   return render(`drift ${o.id}`, "drift", nodes);
+}
+
+// ---------------------------------------------------------------- drift across corpora
+
+// One neuron's voices on one corpus as horizontal bars (shares; the SAE error its own bar).
+function corpusVoiceBars(voices, name, color) {
+  const shown = voices.filter((v) => v.share > 0);
+  return { type: "bar", orientation: "h", y: shown.map((v) => v.name), x: shown.map((v) => v.share), name, marker: { color }, hovertemplate: `${name}: %{y} %{x:.1%}<extra></extra>` };
+}
+
+async function corpusDriftPage(o, j) {
+  const id = o.id;
+  const n = o.n_neurons;
+  if (j === undefined) j = (o.picks.different || [0])[0] ?? 0;
+  if (!Number.isInteger(j) || j < 0 || j >= n) return notFound(`drift ${id} has no neuron ${j} (it has ${n})`);
+  const shard = await getJSON(`drift/${id}/${Math.floor(j / o.shard_size)}.json`);
+  const v = shard ? shard[String(j)] : null;
+  if (!v) return notFound(`drift ${id} has no neuron ${j}`);
+  const s = o.summary || {};
+  const nr = s.neurons || {};
+  const nl = s.null || {};
+  const vd = s.verdict || {};
+  // Short names for legends and titles (the spec up to its options); the full ones above.
+  const A = o.corpus_a.split("(")[0];
+  const B = o.corpus_b.split("(")[0];
+  const lvl = Math.round(100 * (o.level || 0.95));
+  const nodes = [el("h1", { text: `Meaning drift across corpora ${id}` }), el("p", { class: "muted", text: `corpus A ${o.corpus_a} vs corpus B ${o.corpus_b} · folder ${o.folder}${s.site ? " · site " + s.site : ""}${s.model ? " · model " + s.model : ""} · ${fmt(s.d_sae)}-latent SAE, one dictionary for both corpora` })];
+  const rows = s.rows || {};
+  nodes.push(
+    el("ul", {}, [
+      el("li", {}, `fraction of neurons singing different voices ${driftInterval(nr.different_fraction)} vs null (${nl.kind || "null"}) ${driftInterval(nl.different_fraction)} `, badge(vd.different)),
+      el("li", {}, `fraction whose dominant voice changes ${driftInterval(nr.dominant_change_fraction)} vs null ${driftInterval(nl.dominant_change_fraction)} `, badge(vd.dominant_change)),
+      el("li", {}, `mean score (TV distance of shares) ${driftInterval(nr.mean_score)} vs null ${driftInterval(nl.mean_score)} `, badge(vd.mean_score)),
+      el("li", {}, `among the features alone (SAE error left out): mean score ${driftInterval(nr.mean_feature_score)} vs null ${driftInterval(nl.mean_feature_score)} `, badge(vd.mean_feature_score)),
+      el("li", { text: `the SAE's fit: FVU ${fmt(((s.sae || {}).on_a || {}).fvu)} on A, ${fmt(((s.sae || {}).on_b || {}).fvu)} on B${(s.sae || {}).trained_here ? " (trained here on both corpora)" : ""}; where it fits one corpus worse, the error voice grows there and the features-alone score is the fairer read` }),
+      el("li", { text: `n = ${fmt(nr.n)} neurons with some feature share on both corpora, of ${fmt(n)}; ${fmt(rows.a)} tokens of A, ${fmt(rows.b)} of B; null over ${fmt(nl.splits)} splits` }),
+    ]),
+  );
+  const options = [...(o.picks.different || []).map((k) => [k, "most different"]), ...(o.picks.stable || []).map((k) => [k, "most stable"])];
+  const select = el("select", { id: "drift-pick", "aria-label": "pick a neuron" }, options.map(([k, why]) => el("option", { value: String(k), text: `${k} (${why})` })));
+  if (options.some(([k]) => k === j)) select.value = String(j);
+  else {
+    select.prepend(el("option", { value: String(j), text: String(j) }));
+    select.value = String(j);
+  }
+  select.addEventListener("change", () => (location.hash = `#/drift/${id}/${select.value}`));
+  const form = el("form", { id: "drift-goto" }, "neuron ", select, " or number ", el("input", { id: "drift-neuron", type: "number", min: "0", max: String(n - 1), value: String(j) }), " ", el("button", { type: "submit", text: "Show" }));
+  form.addEventListener("submit", (e) => {
+    e.preventDefault();
+    location.hash = `#/drift/${id}/${document.getElementById("drift-neuron").value}`;
+  });
+  nodes.push(form);
+  const links = o.links || {};
+  const head = el("h2", { text: `neuron ${j}` });
+  if (links.neurons) head.append(" ", link(`#/neuron/${links.neurons}/${j}`, "neuron page"));
+  nodes.push(head);
+  const domLink = (f) => (f === null || f === undefined ? "none" : links.features ? link(`#/feature/${links.features}/${f}`, `feature ${f}`) : `feature ${f}`);
+  nodes.push(
+    el("ul", {}, [
+      el("li", {}, `score ${fmt(v.score)} [${fmt(v.ci[0])}, ${fmt(v.ci[1])}] (${lvl}% bootstrap over documents) vs its null's ${lvl}% point ${fmt(v.null_threshold)}: `, badge(v.active ? (v.different ? "different voices" : "within null") : "inactive")),
+      el("li", {}, `dominant voice on A: `, domLink(v.dominant_a), ` · on B: `, domLink(v.dominant_b), v.dominant_a !== v.dominant_b ? " (changes)" : " (same)"),
+      el("li", { text: `among the features alone (SAE error left out) the score is ${fmt(v.feature_score)}; SAE error share ${fmt(v.a.find((x) => x.name === "SAE error").share)} on A, ${fmt(v.b.find((x) => x.name === "SAE error").share)} on B` }),
+    ]),
+  );
+  if (links.features) {
+    const feats = [...new Set([...v.a, ...v.b].filter((x) => x.feature !== null).map((x) => x.feature))];
+    nodes.push(el("p", {}, "feature pages: ", ...feats.flatMap((f, k) => [k ? ", " : "", featureLink(links.features, f)])));
+  }
+  const names = [...new Set([...v.a, ...v.b].filter((x) => x.share > 0).map((x) => x.name))].reverse();
+  const plots = [
+    plot(
+      `Voices of neuron ${j}: ${A} vs ${B}`,
+      [corpusVoiceBars(v.a, `A: ${A}`, "#1565c0"), corpusVoiceBars(v.b, `B: ${B}`, "#c62828")],
+      { barmode: "group", xaxis: { title: "share of the neuron (squared chorus)", range: [0, 1] }, yaxis: { type: "category", categoryorder: "array", categoryarray: names, automargin: true }, ...DRIFT_LAYOUT },
+      `shares of its top features on each corpus, the SAE error as its own voice, the rest summed as "other features"; each side sums to 1 over ${fmt(rows.a)} (A) and ${fmt(rows.b)} (B) tokens; no interval per share (the score's interval is above)`,
+    ),
+  ];
+  const hgram = o.score_histogram;
+  const x = centers(hgram.edges, false);
+  plots.push(
+    plot(
+      "Per-neuron score vs null",
+      [
+        { type: "bar", x, y: hgram.counts, name: "A vs B", opacity: 0.75 },
+        { type: "bar", x, y: hgram.null_counts, name: "null (half vs half, per split)", opacity: 0.55 },
+        { type: "scatter", mode: "lines", x: [v.score, v.score], y: [0, Math.max(...hgram.counts, 1)], name: `neuron ${j}`, line: { color: "#c62828", dash: "dot" } },
+      ],
+      { barmode: "overlay", xaxis: { title: "score: TV distance of the neuron's shares" }, yaxis: { title: "neurons" }, ...DRIFT_LAYOUT },
+      `n = ${fmt(hgram.n)} neurons; null: every split's scaled half-vs-half scores, counted per split (${fmt(hgram.splits)} splits); mean score ${driftInterval(nr.mean_score)} vs null ${driftInterval(nl.mean_score)}`,
+    ),
+  );
+  nodes.push(el("div", { class: "grid" }, plots));
+  nodes.push(...driftExtra(s, new Set(["across", "model", "site", "corpus_a", "corpus_b", "d", "d_sae", "rows", "documents", "neurons", "null", "verdict", "examples"])));
+  return render(`drift ${id}`, "drift", nodes);
 }
