@@ -90,3 +90,38 @@ def test_reversed_sites_one_line_error(capsys, paths, tmp_path: Path) -> None:
     errors = [line for line in err.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "--site-down must be a site computed after" in errors[0]
     assert not out.exists()
+
+
+def test_transcoder_checkpoints(capsys, paths, tmp_path: Path) -> None:
+    """Transcoders from their checkpoints: latents read at the MLP input (source.site_in),
+    written at its output (source.site_out); the next one read at its input."""
+    g = torch.Generator().manual_seed(1)
+    for name, layer in (("tc_up", 0), ("tc_down", 1)):
+        tc = sae_from_weights(
+            "transcoder", W_enc=torch.randn(32, 24, generator=g) / 6, b_enc=torch.zeros(24),
+            W_dec=torch.nn.functional.normalize(torch.randn(24, 32, generator=g), dim=-1),
+            b_dec=torch.zeros(32), k=4,
+        )  # fmt: skip
+        site_in = f"encoder.layer.{layer}.intermediate.input"
+        source = {"site": site_in, "site_in": site_in, "model": "tiny",
+                  "site_out": f"encoder.layer.{layer}.output.dense.output"}  # fmt: skip
+        save_sae(tc, tmp_path / name, source=source, training={})
+    code, stdout, _ = _run(capsys, [
+        "analyze", "circuits", "--model", paths["model"], "--sae-up", tmp_path / "tc_up",
+        "--sae-down", tmp_path / "tc_down", "--corpus", "concepts:heldout:100",
+        "--examples", 6, "--top", 3, "--resamples", 100, "--out", tmp_path / "c", "--json",
+    ])  # fmt: skip
+    assert code == 0
+    obj = json.loads(stdout)
+    assert obj["site_up"] == "encoder.layer.0.output.dense.output"
+    assert obj["site_up_in"] == "encoder.layer.0.intermediate.input"
+    assert obj["site_down"] == "encoder.layer.1.intermediate.input"
+    assert obj["method"] == "factored" and len(obj["edges"]) == 3
+    code, _, stderr = _run(capsys, [
+        "analyze", "circuits", "--model", paths["model"], "--sae-up", paths["up"],
+        "--sae-down", tmp_path / "tc_down", "--corpus", "concepts:heldout:100",
+        "--examples", 6, "--site-up-in", "encoder.layer.0.intermediate.input",
+        "--out", tmp_path / "bad",
+    ])  # fmt: skip
+    assert code == 2 and "--site-up-in must be left out for an SAE" in stderr
+    assert not (tmp_path / "bad").exists()

@@ -32,9 +32,16 @@ Running sums over contexts hold one `[n_down, d_sae_up]` matrix; the top `top_k`
 features of each downstream feature are kept, and a second pass over the contexts recomputes
 the `top` strongest edges per context for their intervals.
 
+Transcoders: upstream, z_a is encoded from the MLP's input (`site_up_in`, the checkpoint's
+`source.site_in`) and U is the MLP's output (`site_up`, `source.site_out`), where W_dec[a]
+lives; the clean pass is the real model's (the local replacement model: transcoder plus its
+error is the MLP), and the skip term of a skip-transcoder is no feature (a constant at U).
+Downstream, b's pre-activation is read at the transcoder's input site (docs/circuits.md).
+
 Where one attention block (and norms) is all that lies between U and D in a BERT- or
-GPT-2-like model, `method="auto"` computes the same numbers without any backward pass
-(`circuits_factored`: the frozen map factors into context-free weights times context sums).
+GPT-2-like model (or U is the previous MLP's output), `method="auto"` computes the same
+numbers without any backward pass (`circuits_factored`: the frozen map factors into
+context-free weights times context sums).
 
 >>> result = analyze_circuits(loaded, sae_up, sae_down, corpus)  # doctest: +SKIP
 >>> result.edges[0]                                              # doctest: +SKIP
@@ -46,7 +53,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
@@ -172,7 +179,12 @@ class CircuitsConfig:
     site_up: str | None = None
     """Site of the upstream SAE (None: the site its checkpoint was harvested from)."""
     site_down: str | None = None
-    """Site of the downstream SAE, later in the forward pass (None: its checkpoint's)."""
+    """Site of the downstream SAE, later in the forward pass (None: its checkpoint's; for a
+    transcoder, the site it reads, `source.site_in`)."""
+    site_up_in: str | None = None
+    """Upstream transcoder only: the site its latents are encoded from, the MLP's input (None:
+    its checkpoint's `source.site_in`); `site_up` is then where its decoder rows are written,
+    the MLP's output (None: `source.site_out`)."""
     examples: int = 256
     """Contexts: sentences (corpus documents, first `seq_len` tokens each); fewer is an error."""
     seq_len: int = 64
@@ -266,12 +278,16 @@ class CircuitsResult:
     """`factored` or `autograd`: how the edges were computed (the same numbers either way)."""
     ablation: dict[str, Any] | None = None
     """`analysis.edge_ablation` over the first `ablate` edges (None when not asked)."""
+    site_up_in: str | None = None
+    """An upstream transcoder's input site, where its latents are encoded (None: an SAE,
+    encoded at `site_up`)."""
 
     def summary(self) -> dict[str, Any]:
         """The `--json` object."""
         return {
             "contexts": self.contexts,
             "site_up": self.site_up,
+            **({} if self.site_up_in is None else {"site_up_in": self.site_up_in}),
             "site_down": self.site_down,
             "n_down": int(self.features_down.numel()),
             "top_k": int(self.top_up.shape[1]),
@@ -300,10 +316,20 @@ class _Edges:
     """Per-batch edges through the frozen model, many downstream features per backward."""
 
     def __init__(
-        self, model: nn.Module, sae_up: Any, sae_down: Any, up: Site, down: Site, frozen: bool
+        self,
+        model: nn.Module,
+        sae_up: Any,
+        sae_down: Any,
+        up: Site,
+        down: Site,
+        frozen: bool,
+        up_read: Site | None = None,
     ) -> None:
         self.model, self.sae_up, self.sae_down = model, sae_up, sae_down
         self.up, self.down, self.frozen = up, down, frozen
+        # Where the upstream latents are encoded from: U itself for an SAE, the MLP's input
+        # for a transcoder (whose decoder rows are written at U, the MLP's output).
+        self.up_read = up if up_read is None else up_read
         self.vmap = True  # vectorise the backward passes; False after one failure
         self.plan = plan_replay(model, up)
 
@@ -319,7 +345,9 @@ class _Edges:
         ]
         try:
             with (
-                read_sites(self.model, [self.up, self.down], early_exit=True) as reader,
+                read_sites(
+                    self.model, [self.up_read, self.up, self.down], early_exit=True
+                ) as reader,
                 contextlib.suppress(_StopForward),
             ):
                 _call(self.model, inputs)
@@ -327,8 +355,9 @@ class _Edges:
             for h in handles:
                 h.remove()
         h_up, h_down = reader.values[self.up.name], reader.values[self.down.name]
+        h_read = reader.values[self.up_read.name]
         text = batch.text[..., None]  # (B, T, 1)
-        z_up = self.sae_up.encode(h_up.flatten(0, 1)).view(*h_up.shape[:2], -1) * text
+        z_up = self.sae_up.encode(h_read.flatten(0, 1)).view(*h_up.shape[:2], -1) * text
         z_down = self.sae_down.encode(h_down.flatten(0, 1)).view(*h_down.shape[:2], -1)
         return _Cache(inputs, outputs, h_up, z_up, (z_down > 0) & text)
 
@@ -418,13 +447,88 @@ def _contexts(loaded: Any, texts: Any, config: CircuitsConfig, device: Any) -> l
     ]
 
 
-def _check_sae(sae: Any, site: Site, name: str) -> None:
-    if bool(getattr(getattr(sae, "config", None), "is_transcoder", False)):
-        raise ParameterError(name, "an SAE (transcoders are not supported here yet)", "transcoder")
+def _is_transcoder(sae: Any) -> bool:
+    return bool(getattr(getattr(sae, "config", None), "is_transcoder", False))
+
+
+def _recorded(sae: Any, given: str | None, keys: tuple[str, ...], parameter: str) -> str:
+    """`given`, or the first of `keys` the checkpoint's `source` records."""
+    if given is not None:
+        return given
+    meta = getattr(sae, "metadata", None) or {}
+    source = (meta.get("source") or {}) if isinstance(meta, dict) else {}
+    for key in keys:
+        if source.get(key):
+            return str(source[key])
+    raise ParameterError(
+        parameter, f"given (the checkpoint records no source.{keys[0]})", None
+    )  # fmt: skip
+
+
+def _resolve(loaded: Any, name: Callable[[], str], parameter: str) -> Site:
+    try:
+        return resolve_site(loaded, name())
+    except ParameterError as exc:
+        raise ParameterError(parameter, exc.expected, exc.got) from None
+
+
+def circuit_sites(
+    loaded: Any, sae_up: Any, sae_down: Any, config: CircuitsConfig
+) -> tuple[Site, Site, Site]:
+    """(up_read, up, down): where the upstream latents are encoded from, where its decoder
+    rows are written, and where the downstream pre-activations are read. For an SAE up_read
+    is up; for an upstream transcoder up_read is the MLP's input (`site_up_in`) and up its
+    output (`site_up`); a downstream transcoder is read at its input. Widths and order are
+    checked; ParameterError names `site_up`, `site_up_in`, `site_down`, `sae_up` or
+    `sae_down`."""
+    if _is_transcoder(sae_up):
+        up = _resolve(loaded, lambda: _recorded(sae_up, config.site_up, ("site_out",), "site_up"),
+                      "site_up")  # fmt: skip
+        up_read = _resolve(
+            loaded,
+            lambda: _recorded(sae_up, config.site_up_in, ("site_in", "site"), "site_up_in"),
+            "site_up_in",
+        )  # fmt: skip
+        if up_read.index > up.index:
+            raise ParameterError(
+                "site_up_in", f"a site computed before site_up {up.name!r}", up_read.name
+            )  # fmt: skip
+    else:
+        if config.site_up_in is not None:
+            raise ParameterError(
+                "site_up_in", "left out for an SAE (it applies to transcoders)", config.site_up_in
+            )  # fmt: skip
+        up = _resolve(loaded, lambda: sae_site(sae_up, config.site_up), "site_up")
+        up_read = up
+    if _is_transcoder(sae_down):  # b's pre-activation is read at the MLP's input
+        down = _resolve(
+            loaded, lambda: _recorded(sae_down, config.site_down, ("site_in", "site"), "site_down"),
+            "site_down",
+        )  # fmt: skip
+    else:
+        down = _resolve(loaded, lambda: sae_site(sae_down, config.site_down), "site_down")
+    if down.index <= up.index:
+        raise ParameterError(
+            "site_down", f"a site computed after site_up {up.name!r}", down.name
+        )  # fmt: skip
+    if not (up.per_token and down.per_token and up_read.per_token):
+        raise ParameterError("site_up", "per-token sites (e.g. a layer's output)", up.name)
+    _check_sae(sae_up, up_read, "sae_up", up)
+    _check_sae(sae_down, down, "sae_down")
+    return up_read, up, down
+
+
+def _check_sae(sae: Any, site: Site, name: str, site_out: Site | None = None) -> None:
+    """`sae` reads `site` (its d_in); an upstream transcoder also writes `site_out` (d_out)."""
     if sae_width(sae) != site.width:
         raise ParameterError(
             name, f"an SAE with d_in={site.width} (the width of site {site.name!r})",
             sae_width(sae),
+        )  # fmt: skip
+    if site_out is not None and int(sae.W_dec.shape[1]) != site_out.width:
+        raise ParameterError(
+            name, f"a transcoder with d_out={site_out.width} (the width of site {site_out.name!r})",
+            int(sae.W_dec.shape[1]),
         )  # fmt: skip
 
 
@@ -526,22 +630,7 @@ def analyze_circuits(
     `site_down`, `sae_up`, `sae_down`, `features_down` or `examples`."""
     config = configured(CircuitsConfig, config, options)
     model = _module(loaded)
-    try:
-        up = resolve_site(loaded, sae_site(sae_up, config.site_up))
-    except ParameterError as exc:
-        raise ParameterError("site_up", exc.expected, exc.got) from None
-    try:
-        down = resolve_site(loaded, sae_site(sae_down, config.site_down))
-    except ParameterError as exc:
-        raise ParameterError("site_down", exc.expected, exc.got) from None
-    if down.index <= up.index:
-        raise ParameterError(
-            "site_down", f"a site computed after site_up {up.name!r}", down.name
-        )  # fmt: skip
-    if not (up.per_token and down.per_token):
-        raise ParameterError("site_up", "per-token sites (e.g. a layer's output)", up.name)
-    _check_sae(sae_up, up, "sae_up")
-    _check_sae(sae_down, down, "sae_down")
+    up_read, up, down = circuit_sites(loaded, sae_up, sae_down, config)
     d_down = int(sae_down.W_dec.shape[0])
     bad = [b for b in config.features_down if b >= d_down]
     if bad:
@@ -560,19 +649,21 @@ def analyze_circuits(
     ).to(device)
     d_up = int(sae_up.W_dec.shape[0])
     block = _factored_block(model, up, down, config)
-    edges = None if block is not None else _Edges(model, sae_up, sae_down, up, down, config.frozen)
+    edges = None
+    if block is None:
+        edges = _Edges(model, sae_up, sae_down, up, down, config.frozen, up_read)
     contexts = sum(int(b.input_ids.shape[0]) for b in batches)
     passes: list[Any] = []  # the factored path's clean passes, kept for pass 2
     if block is not None:
         try:
             sums = factored_sums(model, block, sae_up, sae_down, up, down, feats, batches,
-                                 progress, cache=passes)  # fmt: skip
+                                 progress, cache=passes, up_read=up_read)  # fmt: skip
         except PatternNotFound:
             if config.method == "factored":
                 raise
             logger.info("circuits: no attention pattern to read; using backward passes")
             block, passes = None, []
-            edges = _Edges(model, sae_up, sae_down, up, down, config.frozen)
+            edges = _Edges(model, sae_up, sae_down, up, down, config.frozen, up_read)
     if block is None:
         assert edges is not None
         sums = _autograd_sums(edges, feats, batches, config.chunk, progress)
@@ -593,8 +684,9 @@ def analyze_circuits(
     pairs = [(r, int(top_idx[r, c])) for r, c in zip(rows.tolist(), cols.tolist(), strict=True)]
     if block is not None:
         per_edge, active = factored_series(
-            model, block, sae_up, sae_down, up, down, feats, batches, pairs, cache=passes
-        )
+            model, block, sae_up, sae_down, up, down, feats, batches, pairs, cache=passes,
+            up_read=up_read,
+        )  # fmt: skip
     else:
         assert edges is not None
         per_edge, active = _autograd_series(edges, feats, batches, pairs, config.chunk, contexts)
@@ -634,7 +726,7 @@ def analyze_circuits(
             model, sae_up, sae_down, up, down, batches,
             [(e["up"], e["down"]) for e in report[:n_ab]],
             linear=torch.stack(series_all[:n_ab]), random=config.ablate_random,
-            chunk=config.chunk, resamples=config.resamples, seed=config.seed,
+            chunk=config.chunk, resamples=config.resamples, seed=config.seed, up_read=up_read,
         )  # fmt: skip
     result = CircuitsResult(
         features_down=feats.cpu(),
@@ -651,6 +743,7 @@ def analyze_circuits(
         path=None if out is None else str(out),
         method="autograd" if block is None else "factored",
         ablation=None if ablation is None else ablation.summary(),
+        site_up_in=None if up_read is up else up_read.name,
     )
     if out is not None:
         tensors = {
@@ -672,6 +765,7 @@ def analyze_circuits(
             inputs={
                 "model": str(getattr(loaded, "name", type(model).__name__)),
                 "site_up": up.name,
+                **({} if up_read is up else {"site_up_in": up_read.name}),
                 "site_down": down.name,
                 # The checkpoints' folders, so readers (the explorer) can link an edge's
                 # endpoints to those SAEs' feature pages.

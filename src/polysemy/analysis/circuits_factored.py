@@ -42,6 +42,11 @@ Supported site pairs (module, direction), P any prefix of the transformer's laye
 - GPT-2-like (pre-LN): U is block L's input (`h.L` input, `h.{L-1}` output, `drop`
   output for L = 0) and D is the residual after the attention (`h.L.ln_2`
   input) or after ln_2 (`h.L.ln_2` output, `h.L.mlp` input).
+- The previous MLP's output (an upstream transcoder's `site_out`), for L > 0: BERT's
+  `encoder.layer.{L-1}.output.dense` (or `.output.dropout`) output, before the add and
+  layer L-1's `output.LayerNorm`, which then lies on both branches (`in_norm`: d_a becomes
+  G_in P d_a and every C term gains 1/sigma_in(s)); GPT-2's `h.{L-1}.mlp` (or
+  `.mlp.dropout`) output, added to the residual as it is.
 """
 
 from __future__ import annotations
@@ -79,6 +84,9 @@ class AttentionBlock:
     W_O: Tensor
     """`[heads, d, d_head]`: each head's slice of the output projection."""
     description: str
+    in_norm: str | None = None
+    """LayerNorm on both branches between U and the attention (BERT's layer L-1
+    `output.LayerNorm` when U is that layer's MLP output, `output.dense`), or None."""
 
     @property
     def heads(self) -> int:
@@ -145,15 +153,21 @@ def _bert_pair(model: nn.Module, p: str, up: Site, down: Site) -> AttentionBlock
         return None
     # Not `attention.self` input: patched there, the residual would keep the old value.
     ups = {(layer, "input"), (f"{layer}.attention", "input")}
+    # The previous layer's MLP output (a transcoder's site_out), before the add and
+    # output.LayerNorm: that norm then lies on both branches, frozen like the others.
+    mlp_out: set[tuple[str, str]] = set()
     if L > 0:
         prev = f"{p}encoder.layer.{L - 1}"
         ups |= {(prev, "output"), (f"{prev}.output", "output"),
                 (f"{prev}.output.LayerNorm", "output")}  # fmt: skip
+        mlp_out = {(f"{prev}.output.dense", "output"), (f"{prev}.output.dropout", "output")}
     else:
         ups |= {(f"{p}embeddings", "output"), (f"{p}embeddings.LayerNorm", "output"),
                 (f"{p}embeddings.dropout", "output")}  # fmt: skip
-    if (up.module, up.direction) not in ups:
+    if (up.module, up.direction) not in ups | mlp_out:
         return None
+    in_norm = f"{p}encoder.layer.{L - 1}.output.LayerNorm" if (up.module, up.direction) in (
+        mlp_out) else None  # fmt: skip
     self_: Any = model.get_submodule(f"{layer}.attention.self")
     heads = int(self_.num_attention_heads)
     W = self_.value.weight.detach()  # (heads * d_head, d)
@@ -169,7 +183,9 @@ def _bert_pair(model: nn.Module, p: str, up: Site, down: Site) -> AttentionBlock
         post_norm=norm if post else None,
         W_V=W_V,
         W_O=W_O,
-        description=f"BERT layer {L}: self-attention{', attention.output.LayerNorm' * post}",
+        description=f"BERT layer {L}: {f'layer {L - 1} output.LayerNorm, ' if in_norm else ''}"
+        f"self-attention{', attention.output.LayerNorm' * post}",
+        in_norm=in_norm,
     )
 
 
@@ -187,6 +203,8 @@ def _gpt2_pair(model: nn.Module, p: str, up: Site, down: Site) -> AttentionBlock
         return None
     ups = {(block, "input")}  # not ln_1's input: patched there, the residual keeps its value
     ups |= {(f"{p}h.{L - 1}", "output")} if L > 0 else {(f"{p}drop", "output")}
+    if L > 0:  # the previous block's MLP output: added to the residual as it is
+        ups |= {(f"{p}h.{L - 1}.mlp", "output"), (f"{p}h.{L - 1}.mlp.dropout", "output")}
     if (up.module, up.direction) not in ups:
         return None
     attn: Any = model.get_submodule(f"{block}.attn")
@@ -297,6 +315,7 @@ class _Pass:
     pattern: Tensor  # (B, H, T, T) float32, A[t, s]
     inv_pre: Tensor  # (B, T) 1 / sigma of the pre norm at s (ones without one)
     inv_post: Tensor  # (B, T) 1 / sigma of the post norm at t (ones without one)
+    inv_in: Tensor  # (B, T) 1 / sigma of the norm on both branches at s (ones without one)
 
 
 CACHE_BYTES = 2 << 30
@@ -305,15 +324,15 @@ MiniLM context of 128 tokens, mostly the attention pattern); batches beyond it r
 
 
 def _compact(p: _Pass) -> _Pass:
-    return _Pass(p.z_up.to_sparse(), p.fire.to_sparse(), p.pattern, p.inv_pre, p.inv_post)
+    return _Pass(p.z_up.to_sparse(), p.fire.to_sparse(), p.pattern, p.inv_pre, p.inv_post, p.inv_in)
 
 
 def _expand(p: _Pass) -> _Pass:
-    return _Pass(p.z_up.to_dense(), p.fire.to_dense(), p.pattern, p.inv_pre, p.inv_post)
+    return _Pass(p.z_up.to_dense(), p.fire.to_dense(), p.pattern, p.inv_pre, p.inv_post, p.inv_in)
 
 
 def _nbytes(p: _Pass) -> int:
-    dense = sum(t.numel() * t.element_size() for t in (p.pattern, p.inv_pre, p.inv_post))
+    dense = sum(t.numel() * t.element_size() for t in (p.pattern, p.inv_pre, p.inv_post, p.inv_in))
     # Sparse COO: one int64 index per dimension and one value per non-zero.
     return dense + sum(t._nnz() * (8 * t.dim() + t.element_size()) for t in (p.z_up, p.fire))
 
@@ -338,8 +357,10 @@ def _clean_pass(
     down: Site,
     feats: Tensor,
     batch: PaddedBatch,
+    up_read: Site | None = None,
 ) -> _Pass:
     inputs = {"input_ids": batch.input_ids, "attention_mask": batch.attention_mask}
+    read = up if up_read is None else up_read  # a transcoder's latents come from its input
     scales: dict[str, Tensor] = {}
     reader_mode = _PatternReader()
     attention = model.get_submodule(block.attention)
@@ -347,13 +368,13 @@ def _clean_pass(
         attention.register_forward_pre_hook(lambda m, a: setattr(reader_mode, "inside", True)),
         attention.register_forward_hook(lambda m, a, o: setattr(reader_mode, "inside", False)),
     ]
-    for key, name in (("pre", block.pre_norm), ("post", block.post_norm)):
+    for key, name in (("pre", block.pre_norm), ("post", block.post_norm), ("in", block.in_norm)):
         if name is not None:
             norm = model.get_submodule(name)
             handles.append(norm.register_forward_pre_hook(_inverse_std(norm, scales, key)))
     try:
         with (
-            read_sites(model, [up, down], early_exit=True) as reader,
+            read_sites(model, [read, up, down], early_exit=True) as reader,
             reader_mode,
             contextlib.suppress(_StopForward),
         ):
@@ -369,7 +390,7 @@ def _clean_pass(
             f"circuits: expected one attention pattern [{B}, {block.heads}, {T}, {T}] from "
             f"{block.attention!r}, got {got}; use method='autograd'"
         )
-    h_up, h_down = reader.values[up.name], reader.values[down.name]
+    h_up, h_down = reader.values[read.name], reader.values[down.name]
     text = batch.text[..., None]
     z_up = sae_up.encode(h_up.flatten(0, 1)).view(B, T, -1) * text
     z_down = sae_down.encode(h_down.flatten(0, 1)).view(B, T, -1)[..., feats]
@@ -380,6 +401,7 @@ def _clean_pass(
         pattern=pattern.float(),
         inv_pre=scales.get("pre", ones),
         inv_post=scales.get("post", ones),
+        inv_in=scales.get("in", ones),
     )
 
 
@@ -389,7 +411,8 @@ def _mixed(p: _Pass, fire: Tensor) -> Tensor:
     y0 = fire.float() * p.inv_post[..., None]  # (B, T, n)
     yh = p.pattern.transpose(-1, -2) @ y0[:, None]  # (B, H, T, n): sum_t A[t, s] y0[t]
     yh = yh * p.inv_pre[:, None, :, None]
-    return torch.cat([y0[:, None], yh], dim=1)
+    # A norm on both branches scales what a writes at s, on the residual path and the heads'.
+    return torch.cat([y0[:, None], yh], dim=1) * p.inv_in[:, None, :, None]
 
 
 # ---- the context-free factors -----------------------------------------------------------------
@@ -405,6 +428,8 @@ def _factors(
     """(D, E, L, R), float64: V_0 = D @ E.T and V_h = L[h] @ R[h].T, D `[n_up, d]`, E
     `[n_feats, d]`, L `[H, n_up, d_head]`, R `[H, n_feats, d_head]`."""
     D = sae_up.W_dec.detach().double()  # (n_up, d): d_a
+    if block.in_norm is not None:  # G_in P d_a, on both branches
+        D = _centre(D) * _gamma(model.get_submodule(block.in_norm), D)
     E = sae_down.W_enc.detach().double()[:, feats].t()  # (n, d): e_b
     if block.post_norm is not None:  # P G_post e_b
         norm = model.get_submodule(block.post_norm)
@@ -440,13 +465,15 @@ def factored_sums(
     progress: bool = False,
     order: str = "auto",
     cache: list[_Pass] | None = None,
+    up_read: Site | None = None,
 ) -> Tensor:
     """`[n_feats, n_up]` float64: sum over the contexts of `batches` of edge_c(a, b).
 
     `order` ("auto", "tokens" or "blocks": speed, not results) says how a context's heads
     term is formed (`_heads_by_tokens`, `_heads_by_blocks`); "auto" takes the one with fewer
     multiplications for that context. With `cache`, the first batches' passes are appended
-    to it in compact form (up to `CACHE_BYTES` in all), for `factored_series` to reuse."""
+    to it in compact form (up to `CACHE_BYTES` in all), for `factored_series` to reuse.
+    `up_read`: where the upstream latents are encoded from (a transcoder's input; None: U)."""
     n_up, n = int(sae_up.W_dec.shape[0]), int(feats.numel())
     device = feats.device
     D, E, L, R = _factors(block, model, sae_up, sae_down, feats)
@@ -462,7 +489,7 @@ def factored_sums(
     bar = progress_bar(len(batches), desc="circuits (factored)", unit="batch", enabled=progress)
     for batch in batches:
         bar.update(1)
-        p = _clean_pass(model, block, sae_up, sae_down, up, down, feats, batch)
+        p = _clean_pass(model, block, sae_up, sae_down, up, down, feats, batch, up_read)
         if cache is not None and len(cache) == len(used) and sum(used) < CACHE_BYTES:
             cache.append(_compact(p))
             used.append(_nbytes(cache[-1]))
@@ -521,7 +548,7 @@ def _heads_by_tokens(
 def _one(p: _Pass, i: int) -> _Pass:
     """Context `i` of the pass, as a pass of one."""
     sl = slice(i, i + 1)
-    return _Pass(p.z_up[sl], p.fire[sl], p.pattern[sl], p.inv_pre[sl], p.inv_post[sl])
+    return _Pass(p.z_up[sl], p.fire[sl], p.pattern[sl], p.inv_pre[sl], p.inv_post[sl], p.inv_in[sl])
 
 
 def factored_series(
@@ -535,6 +562,7 @@ def factored_series(
     batches: Sequence[PaddedBatch],
     pairs: Sequence[tuple[int, int]],
     cache: Sequence[_Pass] = (),
+    up_read: Site | None = None,
 ) -> tuple[Tensor, Tensor]:
     """(`[len(pairs), contexts]` float64 edge_c for each (row of `feats`, upstream feature)
     pair, `[contexts, n_up]`: each upstream feature's activation summed over each context).
@@ -551,7 +579,7 @@ def factored_series(
         if i < len(cache):
             p = _expand(cache[i])
         else:
-            p = _clean_pass(model, block, sae_up, sae_down, up, down, feats, batch)
+            p = _clean_pass(model, block, sae_up, sae_down, up, down, feats, batch, up_read)
         active.append(p.z_up.sum(1).double().cpu())
         y = _mixed(p, p.fire[..., rows])  # (B, H1, T, n_pairs)
         z = p.z_up[..., ups]  # (B, T, n_pairs)

@@ -11,11 +11,13 @@ read where b fires on the clean pass, exactly the tokens the edge is defined on:
 
     effect_c(a, b) = sum over text tokens t where b fires of (h_D(t) - h_D'(t)) . W_enc_down[:, b]
 
-(b_dec and b_enc cancel in the difference). Removing a pushes b down by effect_c: positive when
-a excites b, as edge_c is. Only b's read changes: nothing downstream of D is asked. With the
-model from U to D linear (no MLP, attention patterns and norm scales that do not move),
-effect_c = edge_c exactly; with softmax patterns and norm scales that move, nearly; with an MLP
-in between they differ, and the difference is what the ablation is for.
+(b_dec and b_enc cancel in the difference). For an upstream transcoder, z_a is encoded from
+the MLP's input and z_a W_dec[a] is removed at the MLP's output (U). Removing a pushes b
+down by effect_c: positive when a excites b, as edge_c is. Only b's read changes: nothing
+downstream of D is asked. With the model from U to D linear (no MLP, attention patterns and
+norm scales that do not move), effect_c = edge_c exactly; with softmax patterns and norm
+scales that move, nearly; with an MLP in between they differ, and the difference is what the
+ablation is for.
 
 Null: `random` unit directions u_r, drawn once (seed) and shared by all edges; for edge (a, b),
 null r removes z_a(s) ||W_dec_up[a]|| u_r instead, the same size at the same tokens in a
@@ -149,9 +151,23 @@ class _Ablator:
     W_dec[a]), then the random directions (f = a, dir = ||W_dec[a]|| u_r), then the random
     edges (f = a', dir = W_dec[a'])."""
 
-    def __init__(self, model: Any, sae_up: Any, sae_down: Any, up: Site, down: Site) -> None:
+    def __init__(
+        self, model: Any, sae_up: Any, sae_down: Any, up: Site, down: Site, up_read: Site
+    ) -> None:
         self.model, self.sae_up, self.sae_down, self.down = model, sae_up, sae_down, down
+        self.up, self.up_read = up, up_read
         self.replay = SiteReplay(model, up)
+
+    def _record(self, batch: PaddedBatch) -> tuple[Any, Tensor]:
+        """(the clean pass's replay cache, the value the upstream latents are encoded from:
+        U itself, or a transcoder's input site)."""
+        inputs = {"input_ids": batch.input_ids, "attention_mask": batch.attention_mask}
+        if self.up_read == self.up:
+            cache = self.replay.record(**inputs)
+            return cache, cache.site
+        with read_sites(self.model, [self.up_read]) as reader:
+            cache = self.replay.record(**inputs)
+        return cache, reader.values[self.up_read.name]
 
     def _h_down(self, cache: Any, values: Tensor) -> Tensor:
         with (
@@ -161,16 +177,16 @@ class _Ablator:
             self.replay.replay(cache, values)
         return reader.values[self.down.name]
 
-    def _z(self, batch: PaddedBatch, h_up: Tensor) -> Tensor:
-        B, T = h_up.shape[:2]
-        text = batch.text[..., None].to(h_up.dtype)
-        return self.sae_up.encode(h_up.flatten(0, 1)).view(B, T, -1) * text  # (B, T, d_sae)
+    def _z(self, batch: PaddedBatch, h_read: Tensor) -> Tensor:
+        B, T = h_read.shape[:2]
+        text = batch.text[..., None].to(h_read.dtype)
+        return self.sae_up.encode(h_read.flatten(0, 1)).view(B, T, -1) * text  # (B, T, d_sae)
 
     @torch.no_grad()
     def mass(self, batch: PaddedBatch) -> Tensor:
         """`[d_sae_up]` float64: each upstream feature's summed activation over the batch."""
-        cache = self.replay.record(input_ids=batch.input_ids, attention_mask=batch.attention_mask)
-        return self._z(batch, cache.site).sum((0, 1)).double().cpu()
+        _, h_read = self._record(batch)
+        return self._z(batch, h_read).sum((0, 1)).double().cpu()
 
     @torch.no_grad()
     def batch(
@@ -178,11 +194,11 @@ class _Ablator:
     ) -> tuple[Tensor, Tensor]:
         """(effects `[E, C, B]`, coactive `[E, B]`) for `src [E, C]`, `dirs [E, C, d_U]` and
         the downstream features `down [E]`."""
-        cache = self.replay.record(input_ids=batch.input_ids, attention_mask=batch.attention_mask)
+        cache, h_read = self._record(batch)
         h_up = cache.site  # (B, T, d_U)
         B, T = h_up.shape[:2]
         E, C = src.shape
-        z = self._z(batch, h_up)[..., src.flatten()].view(B, T, E, C)
+        z = self._z(batch, h_read)[..., src.flatten()].view(B, T, E, C)
         out = torch.zeros(E, C, B, dtype=torch.float64)
         # The clean reference is a replay too, so rounding of the replay cancels.
         clean = self._h_down(cache, h_up.clone())
@@ -241,10 +257,13 @@ def ablate_pairs(
     chunk: int = 32,
     resamples: int = 1000,
     seed: int = 0,
+    up_read: Site | None = None,
 ) -> EdgeAblationResult:
     """Ablate each edge (a, b) of `edges` in every context of `batches` (the contexts of
     `analyze_circuits`; sites and SAEs already checked), with `random` null directions;
-    `linear [n_edges, contexts]`, the per-context linear edges, adds the agreement."""
+    `linear [n_edges, contexts]`, the per-context linear edges, adds the agreement. With an
+    upstream transcoder, `up_read` is the site its latents are encoded from (the MLP's
+    input) and `up` the site z_a W_dec[a] is removed at (the MLP's output)."""
     check_int("random", random, least=2)
     if not edges:
         raise ParameterError("edges", "at least one (up, down) pair", "none")
@@ -256,7 +275,7 @@ def ablate_pairs(
             )  # fmt: skip
     device = next(iter(model.parameters())).device
     down_idx = torch.tensor([b for _, b in edges], dtype=torch.long, device=device)
-    ablator = _Ablator(model, sae_up, sae_down, up, down)
+    ablator = _Ablator(model, sae_up, sae_down, up, down, up if up_read is None else up_read)
     mass = torch.stack([ablator.mass(bt) for bt in batches]).sum(0)
     ups = [a for a, _ in edges]
     matched = _matched_sources(mass, ups, random, seed)  # (E, R)
@@ -337,30 +356,18 @@ def ablate_edges(
     """Ablate the edges `edges` ((up, down) feature pairs) over the contexts `analyze_circuits`
     would read from `texts` (`config`: a `CircuitsConfig` or its fields as keywords; its
     `ablate_random` random directions and random edges are the nulls, `chunk` copies run per
-    replay). Raises ParameterError naming `site_up`, `site_down`, `sae_up`, `sae_down` or
-    `edges`."""
-    from polysemy.analysis.circuits import CircuitsConfig, _check_sae, _contexts
-    from polysemy.analysis.replay import resolve_site, sae_site
+    replay). Raises ParameterError naming `site_up`, `site_up_in`, `site_down`, `sae_up`,
+    `sae_down` or `edges`."""
+    from polysemy.analysis.circuits import CircuitsConfig, _contexts, circuit_sites
     from polysemy.models.sites import _module
     from polysemy.validation import configured
 
     config = configured(CircuitsConfig, config, options)
     model = _module(loaded)
-    try:
-        up = resolve_site(loaded, sae_site(sae_up, config.site_up))
-    except ParameterError as exc:
-        raise ParameterError("site_up", exc.expected, exc.got) from None
-    try:
-        down = resolve_site(loaded, sae_site(sae_down, config.site_down))
-    except ParameterError as exc:
-        raise ParameterError("site_down", exc.expected, exc.got) from None
-    if down.index <= up.index:
-        raise ParameterError("site_down", f"a site computed after site_up {up.name!r}", down.name)
-    _check_sae(sae_up, up, "sae_up")
-    _check_sae(sae_down, down, "sae_down")
+    up_read, up, down = circuit_sites(loaded, sae_up, sae_down, config)
     device = next(iter(model.parameters())).device
     batches = _contexts(loaded, texts, config, device)
     return ablate_pairs(
         model, sae_up, sae_down, up, down, batches, list(edges), random=config.ablate_random,
-        chunk=config.chunk, resamples=config.resamples, seed=config.seed,
+        chunk=config.chunk, resamples=config.resamples, seed=config.seed, up_read=up_read,
     )  # fmt: skip

@@ -56,7 +56,9 @@ def run(args: argparse.Namespace) -> int:
     )  # fmt: skip
     s = result.summary()
     lines = [
-        f"edges {s['site_up']} -> {s['site_down']} over {s['contexts']} sentences, "
+        f"edges {s['site_up']}"
+        + (f" (transcoder latents read at {s['site_up_in']})" if "site_up_in" in s else "")
+        + f" -> {s['site_down']} over {s['contexts']} sentences, "
         f"{s['n_down']} downstream features, top {s['top_k']} each ({s['method']}) -> "
         f"{args.out}",
         f"null: |weight| over all pairs, q95 {s['null']['quantiles']['q95']:.4g}",
