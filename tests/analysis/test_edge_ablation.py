@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-import torch.nn.functional as F
+from tests.analysis.test_circuits import _bert_saes
 from torch import Tensor, nn
 
 from polysemy.analysis.ablation_calibration import tiny_encoder
@@ -15,7 +15,6 @@ from polysemy.analysis.circuits_calibration import planted_circuit
 from polysemy.analysis.edge_ablation import ablate_edges
 from polysemy.analysis.edge_ablation_calibration import calibrate_edge_ablation
 from polysemy.analysis.folder import read_analysis
-from polysemy.sae import sae_from_weights
 from polysemy.validation import ParameterError
 
 PLANTED = dict(site_up="up.output", site_down="block.output", resamples=100, shuffles=1)
@@ -65,18 +64,6 @@ def test_planted_edges_causal_and_non_edges_not() -> None:
         assert e["up"] not in e["null_edges"]["up"] and len(e["null_edges"]["up"]) == 20
     # Attention pattern and LayerNorm scale move under the ablation, but no MLP: nearly equal.
     assert cal.spearman_planted > 0.9 and cal.relative_gap_planted < 0.2
-
-
-def _bert_saes(d_sae: int = 24) -> tuple:
-    g = torch.Generator().manual_seed(0)
-    saes = []
-    for site in ("encoder.layer.0.output", "encoder.layer.1.output"):
-        W = F.normalize(torch.randn(d_sae, 32, generator=g), dim=-1)
-        sae = sae_from_weights("relu", W_enc=W.T.clone(), b_enc=torch.zeros(d_sae) + 0.1,
-                               W_dec=W, b_dec=torch.zeros(32))  # fmt: skip
-        sae.metadata = {"source": {"site": site}}
-        saes.append(sae)
-    return tuple(saes)
 
 
 def test_mlp_between_sites_parts_effect_from_edge(tmp_path, sentences) -> None:
