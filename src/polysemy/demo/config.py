@@ -22,6 +22,9 @@ MLP_SITE = "encoder.layer.{layer}.intermediate.intermediate_act_fn.output"
 """The MLP neurons of a BERT-style layer (after the GELU): a privileged basis."""
 RESID_SITE = "encoder.layer.{layer}.output"
 """The residual stream after a BERT-style layer: no privileged basis."""
+ATTN_SITE = "encoder.layer.{layer}.intermediate.input"
+"""The next layer's attention block output (after its LayerNorm, where its MLP reads): one
+attention block past `RESID_SITE`, the site pair the circuits' factored path covers."""
 
 
 @dataclass(frozen=True)
@@ -81,6 +84,16 @@ class DemoConfig:
     """Sentences whose counterfactual twins are the claims' edits."""
     claims_ablation_examples: int = 32
     """Sentences each claimed neuron or feature is ablated on (0: no ablation)."""
+    circuits_examples: int = 256
+    """Held-out concept sentences the circuits stage averages edges over (residual stream
+    -> the next layer's attention output)."""
+    circuits_seq_len: int = 64
+    """Tokens per circuits context, special tokens included."""
+    circuits_top: int = 50
+    """Strongest edges reported with intervals and braids."""
+    circuits_ablate: int = 5
+    """Strongest edges also ablated in the real model, each against `ablate_random` random
+    directions and random edges."""
     resamples: int = 500
     """Bootstrap resamples behind every interval."""
     seed: int = 0
@@ -113,6 +126,10 @@ class DemoConfig:
         check_int("claims_ablation_examples", self.claims_ablation_examples, least=0)
         if self.claims_ablation_examples == 1:
             raise ParameterError("claims_ablation_examples", "0 or an int >= 2", 1)
+        check_int("circuits_examples", self.circuits_examples, least=2)
+        check_int("circuits_seq_len", self.circuits_seq_len, least=3, most=512)
+        check_int("circuits_top", self.circuits_top, least=1)
+        check_int("circuits_ablate", self.circuits_ablate, least=0)
         check_int("resamples", self.resamples, least=100)
         check_int("seed", self.seed, least=0)
 
@@ -123,6 +140,11 @@ class DemoConfig:
     @property
     def resid_site(self) -> str:
         return RESID_SITE.format(layer=self.layer)
+
+    @property
+    def attn_site(self) -> str:
+        """The circuits' downstream site: layer `layer + 1`'s attention output."""
+        return ATTN_SITE.format(layer=self.layer + 1)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -147,6 +169,8 @@ _QUICK = {
     "claims_shifted": 200,
     "claims_edit_sentences": 100,
     "claims_ablation_examples": 0,
+    "circuits_examples": 128,
+    "circuits_ablate": 3,
     "resamples": 200,
 }
 _TINY = {
@@ -171,6 +195,10 @@ _TINY = {
     "claims_shifted": 20,
     "claims_edit_sentences": 10,
     "claims_ablation_examples": 0,
+    "circuits_examples": 8,
+    "circuits_seq_len": 16,
+    "circuits_top": 10,
+    "circuits_ablate": 2,
     "resamples": 100,
 }
 
