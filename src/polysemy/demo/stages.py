@@ -367,16 +367,24 @@ def circuits(ctx: StageContext) -> dict[str, Any]:
         ablate_random=c.ablate_random,
     )
     out = ctx.analysis("circuits", "resid-attn")
-    result = analyze_circuits(
-        ctx.loaded,
-        ctx.load_sae("resid"),
-        ctx.load_sae("attn"),
-        ctx.heldout(c.circuits_examples),
-        config,
-        out=out,
-        force=True,
-        progress=ctx.progress,
-    )
+    # One torch thread: the analysis is many small ops (braids per edge and shuffle, ablation
+    # replays of one block), where two threads on the 2-core machine under load spent ~25x
+    # the CPU time in synchronisation (the --quick stage: 145 s against 15 s on one thread).
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        result = analyze_circuits(
+            ctx.loaded,
+            ctx.load_sae("resid"),
+            ctx.load_sae("attn"),
+            ctx.heldout(c.circuits_examples),
+            config,
+            out=out,
+            force=True,
+            progress=ctx.progress,
+        )
+    finally:
+        torch.set_num_threads(threads)
     s = result.summary()
     info: dict[str, Any] = {
         "out": str(out),
