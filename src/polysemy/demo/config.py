@@ -51,7 +51,8 @@ class DemoConfig:
     mlp_expansion: int = 4
     """Dictionary size of the MLP SAE, in multiples of the 1536 neurons."""
     resid_expansion: int = 8
-    """Dictionary size of the residual-stream SAE, in multiples of its 384 dimensions."""
+    """Dictionary size of the residual-stream SAE and of the attention-output SAE (the
+    circuits' two ends), in multiples of their 384 dimensions."""
     sae_tokens: int = 480_000
     """Training rows per SAE (the store is passed over again when it holds fewer)."""
     sae_batch_size: int = 1024
