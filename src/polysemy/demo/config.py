@@ -1,7 +1,8 @@
 """What `polysemy demo` runs and with what budgets: one frozen `DemoConfig`, three presets.
 
-Budgets measured on 2 idle CPU cores (docs/demo.md, every stage): `full` takes about 4.5
-minutes (460 CPU-seconds), `quick` about 1 minute (100 CPU-seconds), `tiny` seconds (tests).
+Budgets measured on 2 CPU cores (docs/demo.md, every stage): `full` about 530 CPU-seconds
+(4.5 minutes idle before the circuits stage added ~70; 10 minutes wall under load with it),
+`quick` about 120 CPU-seconds, `tiny` seconds (tests).
 
 >>> preset("quick").tokens < preset("full").tokens
 True
@@ -205,7 +206,7 @@ _TINY = {
 
 
 def preset(name: PresetName = "full", **overrides: Any) -> DemoConfig:
-    """The `full` demo (~460 CPU-s), `quick` (~100 CPU-s) or `tiny` (seconds, for tests),
+    """The `full` demo (~530 CPU-s), `quick` (~120 CPU-s) or `tiny` (seconds, for tests),
     with `overrides` (fields of DemoConfig) on top."""
     check_choice("preset", name, PRESETS)
     base = {"full": {}, "quick": _QUICK, "tiny": _TINY}[name]
