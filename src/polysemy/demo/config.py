@@ -2,7 +2,7 @@
 
 Budgets measured on 2 CPU cores (docs/demo.md, every stage): `full` about 530 CPU-seconds
 (4.5 minutes idle before the circuits stage added ~70; 10 minutes wall under load with it),
-`quick` about 120 CPU-seconds, `tiny` seconds (tests).
+`quick` about 125 CPU-seconds (1.3 minutes), `tiny` seconds (tests).
 
 >>> preset("quick").tokens < preset("full").tokens
 True
@@ -206,7 +206,7 @@ _TINY = {
 
 
 def preset(name: PresetName = "full", **overrides: Any) -> DemoConfig:
-    """The `full` demo (~530 CPU-s), `quick` (~120 CPU-s) or `tiny` (seconds, for tests),
+    """The `full` demo (~530 CPU-s), `quick` (~125 CPU-s) or `tiny` (seconds, for tests),
     with `overrides` (fields of DemoConfig) on top."""
     check_choice("preset", name, PRESETS)
     base = {"full": {}, "quick": _QUICK, "tiny": _TINY}[name]
