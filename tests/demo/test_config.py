@@ -13,7 +13,8 @@ from polysemy.validation import ParameterError
 def test_presets_shrink_in_order() -> None:
     full, quick, tiny = (preset(name) for name in PRESETS)
     assert full == DemoConfig()
-    for field in ("tokens", "sae_tokens", "analysis_rows", "fidelity_examples"):
+    for field in ("tokens", "sae_tokens", "analysis_rows", "fidelity_examples",
+                  "circuits_examples"):  # fmt: skip
         assert getattr(full, field) > getattr(quick, field) > getattr(tiny, field), field
 
 
@@ -21,6 +22,7 @@ def test_sites_follow_the_layer() -> None:
     config = preset("quick", layer=2)
     assert config.mlp_site == "encoder.layer.2.intermediate.intermediate_act_fn.output"
     assert config.resid_site == "encoder.layer.2.output"
+    assert config.attn_site == "encoder.layer.3.intermediate.input"  # one attention block on
     assert config.to_dict()["layer"] == 2
 
 
@@ -34,6 +36,8 @@ def test_sites_follow_the_layer() -> None:
         ("model", "", r"model must be a non-empty string"),
         ("seq_len", 4096, r"seq_len must be an int in \[4, 512\]"),
         ("tokens", True, r"tokens must be an int"),
+        ("circuits_examples", 1, r"circuits_examples must be an int >= 2; got 1"),
+        ("circuits_ablate", -1, r"circuits_ablate must be an int >= 0; got -1"),
     ],
 )
 def test_config_refuses(field: str, value: object, match: str) -> None:

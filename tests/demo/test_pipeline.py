@@ -32,7 +32,7 @@ def test_tiny_demo_writes_the_run_folder(tiny_run: tuple[Path, ps.demo.DemoResul
         assert name in result.ran
     assert result.resumed == ()
 
-    widths = {"mlp": 1536, "resid": 384}
+    widths = {"mlp": 1536, "resid": 384, "attn": 384}
     for name, d_in in widths.items():
         manifest = json.loads((out / "stores" / name / "manifest.json").read_text())
         assert manifest["format"] == "polysemy.activations/1" and manifest["d_in"] == d_in
@@ -46,9 +46,11 @@ def test_tiny_demo_writes_the_run_folder(tiny_run: tuple[Path, ps.demo.DemoResul
         "neurons-mlp": "neurons",
         "features-mlp": "features",
         "features-resid": "features",
+        "features-attn": "features",
         "geometry-mlp": "geometry",
         "geometry-resid": "geometry",
         "ablate-mlp": "ablate",
+        "circuits-resid-attn": "circuits",
         "claims-minilm": "claims",
     }
     for folder, kind in kinds.items():
@@ -69,6 +71,32 @@ def test_tiny_demo_writes_the_run_folder(tiny_run: tuple[Path, ps.demo.DemoResul
     assert sum(record["stages"]["claims"]["verdicts"].values()) == len(claims["claims"])
     assert result.report is not None and "chorus" in result.report.read_text()
     assert (out / "explorer" / "index.json").is_file()
+
+
+def test_tiny_demo_draws_a_circuit(tiny_run: tuple[Path, ps.demo.DemoResult]) -> None:
+    out, result = tiny_run
+    # two SAEs trained from different seeds (same seed: shared start, spurious a == b edges)
+    up = json.loads((out / "saes" / "resid" / "config.json").read_text())
+    down = json.loads((out / "saes" / "attn" / "config.json").read_text())
+    assert up["source"]["site"] == "encoder.layer.3.output"
+    assert down["source"]["site"] == "encoder.layer.4.intermediate.input"
+    assert (up["training"]["seed"], down["training"]["seed"]) == (0, 1)
+    folder = out / "analyses" / "circuits-resid-attn"
+    summary = json.loads((folder / "analysis.json").read_text())["summary"]
+    assert summary["method"] == "factored"
+    assert len(json.loads((folder / "edges.json").read_text())) == preset("tiny").circuits_top
+    assert len(summary["ablation"]["edges"]) == preset("tiny").circuits_ablate
+    stage = result.stages["circuits"]
+    assert stage["edges"] == preset("tiny").circuits_top and stage["effects"] >= 0
+    # the explorer lists the circuit, its endpoints matched to the run's two dictionaries
+    index = json.loads((out / "explorer" / "index.json").read_text())
+    (entry,) = index["circuits"]
+    assert entry["folder"] == "analyses/circuits-resid-attn"
+    assert (entry["dict_up"], entry["dict_down"]) == ("resid", "attn")
+    assert entry["n_edges"] == preset("tiny").circuits_top
+    page = json.loads((out / "explorer" / "circuits" / f"{entry['id']}.json").read_text())
+    assert page["edges"][0]["label_up"] and page["edges"][0]["label_down"]
+    assert "circuits-resid-attn" in result.report.read_text()  # type: ignore[union-attr]
 
 
 def test_rerun_skips_done_stages(tiny_run: tuple[Path, ps.demo.DemoResult]) -> None:

@@ -321,8 +321,14 @@ def test_ablation_and_method_drawn_when_recorded(
         "effect": {"estimate": 0.31, "low": 0.2, "high": 0.42, "n": 12},
         "null_range": [0.01, 0.05],
     }
-    (folder / "analysis.json").write_text(json.dumps(record))
     edges = json.loads((folder / "edges.json").read_text())
+    # the per-edge list of analysis.edge_ablation: a table of its own, not a line of JSON
+    record["summary"]["ablation"]["edges"] = [
+        {"up": edges[0]["up"], "down": edges[0]["down"], "weight": 0.3, "effect": 0.31,
+         "ci": {"estimate": 0.31, "low": 0.2, "high": 0.42, "n": 12}, "null": {"band": 0.05},
+         "verdict": "causal", "null_edges": {"band": 0.5}, "verdict_edges": "inconclusive"}
+    ]  # fmt: skip
+    (folder / "analysis.json").write_text(json.dumps(record))
     edges[0]["ablation"] = {"estimate": 0.5, "low": 0.25, "high": 0.75, "n": 12}
     (folder / "edges.json").write_text(json.dumps(edges))
     build_index(run)
@@ -333,6 +339,13 @@ def test_ablation_and_method_drawn_when_recorded(
         ablation = page.locator("#ablation").inner_text()
         assert "effect: 0.310 [0.200, 0.420] (n = 12)" in ablation
         assert "null_range: [0.010, 0.050]" in ablation
+        assert "edges:" not in ablation
+        rows = page.locator("#ablation-edges tbody tr")
+        assert rows.count() == 1
+        row = rows.first.inner_text()
+        assert "0.310 [0.200, 0.420] (n = 12)" in row and "±0.050" in row and "±0.500" in row
+        assert "causal" in row and "inconclusive" in row
+        assert rows.first.locator("a").count() == 2  # both ends link to their feature pages
         assert page.locator("#edge-table th", has_text="ablation").count() == 1
         page.locator("path.edge").first.hover()
         assert "ablation 0.500 [0.250, 0.750]" in page.locator("#circuit-hover").inner_text()

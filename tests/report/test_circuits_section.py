@@ -90,7 +90,15 @@ def test_ablation_and_method_shown_when_present(circuits_folder: Path, tmp_path:
     record["summary"]["ablation"] = {
         "effect": {"estimate": 0.31, "low": 0.2, "high": 0.42, "n": 12, "level": 0.95},
         "null_range": [0.01, 0.05],
-    }
+        "null": {"kind": "random directions", "quantiles": {"q50": 0.04, "q95": 0.16}},
+        # analysis.edge_ablation's per-edge list: a table of its own, not a line of JSON
+        "edges": [
+            {"up": 7, "down": 3, "weight": 0.3, "effect": 0.31,
+             "ci": {"estimate": 0.31, "low": 0.2, "high": 0.42, "n": 12, "level": 0.95},
+             "null": {"band": 0.05}, "verdict": "causal", "null_edges": {"band": 0.5},
+             "verdict_edges": "inconclusive"}
+        ],
+    }  # fmt: skip
     (folder / "analysis.json").write_text(json.dumps(record))
     edges = json.loads((folder / "edges.json").read_text())
     edges[0]["ablation"] = {"estimate": 0.5, "low": 0.25, "high": 0.75, "n": 12}
@@ -100,6 +108,13 @@ def test_ablation_and_method_shown_when_present(circuits_folder: Path, tmp_path:
     assert "<th>ablation</th>" in html and "0.5 [0.25, 0.75]" in html
     assert "<td>effect</td><td>0.31 [0.2, 0.42] (95%, n=12)</td>" in html
     assert "<td>null_range</td><td>[0.01, 0.05]</td>" in html
+    assert "<td>null</td><td>kind random directions; quantiles q50 0.04; q95 0.16</td>" in html
+    assert "<th>random-edge band</th>" in html and "<td>edges</td><td>[" not in html
+    assert (
+        "<tr><td>7</td><td>3</td><td>0.3</td><td>0.31 [0.2, 0.42] (95%, n=12)</td>"
+        "<td>±0.05</td><td>causal</td><td>±0.5</td><td>inconclusive</td></tr>"
+    ) in html
+    assert '{"' not in html.split("<th>edge ablation</th>")[1].split("</table>")[0]
 
 
 @pytest.mark.parametrize(

@@ -48,11 +48,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "demo",
         help="unpack a real model end to end (MiniLM): SAEs, evidence, report, explorer",
         description=(
-            "Harvest the MLP neurons and the residual stream of one MiniLM layer, train a "
-            "TopK SAE on each, run the evidence analyses (fidelity, neurons, features, "
-            "geometry, ablation), the claims battery, the report and the explorer index, all "
+            "Harvest the MLP neurons and the residual stream of one MiniLM layer and the next "
+            "layer's attention output, train a TopK SAE on each, run the evidence analyses "
+            "(fidelity, neurons, features, geometry, ablation, circuits), the claims battery, "
+            "the report and the explorer index, all "
             f"into --out (default {DEFAULT_OUT}); then print where the report is and the "
-            "command that opens the explorer. About 5 minutes on 2 cores; --quick about 1. "
+            "command that opens the explorer. About 5 minutes on 2 idle cores; --quick under 2. "
             "Rerun the same command to resume a killed demo. Budget flags override the "
             "preset (their defaults shown are the full demo's)."
         ),

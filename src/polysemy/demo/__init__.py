@@ -3,10 +3,12 @@
     result = ps.demo.run_demo(ps.demo.preset("quick"), out="runs/demo")
     print(result.report, result.explore_command)
 
-Stages (stages.STAGES): harvest the MLP neurons and the residual stream of one MiniLM layer,
-train a TopK SAE on each, run the evidence analyses (fidelity, neurons, features, geometry,
-ablation), the claims battery, the report and the explorer index. RUN/demo.json records each
-stage's seconds and figures; a killed demo rerun with the same config skips what is done.
+Stages (stages.STAGES): harvest the MLP neurons and the residual stream of one MiniLM layer
+and the next layer's attention output, train a TopK SAE on each, run the evidence analyses
+(fidelity, neurons, features, geometry, ablation, circuits from the residual features into the
+attention-output ones), the claims battery, the report and the explorer index. RUN/demo.json
+records each stage's seconds and figures; a killed demo rerun with the same config skips what
+is done.
 docs/demo.md describes the run folder and the budgets.
 """
 

@@ -1,7 +1,8 @@
 """What `polysemy demo` runs and with what budgets: one frozen `DemoConfig`, three presets.
 
-Budgets measured on 2 idle CPU cores (docs/demo.md, every stage): `full` takes about 4.5
-minutes (460 CPU-seconds), `quick` about 1 minute (100 CPU-seconds), `tiny` seconds (tests).
+Budgets measured on 2 CPU cores (docs/demo.md, every stage): `full` about 530 CPU-seconds
+(4.5 minutes idle before the circuits stage added ~70; 10 minutes wall under load with it),
+`quick` about 125 CPU-seconds (1.3 minutes), `tiny` seconds (tests).
 
 >>> preset("quick").tokens < preset("full").tokens
 True
@@ -22,6 +23,9 @@ MLP_SITE = "encoder.layer.{layer}.intermediate.intermediate_act_fn.output"
 """The MLP neurons of a BERT-style layer (after the GELU): a privileged basis."""
 RESID_SITE = "encoder.layer.{layer}.output"
 """The residual stream after a BERT-style layer: no privileged basis."""
+ATTN_SITE = "encoder.layer.{layer}.intermediate.input"
+"""The next layer's attention block output (after its LayerNorm, where its MLP reads): one
+attention block past `RESID_SITE`, the site pair the circuits' factored path covers."""
 
 
 @dataclass(frozen=True)
@@ -31,7 +35,9 @@ class DemoConfig:
     model: str = "minilm"
     """Model to unpack: the bundled minilm, or a BERT-style model name or folder."""
     layer: int = 3
-    """Layer whose MLP neurons and residual stream are harvested."""
+    """Layer whose MLP neurons and residual stream are harvested; the next layer's attention
+    output is the circuits' downstream end, so the model's last layer is refused (at harvest:
+    "unknown site")."""
     corpus: str = "pydocs"
     """Text to harvest (a spec for open_corpus); concept sentences are mixed in."""
     concepts: int = 10_000
@@ -48,7 +54,8 @@ class DemoConfig:
     mlp_expansion: int = 4
     """Dictionary size of the MLP SAE, in multiples of the 1536 neurons."""
     resid_expansion: int = 8
-    """Dictionary size of the residual-stream SAE, in multiples of its 384 dimensions."""
+    """Dictionary size of the residual-stream SAE and of the attention-output SAE (the
+    circuits' two ends), in multiples of their 384 dimensions."""
     sae_tokens: int = 480_000
     """Training rows per SAE (the store is passed over again when it holds fewer)."""
     sae_batch_size: int = 1024
@@ -81,6 +88,16 @@ class DemoConfig:
     """Sentences whose counterfactual twins are the claims' edits."""
     claims_ablation_examples: int = 32
     """Sentences each claimed neuron or feature is ablated on (0: no ablation)."""
+    circuits_examples: int = 256
+    """Held-out concept sentences the circuits stage averages edges over (residual stream
+    -> the next layer's attention output)."""
+    circuits_seq_len: int = 64
+    """Tokens per circuits context, special tokens included."""
+    circuits_top: int = 50
+    """Strongest edges reported with intervals and braids."""
+    circuits_ablate: int = 5
+    """Strongest edges also ablated in the real model, each against `ablate_random` random
+    directions and random edges."""
     resamples: int = 500
     """Bootstrap resamples behind every interval."""
     seed: int = 0
@@ -113,6 +130,10 @@ class DemoConfig:
         check_int("claims_ablation_examples", self.claims_ablation_examples, least=0)
         if self.claims_ablation_examples == 1:
             raise ParameterError("claims_ablation_examples", "0 or an int >= 2", 1)
+        check_int("circuits_examples", self.circuits_examples, least=2)
+        check_int("circuits_seq_len", self.circuits_seq_len, least=3, most=512)
+        check_int("circuits_top", self.circuits_top, least=1)
+        check_int("circuits_ablate", self.circuits_ablate, least=0)
         check_int("resamples", self.resamples, least=100)
         check_int("seed", self.seed, least=0)
 
@@ -123,6 +144,11 @@ class DemoConfig:
     @property
     def resid_site(self) -> str:
         return RESID_SITE.format(layer=self.layer)
+
+    @property
+    def attn_site(self) -> str:
+        """The circuits' downstream site: layer `layer + 1`'s attention output."""
+        return ATTN_SITE.format(layer=self.layer + 1)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -147,6 +173,8 @@ _QUICK = {
     "claims_shifted": 200,
     "claims_edit_sentences": 100,
     "claims_ablation_examples": 0,
+    "circuits_examples": 128,
+    "circuits_ablate": 3,
     "resamples": 200,
 }
 _TINY = {
@@ -171,12 +199,16 @@ _TINY = {
     "claims_shifted": 20,
     "claims_edit_sentences": 10,
     "claims_ablation_examples": 0,
+    "circuits_examples": 8,
+    "circuits_seq_len": 16,
+    "circuits_top": 10,
+    "circuits_ablate": 2,
     "resamples": 100,
 }
 
 
 def preset(name: PresetName = "full", **overrides: Any) -> DemoConfig:
-    """The `full` demo (~460 CPU-s), `quick` (~100 CPU-s) or `tiny` (seconds, for tests),
+    """The `full` demo (~530 CPU-s), `quick` (~125 CPU-s) or `tiny` (seconds, for tests),
     with `overrides` (fields of DemoConfig) on top."""
     check_choice("preset", name, PRESETS)
     base = {"full": {}, "quick": _QUICK, "tiny": _TINY}[name]

@@ -23,8 +23,9 @@ from polysemy.demo.config import DemoConfig
 
 logger = logging.getLogger(__name__)
 
-SITES = ("mlp", "resid")
-"""Store and SAE names: the MLP neurons (privileged basis) and the residual stream."""
+SITES = ("mlp", "resid", "attn")
+"""Store and SAE names: the MLP neurons (privileged basis), the residual stream, and the next
+layer's attention output (the circuits' downstream end)."""
 CONCEPTS_PER_DOCUMENT = 4
 """Concept sentences mixed in after each document of the harvest corpus."""
 
@@ -59,7 +60,8 @@ class StageContext:
         return self.run / "analyses" / f"{kind}-{name}"
 
     def site(self, name: str) -> str:
-        return self.config.mlp_site if name == "mlp" else self.config.resid_site
+        c = self.config
+        return {"mlp": c.mlp_site, "resid": c.resid_site, "attn": c.attn_site}[name]
 
     def load_sae(self, name: str) -> Any:
         from polysemy.sae import load_sae
@@ -110,13 +112,13 @@ def harvest_corpus(config: DemoConfig) -> Any:
 
 
 def harvest(ctx: StageContext) -> dict[str, Any]:
-    """Both sites of the layer in one pass over the corpus into stores/mlp and stores/resid
-    (a killed harvest resumes)."""
+    """Both sites of the layer and the next layer's attention output in one pass over the
+    corpus into stores/mlp, stores/resid and stores/attn (a killed harvest resumes)."""
     from polysemy.activations.harvest import HarvestConfig
     from polysemy.activations.harvest import harvest as harvest_sites
 
     c = ctx.config
-    paths = {c.mlp_site: ctx.store("mlp"), c.resid_site: ctx.store("resid")}
+    paths = {ctx.site(name): ctx.store(name) for name in SITES}
     config = HarvestConfig(
         sites=tuple(paths), tokens=c.tokens, seq_len=c.seq_len, batch_size=c.harvest_batch_size
     )
@@ -126,7 +128,7 @@ def harvest(ctx: StageContext) -> dict[str, Any]:
     return {"rows": int(result.rows), "documents": int(result.documents)}
 
 
-def _train(ctx: StageContext, name: str, expansion: int) -> dict[str, Any]:
+def _train(ctx: StageContext, name: str, expansion: int, seed: int = 0) -> dict[str, Any]:
     from polysemy.api import train_sae
 
     c = ctx.config
@@ -139,7 +141,7 @@ def _train(ctx: StageContext, name: str, expansion: int) -> dict[str, Any]:
         tokens=c.sae_tokens,
         batch_size=c.sae_batch_size,
         checkpoint_every=c.checkpoint_every,
-        seed=c.seed,
+        seed=c.seed + seed,
         resume=True,
         device=ctx.device,
         progress=ctx.progress,
@@ -157,6 +159,15 @@ def sae_mlp(ctx: StageContext) -> dict[str, Any]:
 def sae_resid(ctx: StageContext) -> dict[str, Any]:
     """A TopK SAE on the residual stream (saes/resid; resumes from its state/)."""
     return _train(ctx, "resid", ctx.config.resid_expansion)
+
+
+def sae_attn(ctx: StageContext) -> dict[str, Any]:
+    """A TopK SAE on the next layer's attention output (saes/attn), the circuits' downstream
+    dictionary."""
+    # Another seed than the residual SAE upstream: two SAEs started from the same random
+    # directions keep part of that start after a short run, and the residual stream between
+    # the sites turns it into strong a == b edges that say nothing about the model.
+    return _train(ctx, "attn", ctx.config.resid_expansion, seed=1)
 
 
 def _fidelity(ctx: StageContext, name: str) -> dict[str, Any]:
@@ -249,6 +260,11 @@ def features_resid(ctx: StageContext) -> dict[str, Any]:
     return _features(ctx, "resid")
 
 
+def features_attn(ctx: StageContext) -> dict[str, Any]:
+    """Feature dashboards of the attention-output SAE (the circuit graph's feature links)."""
+    return _features(ctx, "attn")
+
+
 def _geometry(ctx: StageContext, name: str) -> dict[str, Any]:
     from polysemy.analysis.geometry import GeometryConfig, analyze_geometry
 
@@ -334,6 +350,53 @@ def ablate_mlp(ctx: StageContext) -> dict[str, Any]:
     return {"out": str(out), "verdicts": verdicts}
 
 
+def circuits(ctx: StageContext) -> dict[str, Any]:
+    """Edges from the residual SAE's features into the attention-output SAE's (factored path)
+    on held-out concept sentences, with braids and the strongest edges ablated."""
+    from polysemy.analysis.circuits import CircuitsConfig, analyze_circuits
+
+    c = ctx.config
+    config = CircuitsConfig(
+        examples=c.circuits_examples,
+        seq_len=c.circuits_seq_len,
+        top=c.circuits_top,
+        resamples=c.resamples,
+        seed=c.seed,
+        method="factored",
+        ablate=c.circuits_ablate,
+        ablate_random=c.ablate_random,
+    )
+    out = ctx.analysis("circuits", "resid-attn")
+    # One torch thread: the analysis is many small ops (braids per edge and shuffle, ablation
+    # replays of one block), where two threads on the 2-core machine under load spent ~25x
+    # the CPU time in synchronisation (the --quick stage: 145 s against 15 s on one thread).
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        result = analyze_circuits(
+            ctx.loaded,
+            ctx.load_sae("resid"),
+            ctx.load_sae("attn"),
+            ctx.heldout(c.circuits_examples),
+            config,
+            out=out,
+            force=True,
+            progress=ctx.progress,
+        )
+    finally:
+        torch.set_num_threads(threads)
+    s = result.summary()
+    info: dict[str, Any] = {
+        "out": str(out),
+        "edges": len(result.edges),
+        "effects": sum(e["verdict"] == "effect" for e in result.edges),
+        "braided_fraction": s["braids"].get("braided_fraction"),
+    }
+    if result.ablation is not None:
+        info["ablated"] = [e.get("verdict") for e in result.ablation.get("edges", [])]
+    return info
+
+
 def claims(ctx: StageContext) -> dict[str, Any]:
     """The shipped MiniLM claims battery, each claim with a verdict and its evidence."""
     from polysemy.analysis.claims import ClaimsConfig, check_claims
@@ -383,14 +446,17 @@ STAGES: tuple[tuple[str, Stage], ...] = (
     ("harvest", harvest),
     ("sae-mlp", sae_mlp),
     ("sae-resid", sae_resid),
+    ("sae-attn", sae_attn),
     ("fidelity-mlp", fidelity_mlp),
     ("fidelity-resid", fidelity_resid),
     ("neurons-mlp", neurons_mlp),
     ("features-mlp", features_mlp),
     ("features-resid", features_resid),
+    ("features-attn", features_attn),
     ("geometry-mlp", geometry_mlp),
     ("geometry-resid", geometry_resid),
     ("ablate-mlp", ablate_mlp),
+    ("circuits", circuits),
     ("claims", claims),
     ("report", report),
     ("explorer", explorer),

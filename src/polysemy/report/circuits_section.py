@@ -3,8 +3,8 @@
 Two charts, each caption stating n and the interval: the strongest edges' |weight| with their
 bootstrap intervals over contexts against the null's q95 (|weight| over every pair computed),
 and the braided fraction of those edges with its interval beside the shuffled-contexts null.
-A table lists the edges; an `ablation` block and a `method` field, when the folder has them,
-are shown as recorded.
+A table lists the edges; an `ablation` block (its ablated edges as a table of their own) and a
+`method` field, when the folder has them, are shown as recorded.
 """
 
 from __future__ import annotations
@@ -33,6 +33,34 @@ def braid_verdict(braids: dict[str, Any]) -> str:
     if ci["high"] < null["low"]:
         return "below the null"
     return "inconclusive"
+
+
+def _brief(value: Any) -> str:
+    """An interval as text; a nested block as `key value; ...` (not a line of JSON)."""
+    if isinstance(value, dict) and not {"low", "high"} <= value.keys():
+        return "; ".join(f"{k} {_brief(v)}" for k, v in value.items())
+    return interval_text(value)
+
+
+def _ablated_edges(edges: list[dict[str, Any]]) -> Table:
+    """Each ablated edge (analysis.edge_ablation): its mean effect with the interval over
+    contexts, the 95% bands of both nulls and the verdict against each."""
+    header = ["up", "down", "linear weight", "ablation effect (95%, n)", "random-direction band",
+              "verdict", "random-edge band", "verdict (edges)"]  # fmt: skip
+    rows = [
+        [
+            str(e.get("up")),
+            str(e.get("down")),
+            _fmt(e.get("weight")),
+            interval_text(e.get("ci")),
+            "±" + _fmt((e.get("null") or {}).get("band")),
+            str(e.get("verdict")),
+            "±" + _fmt((e.get("null_edges") or {}).get("band")),
+            str(e.get("verdict_edges")),
+        ]
+        for e in edges
+    ]
+    return Table(header, rows)
 
 
 def _abs_interval(ci: dict[str, Any]) -> tuple[float | None, float | None]:
@@ -135,12 +163,15 @@ def section_circuits(src: Source, config: Any) -> ReportSection:
     ]
     tables = [Table(header, rows)] if rows else []
     if isinstance(s.get("ablation"), dict):
+        ablation = s["ablation"]
         tables.append(
             Table(
                 ["edge ablation", "value"],
-                [[k, interval_text(v)] for k, v in s["ablation"].items()],
+                [[k, _brief(v)] for k, v in ablation.items() if k != "edges"],
             )
         )
+        if isinstance(ablation.get("edges"), list) and ablation["edges"]:
+            tables.append(_ablated_edges(ablation["edges"]))
     method = f" Method: {interval_text(s['method'])}." if s.get("method") is not None else ""
     text = (
         f"Edges from the features at {s.get('site_up')} into those at {s.get('site_down')} "

@@ -61,6 +61,19 @@ function summarise(x) {
   return Object.entries(x).map(([k, v]) => `${k} ${typeof v === "object" && v !== null ? summarise(v) : fmt(v)}`).join("; ");
 }
 
+// Each ablated edge: its mean effect with the interval over contexts, the 95% bands of the
+// two nulls (random directions, random edges into the same b) and the verdict against each.
+function ablationTable(c, edges) {
+  const feat = (dict, f) => (dict ? link(featureHref(dict, f), `feature ${f}`) : `feature ${f}`);
+  const head = el("tr", {}, ["up", "down", "linear weight", "ablation effect (95% CI, n)", "random-direction band", "verdict", "random-edge band", "verdict"].map((h) => el("th", { text: h })));
+  const rows = edges.map((e) => el("tr", {},
+    el("td", {}, feat(c.dict_up, e.up)), el("td", {}, feat(c.dict_down, e.down)),
+    el("td", { text: fmt(e.weight) }), el("td", { text: interval(e.ci) }),
+    el("td", { text: `±${fmt(e.null?.band)}` }), el("td", {}, badge(e.verdict)),
+    el("td", { text: `±${fmt(e.null_edges?.band)}` }), el("td", {}, badge(e.verdict_edges))));
+  return el("table", { id: "ablation-edges" }, el("thead", {}, head), el("tbody", {}, rows));
+}
+
 function featureHref(dict, f) {
   return dict ? `#/feature/${dict}/${f}` : null;
 }
@@ -205,8 +218,11 @@ async function circuitPage(id) {
   );
   if (s.ablation !== undefined) {
     const a = s.ablation;
-    const items = a && typeof a === "object" && !Array.isArray(a) ? Object.entries(a).map(([k, v]) => el("li", { text: `${k}: ${summarise(v)}` })) : [el("li", { text: summarise(a) })];
+    const block = a && typeof a === "object" && !Array.isArray(a);
+    // The per-edge list is a table of its own below: as one line it is a wall of JSON.
+    const items = block ? Object.entries(a).filter(([k]) => k !== "edges").map(([k, v]) => el("li", { text: `${k}: ${summarise(v)}` })) : [el("li", { text: summarise(a) })];
     nodes.push(...section("Edge ablation", el("ul", { id: "ablation" }, items)));
+    if (block && Array.isArray(a.edges) && a.edges.length) nodes.push(ablationTable(c, a.edges));
   }
   if (!c.edges.length) nodes.push(el("p", { text: "This analysis kept no edges." }));
   else nodes.push(...section("Graph of the strongest edges", graph(c)), ...section("Edges", el("p", { class: "caption", text: "click a column's header to sort by it (again: reverse)" }), edgeTable(c)));
