@@ -11,6 +11,7 @@ import pytest
 import polysemy as ps
 from polysemy.demo import STAGES, preset, run_demo
 from polysemy.demo.stages import harvest_corpus
+from polysemy.validation import ParameterError
 
 
 @pytest.fixture(scope="module")
@@ -137,3 +138,11 @@ def test_harvest_corpus_mixes_concepts_after_each_document() -> None:
 def test_run_demo_refuses_a_non_config(tmp_path: Path) -> None:
     with pytest.raises(TypeError, match="config must be a DemoConfig; got dict"):
         run_demo({"tokens": 5}, out=tmp_path / "x")  # type: ignore[arg-type]
+
+
+def test_refuses_the_last_layer_before_writing(tmp_path: Path) -> None:
+    # MiniLM has layers 0-5: layer 5 has no next layer for the circuits' downstream end.
+    out = tmp_path / "demo"
+    with pytest.raises(ParameterError, match=r"layer must be a layer of minilm with a next layer"):
+        run_demo(preset("tiny", layer=5), out=out, progress=False)
+    assert not out.exists()

@@ -36,8 +36,8 @@ class DemoConfig:
     """Model to unpack: the bundled minilm, or a BERT-style model name or folder."""
     layer: int = 3
     """Layer whose MLP neurons and residual stream are harvested; the next layer's attention
-    output is the circuits' downstream end, so the model's last layer is refused (at harvest:
-    "unknown site")."""
+    output is the circuits' downstream end, so the model's last layer is refused (before
+    anything is written)."""
     corpus: str = "pydocs"
     """Text to harvest (a spec for open_corpus); concept sentences are mixed in."""
     concepts: int = 10_000

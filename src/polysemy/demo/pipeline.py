@@ -20,6 +20,7 @@ from polysemy.demo.config import DemoConfig
 from polysemy.demo.stages import STAGES, StageContext
 from polysemy.demo.state import open_state
 from polysemy.progress import progress_bar
+from polysemy.validation import ParameterError
 
 logger = logging.getLogger(__name__)
 
@@ -83,8 +84,12 @@ def run_demo(
     if not isinstance(config, DemoConfig):
         raise TypeError(f"config must be a DemoConfig; got {type(config).__name__}")
     started = time.perf_counter()
+    loaded = None
+    if force or not (Path(out) / "demo.json").is_file():  # a new run: refuse bad sites first
+        loaded = _model_with_sites(config, device)
     state = open_state(out, config.to_dict(), force=force)
-    ctx = StageContext(config=config, run=state.path, device=device, progress=progress)
+    ctx = StageContext(config=config, run=state.path, device=device, progress=progress,
+                       _loaded=loaded)  # fmt: skip
     ran: list[str] = []
     resumed: list[str] = []
     bar = progress_bar(len(STAGES), desc="demo", unit="stage", enabled=progress, position=0)
@@ -112,3 +117,20 @@ def run_demo(
         resumed=tuple(resumed),
         seconds=time.perf_counter() - started,
     )
+
+
+def _model_with_sites(config: DemoConfig, device: Any) -> Any:
+    """The model, once its three harvest sites are known to exist: a `layer` with no next
+    layer (the circuits' downstream end) is refused before anything is written."""
+    from polysemy.models import load_model
+    from polysemy.models.sites import list_sites
+
+    loaded = load_model(config.model, device=device)
+    names = {s.name for s in list_sites(loaded)}
+    for site in (config.mlp_site, config.resid_site, config.attn_site):
+        if site not in names:
+            raise ParameterError(
+                "layer", f"a layer of {config.model} with a next layer (no site {site})",
+                config.layer,
+            )  # fmt: skip
+    return loaded
