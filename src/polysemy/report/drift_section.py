@@ -107,24 +107,7 @@ def _switch_chart(src: Source, view: DriftView) -> Chart:
     own = [p.get("switch_fraction") or {} for p in pairs]
     null = [p.get("null_switch_fraction") or {} for p in pairs]
     nl = view.summary.get("null", {})
-    traces = [
-        bars(
-            labels,
-            [o.get("estimate") or 0.0 for o in own],
-            [o.get("low") for o in own],
-            [o.get("high") for o in own],
-            name="switch fraction",
-            color="#c62828",
-        ),
-        bars(
-            labels,
-            [o.get("estimate") or 0.0 for o in null],
-            [o.get("low") for o in null],
-            [o.get("high") for o in null],
-            name=f"null ({nl.get('kind', 'null')})",
-            color="#90a4ae",
-        ),
-    ]
+    traces = _beside_null(labels, own, null, "switch fraction", f"null ({nl.get('kind', 'null')})")
     n = ", ".join(str(o.get("n")) for o in own)
     overall = view.summary.get("neurons", {}).get("switch_fraction")
     return Chart(
@@ -142,29 +125,27 @@ def _switch_chart(src: Source, view: DriftView) -> Chart:
     )
 
 
+def _beside_null(
+    labels: list[str],
+    own: list[dict[str, Any]],
+    null: list[dict[str, Any]],
+    name: str,
+    null_name: str,
+) -> list[dict[str, Any]]:
+    """Two bar traces per snapshot pair, the figure's and its null's, with their intervals."""
+    return [
+        bars(labels, [o.get("estimate") or 0.0 for o in figures], [o.get("low") for o in figures],
+             [o.get("high") for o in figures], name=label, color=color)
+        for figures, label, color in ((own, name, "#c62828"), (null, null_name, "#90a4ae"))
+    ]  # fmt: skip
+
+
 def _score_chart(src: Source, view: DriftView) -> Chart:
     pairs = view.summary.get("pairs", [])
     labels = [f"{p['from_step']}→{p['to_step']}" for p in pairs]
     own = [_pair_figure(p, "score") for p in pairs]
     null = [_pair_figure(p, "null_score") for p in pairs]
-    traces = [
-        bars(
-            labels,
-            [o.get("estimate") or 0.0 for o in own],
-            [o.get("low") for o in own],
-            [o.get("high") for o in own],
-            name="mean score",
-            color="#c62828",
-        ),
-        bars(
-            labels,
-            [o.get("estimate") or 0.0 for o in null],
-            [o.get("low") for o in null],
-            [o.get("high") for o in null],
-            name="null",
-            color="#90a4ae",
-        ),
-    ]
+    traces = _beside_null(labels, own, null, "mean score", "null")
     verdicts = ", ".join(f"{lab}: {p.get('verdict')}" for lab, p in zip(labels, pairs, strict=True))
     return Chart(
         id=_chart_id(src, "score"),
