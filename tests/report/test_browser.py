@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -47,12 +50,33 @@ def browser_ready() -> None:
 
 
 def test_report_renders_offline_in_chromium(browser_ready: None, report_dir: Path) -> None:
+    with offline_report_page(report_dir) as page:
+        n_charts = page.locator("[data-chart]").count()
+        assert page.locator(".js-plotly-plot").count() == n_charts >= 4
+        # plotly drew over every PNG fallback: no fallback image remains in a chart.
+        assert page.locator("[data-chart] img").count() == 0
+        assert page.locator("[data-chart] svg.main-svg").count() >= n_charts
+        cards = page.locator(".chorus")
+        assert cards.count() >= 1
+        assert "is a chorus of about" in cards.first.inner_text()
+        assert "SAE error line" in cards.first.inner_text()
+        # Each context's own token is highlighted in its card.
+        assert page.locator(".chorus .ctx mark").count() >= cards.count()
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "report.png"))
+        page.locator(".chorus").first.screenshot(path=str(ARTIFACTS / "report-chorus.png"))
+
+
+@contextmanager
+def offline_report_page(report_dir: Path) -> Iterator[Any]:
+    """A Chromium page on `report_dir/index.html` over file:// once its plots are drawn;
+    on exit, asserts that no console error was logged and nothing off the disk requested."""
     from playwright.sync_api import sync_playwright
 
     errors: list[str] = []
     blocked: list[str] = []
 
-    def route(r):  # anything not on disk is aborted and recorded
+    def route(r: Any) -> None:  # anything not on disk is aborted and recorded
         if r.request.url.startswith("file://"):
             r.continue_()
         else:
@@ -68,20 +92,7 @@ def test_report_renders_offline_in_chromium(browser_ready: None, report_dir: Pat
             page.route("**/*", route)
             page.goto((report_dir / "index.html").as_uri())
             page.wait_for_selector(".js-plotly-plot", timeout=15_000)
-            n_charts = page.locator("[data-chart]").count()
-            assert page.locator(".js-plotly-plot").count() == n_charts >= 4
-            # plotly drew over every PNG fallback: no fallback image remains in a chart.
-            assert page.locator("[data-chart] img").count() == 0
-            assert page.locator("[data-chart] svg.main-svg").count() >= n_charts
-            cards = page.locator(".chorus")
-            assert cards.count() >= 1
-            assert "is a chorus of about" in cards.first.inner_text()
-            assert "SAE error line" in cards.first.inner_text()
-            # Each context's own token is highlighted in its card.
-            assert page.locator(".chorus .ctx mark").count() >= cards.count()
-            ARTIFACTS.mkdir(exist_ok=True)
-            page.screenshot(path=str(ARTIFACTS / "report.png"))
-            page.locator(".chorus").first.screenshot(path=str(ARTIFACTS / "report-chorus.png"))
+            yield page
         finally:
             browser.close()
     ignorable = "GPU stall due to ReadPixels"  # software GL under --disable-gpu

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from tests.analysis.drift_run import drift_run
-from tests.report.test_browser import ARGS, CHROMIUM, browser_ready  # noqa: F401
+from tests.report.test_browser import browser_ready, offline_report_page  # noqa: F401
 
 from polysemy.report import write_report
 
@@ -71,31 +71,7 @@ def test_sections_figures_and_captions(report: Path) -> None:
 
 
 def test_drift_report_draws_offline_in_chromium(browser_ready: None, report: Path) -> None:  # noqa: F811
-    from playwright.sync_api import sync_playwright
-
-    errors: list[str] = []
-    blocked: list[str] = []
-
-    def route(r):  # type: ignore[no-untyped-def]
-        if r.request.url.startswith("file://"):
-            r.continue_()
-        else:
-            blocked.append(r.request.url)
-            r.abort()
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1200, "height": 900})
-            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-            page.on("pageerror", lambda e: errors.append(str(e)))
-            page.route("**/*", route)
-            page.goto((report / "index.html").as_uri())
-            page.wait_for_selector(".js-plotly-plot", timeout=15_000)
-            n = page.locator("[data-chart]").count()
-            assert n >= 12 and page.locator("[data-chart] svg.main-svg").count() >= n
-            assert page.locator("[data-chart] img").count() == 0
-        finally:
-            browser.close()
-    assert [e for e in errors if "GPU stall due to ReadPixels" not in e] == []
-    assert blocked == []
+    with offline_report_page(report) as page:
+        n = page.locator("[data-chart]").count()
+        assert n >= 12 and page.locator("[data-chart] svg.main-svg").count() >= n
+        assert page.locator("[data-chart] img").count() == 0
