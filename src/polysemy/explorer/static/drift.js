@@ -72,19 +72,7 @@ async function driftPage(id, j) {
   );
   // The picker: the most switching neurons, the most stable one, or any neuron by number.
   const options = [...(o.picks.switching || []).map((k) => [k, "switching"]), ...(o.picks.stable || []).map((k) => [k, "stable"])];
-  const select = el("select", { id: "drift-pick", "aria-label": "pick a neuron" }, options.map(([k, why]) => el("option", { value: String(k), text: `${k} (${why})` })));
-  if (options.some(([k]) => k === j)) select.value = String(j);
-  else {
-    select.prepend(el("option", { value: String(j), text: String(j) }));
-    select.value = String(j);
-  }
-  select.addEventListener("change", () => (location.hash = `#/drift/${id}/${select.value}`));
-  const form = el("form", { id: "drift-goto" }, "neuron ", select, " or number ", el("input", { id: "drift-neuron", type: "number", min: "0", max: String(n - 1), value: String(j) }), " ", el("button", { type: "submit", text: "Show" }));
-  form.addEventListener("submit", (e) => {
-    e.preventDefault();
-    location.hash = `#/drift/${id}/${document.getElementById("drift-neuron").value}`;
-  });
-  nodes.push(form);
+  nodes.push(neuronPicker(id, j, n, options));
   const head = el("h2", { text: `${v.label}` });
   if (o.neuron_dictionary) head.append(" ", link(`#/neuron/${o.neuron_dictionary}/${j}`, "neuron page"));
   nodes.push(head);
@@ -206,19 +194,7 @@ async function corpusDriftPage(o, j) {
     ]),
   );
   const options = [...(o.picks.different || []).map((k) => [k, "most different"]), ...(o.picks.stable || []).map((k) => [k, "most stable"])];
-  const select = el("select", { id: "drift-pick", "aria-label": "pick a neuron" }, options.map(([k, why]) => el("option", { value: String(k), text: `${k} (${why})` })));
-  if (options.some(([k]) => k === j)) select.value = String(j);
-  else {
-    select.prepend(el("option", { value: String(j), text: String(j) }));
-    select.value = String(j);
-  }
-  select.addEventListener("change", () => (location.hash = `#/drift/${id}/${select.value}`));
-  const form = el("form", { id: "drift-goto" }, "neuron ", select, " or number ", el("input", { id: "drift-neuron", type: "number", min: "0", max: String(n - 1), value: String(j) }), " ", el("button", { type: "submit", text: "Show" }));
-  form.addEventListener("submit", (e) => {
-    e.preventDefault();
-    location.hash = `#/drift/${id}/${document.getElementById("drift-neuron").value}`;
-  });
-  nodes.push(form);
+  nodes.push(neuronPicker(id, j, n, options));
   const links = o.links || {};
   const head = el("h2", { text: `neuron ${j}` });
   if (links.neurons) head.append(" ", link(`#/neuron/${links.neurons}/${j}`, "neuron page"));
@@ -261,4 +237,22 @@ async function corpusDriftPage(o, j) {
   nodes.push(el("div", { class: "grid" }, plots));
   nodes.push(...driftExtra(s, new Set(["across", "model", "site", "corpus_a", "corpus_b", "d", "d_sae", "rows", "documents", "neurons", "null", "verdict", "examples"])));
   return render(`drift ${id}`, "drift", nodes);
+}
+
+// The neuron picker of a drift page: the listed neurons ([number, why] pairs), or any
+// neuron of 0..n-1 by number; both move to #/drift/<id>/<neuron>.
+function neuronPicker(id, j, n, options) {
+  const select = el("select", { id: "drift-pick", "aria-label": "pick a neuron" }, options.map(([k, why]) => el("option", { value: String(k), text: `${k} (${why})` })));
+  if (options.some(([k]) => k === j)) select.value = String(j);
+  else {
+    select.prepend(el("option", { value: String(j), text: String(j) }));
+    select.value = String(j);
+  }
+  select.addEventListener("change", () => (location.hash = `#/drift/${id}/${select.value}`));
+  const form = el("form", { id: "drift-goto" }, "neuron ", select, " or number ", el("input", { id: "drift-neuron", type: "number", min: "0", max: String(n - 1), value: String(j) }), " ", el("button", { type: "submit", text: "Show" }));
+  form.addEventListener("submit", (e) => {
+    e.preventDefault();
+    location.hash = `#/drift/${id}/${document.getElementById("drift-neuron").value}`;
+  });
+  return form;
 }
