@@ -146,6 +146,8 @@ def test_bert_folder_and_summary(tmp_path, sentences) -> None:
         ({"examples": 10_000}, "examples must be at most"),
         ({"site_up": "encoder.nope.output"}, "site_up must be a site of the model"),
         ({"top_k": 0}, "top_k must be"),
+        ({"braid_features": 0}, "braid_features must be"),
+        ({"ablate": -1}, "ablate must be"),
     ],
 )  # fmt: skip
 def test_validation(options, match, sentences, tmp_path) -> None:
